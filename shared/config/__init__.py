@@ -1,0 +1,192 @@
+"""Configuration: one YAML file, environment overrides, unknown keys refused.
+
+Precedence (highest first): environment ``ONGRID_SECTION__KEY`` (``ONGRID_MQTT__HOST=broker``),
+then the YAML file (``--config``, else ``$ONGRID_CONFIG``, else ``./ongrid.yaml`` when present),
+then the defaults documented in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from shared.topics import check_name
+
+from .devices import BatteryConfig, InverterConfig, MeterConfig
+from .dispatcher import DispatcherConfig
+from .loads import DiverterLoad, EvLoad, HeatPumpLoad, LoadConfig
+from .mqtt import MqttConfig, TlsConfig
+from .recorder import InfluxConfig, RecorderConfig
+from .simulator import SimulatorConfig
+from .tariff import TariffConfig
+from .transports import ModbusRtu, ModbusTcp, RtuOverTcp, Serial, SolarmanV5, TcpSerial, Transport
+
+__all__ = [
+    "BatteryConfig",
+    "ConfigError",
+    "DispatcherConfig",
+    "DiverterLoad",
+    "EvLoad",
+    "HeatPumpLoad",
+    "InfluxConfig",
+    "InverterConfig",
+    "LoadConfig",
+    "MeterConfig",
+    "ModbusRtu",
+    "ModbusTcp",
+    "MqttConfig",
+    "OngridConfig",
+    "RecorderConfig",
+    "RtuOverTcp",
+    "Serial",
+    "SimulatorConfig",
+    "SolarmanV5",
+    "TariffConfig",
+    "TcpSerial",
+    "TlsConfig",
+    "Transport",
+    "load_config",
+]
+
+DEFAULT_PATH = "ongrid.yaml"
+ENV_PATH = "ONGRID_CONFIG"
+
+_yaml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("_yaml_data", default={})
+
+
+class ConfigError(Exception):
+    """A config that cannot be used. The message names each offending key by its path."""
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_data.get())
+
+
+class OngridConfig(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ONGRID_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    site: str = Field("home", description="Site id: the second level of every topic.")
+    mqtt: MqttConfig = MqttConfig()
+    inverters: tuple[InverterConfig, ...] = ()
+    meters: tuple[MeterConfig, ...] = ()
+    batteries: tuple[BatteryConfig, ...] = ()
+    tariff: TariffConfig = TariffConfig()
+    dispatcher: DispatcherConfig = DispatcherConfig()
+    loads: tuple[LoadConfig, ...] = ()
+    recorder: RecorderConfig = RecorderConfig()
+    influxdb: InfluxConfig | None = Field(None, description="None: the embedded SQLite store.")
+    simulator: SimulatorConfig | None = None
+    log_level: str = "INFO"
+    log_format: str = Field("text", pattern="^(text|json)$")
+
+    @field_validator("site")
+    @classmethod
+    def _site(cls, value: str) -> str:
+        return check_name(value, "site")
+
+    @field_validator("inverters", "meters", "batteries", "loads")
+    @classmethod
+    def _unique_ids(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
+        seen: set[str] = set()
+        for item in value:
+            if item.id in seen:
+                raise ValueError(f"id {item.id!r} appears twice")
+            seen.add(item.id)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+    def battery(self, battery_id: str | None = None) -> BatteryConfig | None:
+        return _pick(self.batteries, battery_id)
+
+    def inverter(self, inverter_id: str | None = None) -> InverterConfig | None:
+        return _pick(self.inverters, inverter_id)
+
+
+def _pick(items: tuple[Any, ...], wanted: str | None) -> Any:
+    if wanted is None:
+        return items[0] if items else None
+    return next((item for item in items if item.id == wanted), None)
+
+
+def resolve_path(path: str | os.PathLike[str] | None) -> Path | None:
+    """The file to read: explicit path, else $ONGRID_CONFIG, else ./ongrid.yaml if it exists."""
+    if path:
+        return Path(path)
+    env = os.environ.get(ENV_PATH)
+    if env:
+        return Path(env)
+    default = Path(DEFAULT_PATH)
+    return default if default.exists() else None
+
+
+def format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for item in error.errors(include_url=False):
+        key = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        given = item.get("input")
+        shown = "" if isinstance(given, dict | list) or item["type"] == "missing" else f" (got {given!r})"
+        lines.append(f"  {key}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top, not {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> OngridConfig:
+    """Read, merge and validate the configuration. Raises ``ConfigError`` with key paths."""
+    resolved = resolve_path(path)
+    data = read_yaml(resolved) if resolved is not None else {}
+    source = str(resolved) if resolved is not None else "defaults and environment"
+    token = _yaml_data.set(data)
+    try:
+        return OngridConfig(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, source)) from None
+    finally:
+        _yaml_data.reset(token)

@@ -1,0 +1,41 @@
+"""How the dispatcher plans and controls."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from .base import Section
+
+Positive = Annotated[float, Field(gt=0)]
+
+
+class DispatcherConfig(Section):
+    enabled: bool = True
+    default_mode: Literal["auto", "self_use", "hold", "off"] = "auto"
+    step_minutes: Annotated[int, Field(ge=5, le=60)] = 30
+    horizon_hours: Annotated[int, Field(ge=6, le=72)] = 36
+    replan_minutes: Annotated[int, Field(ge=1, le=240)] = 30
+    replan_forecast_error_pct: Positive = 30.0
+    switch_cost_per_change: Annotated[float, Field(ge=0)] = Field(
+        0.002, description="Planner penalty per change of battery direction (flip-flop)."
+    )
+    deadband_w: Annotated[float, Field(ge=0)] = 100.0
+    dwell_s: Annotated[float, Field(ge=0)] = 300.0
+    ramp_w_per_s: Positive = 200.0
+    quantum_w: Positive = 50.0
+    lease_s: Positive = 120.0
+    stale_after_s: Positive = 60.0
+    export_limit_w: Annotated[float, Field(ge=0)] | None = None
+    top_up_margin_pct: Annotated[float, Field(ge=0, le=50)] = 5.0
+    pv_forecast: Literal["clear_sky", "external"] = "clear_sky"
+    pv_kwp: Annotated[float, Field(ge=0)] = 4.0
+    pv_tilt_deg: Annotated[float, Field(ge=0, le=90)] = 30.0
+    pv_azimuth_deg: Annotated[float, Field(ge=0, lt=360)] = 180.0
+    latitude: Annotated[float, Field(ge=-90, le=90)] = 53.6
+    longitude: Annotated[float, Field(ge=-180, le=180)] = -0.5
+    default_daily_load_kwh: Positive = 9.0
+    inverter: str | None = Field(None, description="Inverter to command; the first one when unset.")
+    battery: str | None = Field(None, description="Battery to plan for; the first one when unset.")
+    grid_meter: str | None = Field(None, description="Grid meter to control on; the inverter's CT when unset.")
