@@ -1,0 +1,1 @@
+"""Shipped register maps (YAML data); a package only so that wheels carry the files."""
