@@ -128,7 +128,7 @@ def decode_frame(raw: bytes) -> Frame:
     for offset in range(1, len(raw) - 1):
         if raw[offset] not in _HEX:
             field = _field_at(offset, info_end)
-            raise DecodeError(field, offset, raw, f"{raw[offset:offset + 1]!r} is not a hex digit")
+            raise DecodeError(field, offset, raw, f"{raw[offset : offset + 1]!r} is not a hex digit")
     body = raw[1:info_end]
     stated = int(raw[info_end:-1], 16)
     computed = frame_checksum(body)

@@ -71,8 +71,15 @@ def test_request_with_pylontech_013_second_info_byte_is_read_by_first_byte() -> 
 ANALOG_INFO_HEX = (
     "00"  # INFOFLAG
     "02"  # command: module address 2
-    "0F" + "0CE4" * 14 + "0D48"  # 15 cells: 3.300 V x14, 3.400 V
-    + "05" + "0BA5" "0BAF" "0B9B" "0AAB" "0BA5"  # 5 temps: 25.0, 26.0, 24.0, 0.0, 25.0 degC
+    "0F"
+    + "0CE4" * 14
+    + "0D48"  # 15 cells: 3.300 V x14, 3.400 V
+    + "05"
+    + "0BA5"
+    "0BAF"
+    "0B9B"
+    "0AAB"
+    "0BA5"  # 5 temps: 25.0, 26.0, 24.0, 0.0, 25.0 degC
     + "FFCC"  # current -5.2 A (discharging, BMS convention: charge +)
     + "C15C"  # 49.500 V
     + "61A8"  # remaining 25.000 Ah
@@ -95,9 +102,7 @@ def test_analog_golden_payload() -> None:
 
 
 def test_analog_udi4_uses_u24_capacities() -> None:
-    info = bytes.fromhex(
-        "0002" "01" "0CE4" "01" "0BA5" "0010" "C15C" "FFFF" "04" "FFFF" "0001" "0186A0" "030D40"
-    )
+    info = bytes.fromhex("0002010CE4010BA50010C15CFFFF04FFFF00010186A0030D40")
     (module,) = AnalogResponse.decode(info).modules
     assert (module.remaining_ah, module.total_ah, module.udi, module.current_a) == (100.0, 200.0, 4, 1.6)
     assert AnalogResponse(modules=(module,), command=2).encode() == info
@@ -138,7 +143,7 @@ def test_alarm_names() -> None:
 
 
 def test_charge_discharge_golden() -> None:
-    info = bytes.fromhex("02" "D002" "AFC8" "0190" "01F4" "C0")
+    info = bytes.fromhex("02D002AFC8019001F4C0")
     cd = ChargeDischarge.decode(info)
     assert (cd.charge_voltage_mv, cd.discharge_voltage_mv) == (53250, 45000)
     assert (cd.charge_current_da, cd.discharge_current_da) == (400, 500)
@@ -293,9 +298,7 @@ def test_alarm_round_trip(modules: list[ModuleAlarms]) -> None:
 
 
 @given(
-    params=st.builds(
-        SystemParameters, *([u16] * 3 + [s16] * 3 + [u16] * 3 + [s16] * 3), info_flag=u8
-    ),
+    params=st.builds(SystemParameters, *([u16] * 3 + [s16] * 3 + [u16] * 3 + [s16] * 3), info_flag=u8),
     cd=st.builds(ChargeDischarge, u8, u16, u16, s16, s16, u8),
     info=st.builds(ManufacturerInfo, text, st.tuples(u8, u8), text),
     sn=st.builds(SerialNumber, u8, st.text(printable, max_size=16)),
