@@ -335,4 +335,3 @@ class Battery:
             discharge_current_limit_a=round(discharge_a, 1),
             modules=tuple(modules),
         )
-
