@@ -116,18 +116,28 @@ class PylontechClient:
         stream.discard_input()
         self._scanner.clear()
         await stream.write(frame.encode())
+        # Noise can hold a '~' and a '\r' too, so an unreadable candidate is skipped, not fatal: the
+        # real answer may still follow. If none does, the unreadable one is the better error.
+        unreadable: DecodeError | None = None
         try:
             async with asyncio.timeout(self.timeout_s):
                 while True:
                     for raw in self._scanner.feed(await stream.read()):
-                        answer = decode_frame(raw)
+                        try:
+                            answer = decode_frame(raw)
+                        except DecodeError as exc:
+                            unreadable = exc
+                            continue
                         if answer.adr != frame.adr or answer.cid1 != CID1_BATTERY:
                             problem = f"answer from address {answer.adr} to a request for {frame.adr}"
-                            raise DecodeError("ADR", 3, raw, problem)
+                            unreadable = DecodeError("ADR", 3, raw, problem)
+                            continue
                         if answer.rtn != Rtn.NORMAL:
                             raise DeviceError(frame.adr, frame.cid2, answer.rtn, rtn_meaning(answer.rtn))
                         return answer
         except TimeoutError:
+            if unreadable is not None:
+                raise unreadable from None
             what = f"address {frame.adr} to 0x{frame.cid2:02X}"
             raise TransportError(f"{self.name}: no answer from {what} in {self.timeout_s:g} s") from None
 

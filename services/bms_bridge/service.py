@@ -1,0 +1,103 @@
+"""The bms-bridge: poll every configured Pylontech stack, publish its state and availability."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from shared.bus import Bus
+from shared.config import BatteryConfig, OngridConfig
+from shared.logs import get_logger
+from shared.messages import Event, EventLevel, utc_now
+from shared.pylontech import PylontechError
+from shared.pylontech.client import PylontechClient
+
+from .coordinator import BatteryCoordinator
+from .poller import StackPoller, UnsupportedTransport, endpoint_for
+
+log = get_logger("bms-bridge")
+MODEL = "pylontech_rs485"
+
+
+def make_pollers(batteries: tuple[BatteryConfig, ...]) -> list[StackPoller]:
+    """One client per physical bus: stacks sharing a port share its client and so its lock."""
+    clients: dict[str, PylontechClient] = {}
+    pollers = []
+    for battery in batteries:
+        if battery.model != MODEL:
+            log.warning("battery %s: model %r is not %s; not polled", battery.id, battery.model, MODEL)
+            continue
+        endpoint = endpoint_for(battery)
+        client = clients.get(endpoint.key)
+        if client is None:
+            t = battery.transport
+            client = clients[endpoint.key] = PylontechClient.for_endpoint(
+                endpoint, timeout_s=t.timeout_s, retries=t.retries
+            )
+        pollers.append(StackPoller(battery, client))
+    return pollers
+
+
+async def poll_forever(bus: Bus, site: str, poller: StackPoller) -> None:
+    battery = poller.battery
+    coordinator = BatteryCoordinator(site, battery.id, log, model=battery.model)
+    identity_sent = False
+    next_at = time.monotonic()
+    while True:
+        ts = utc_now()
+        try:
+            readings = await poller.read()
+        except PylontechError as exc:
+            outcome = coordinator.failed(exc, ts)
+        except Exception as exc:  # a bug must not stop the other batteries or the next poll
+            log.exception("unexpected error polling %s", battery.id, extra={"device": battery.id})
+            outcome = coordinator.failed(exc, ts)
+        else:
+            outcome = coordinator.polled(readings, ts)
+        for topic, message in outcome.publish:
+            await bus.publish(topic, message)
+        if outcome.state is not None and not identity_sent:
+            identity_sent = await _send_identity(bus, coordinator, poller)
+        # A fixed schedule, not sleep(poll_s) after the work: polls do not drift later and later.
+        next_at += battery.poll_s
+        now = time.monotonic()
+        if next_at < now:
+            next_at = now
+        await asyncio.sleep(next_at - now)
+
+
+async def _send_identity(bus: Bus, coordinator: BatteryCoordinator, poller: StackPoller) -> bool:
+    try:
+        details = await poller.identity()
+    except PylontechError as exc:
+        log.info("BMS identity not read yet: %s", exc, extra={"device": coordinator.device})
+        return False
+    event = Event(
+        ts=utc_now(),
+        level=EventLevel.INFO,
+        code="bms_identity",
+        message=f"{details['manufacturer']} {details['device_name']} v{details['software_version']}",
+        device=coordinator.device,
+        details=details,
+    )
+    await bus.publish(coordinator.event_topic, event)
+    return True
+
+
+async def run(cfg: OngridConfig, bus: Bus) -> None:
+    try:
+        pollers = make_pollers(cfg.batteries)
+    except UnsupportedTransport as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
+    if not pollers:
+        log.error("no battery with model %s in the configuration: nothing to do", MODEL)
+        raise SystemExit(2)
+    clients = {id(p.client): p.client for p in pollers}
+    try:
+        async with asyncio.TaskGroup() as group:
+            for poller in pollers:
+                group.create_task(poll_forever(bus, cfg.site, poller), name=f"bms-{poller.battery.id}")
+    finally:
+        for client in clients.values():
+            await client.close()

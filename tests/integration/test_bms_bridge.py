@@ -1,0 +1,272 @@
+"""The bms-bridge as a process, reading the simulator's BMS server over a socat pty pair,
+publishing through a real Mosquitto. Values are checked against the battery model's truth."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+import yaml
+
+from services.simulator.devices.pylontech import PylontechFaults, SerialEndpoint, serve
+from services.simulator.physics.battery import Battery, BatteryParams, PackView, WeakModule
+from shared import topics
+from shared.topics import Kind
+from tests.helpers import Broker
+
+REPO = Path(__file__).resolve().parents[2]
+SOCAT = shutil.which("socat")
+pytestmark = pytest.mark.skipif(SOCAT is None, reason="socat is not installed")
+BAUD = 115200
+MODULES = 3
+
+
+@pytest.fixture
+def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """Two linked ptys, as a USB-RS485 adapter and the battery would be."""
+    a, b = tmp_path / "ttyBMS", tmp_path / "ttyBridge"
+    proc = subprocess.Popen(
+        [SOCAT, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"], stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 5
+    while not (a.exists() and b.exists()):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail("socat did not create the pty pair")
+        time.sleep(0.02)
+    yield str(a), str(b)
+    proc.terminate()
+    proc.wait(5)
+
+
+def charging_battery() -> Battery:
+    battery = Battery(BatteryParams(modules=MODULES, weak=WeakModule(index=1), initial_soc_pct=62.0))
+    battery.apply(-1800.0, 60.0)  # charging: current and power must come out negative
+    return battery
+
+
+class BridgeProcess:
+    def __init__(self, config: Path, log: Path) -> None:
+        self._log = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "services.bms_bridge", "--config", str(config)],
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.log_path = log
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Inbox:
+    """Everything the bridge publishes for one battery, in arrival order."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self.arrived = asyncio.Condition()
+
+    async def wait_for(
+        self, topic: str, predicate: Any = lambda m: True, within_s: float = 20.0
+    ) -> dict[str, Any]:
+        async def found() -> dict[str, Any]:
+            async with self.arrived:
+                seen = 0
+                while True:
+                    for t, m in self.messages[seen:]:
+                        if t == topic and predicate(m):
+                            return m
+                    seen = len(self.messages)
+                    await self.arrived.wait()
+
+        return await asyncio.wait_for(found(), within_s)
+
+    def count(self, topic: str) -> int:
+        return sum(1 for t, _ in self.messages if t == topic)
+
+
+@contextlib.asynccontextmanager
+async def listening(broker: Broker, site: str) -> AsyncIterator[Inbox]:
+    inbox = Inbox()
+    async with aiomqtt.Client(broker.host, broker.port) as client:
+        await client.subscribe(f"ongrid/{site}/#", qos=1)
+
+        async def pump() -> None:
+            async for message in client.messages:
+                payload = bytes(message.payload or b"")
+                async with inbox.arrived:
+                    inbox.messages.append((str(message.topic), json.loads(payload) if payload else {}))
+                    inbox.arrived.notify_all()
+
+        task = asyncio.create_task(pump())
+        try:
+            yield inbox
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@contextlib.asynccontextmanager
+async def bridge_against_sim(
+    tmp_path: Path, broker: Broker, pty_pair: tuple[str, str], battery: Battery, faults: PylontechFaults
+) -> AsyncIterator[tuple[str, Inbox, BridgeProcess]]:
+    bms_end, bridge_end = pty_pair
+    site = "t" + uuid.uuid4().hex[:10]
+    config = tmp_path / "ongrid.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "site": site,
+                "mqtt": {"host": broker.host, "port": broker.port},
+                "batteries": [
+                    {
+                        "id": "stack",
+                        "transport": {
+                            "kind": "serial",
+                            "device": bridge_end,
+                            "baudrate": BAUD,
+                            "timeout_s": 0.5,
+                            "retries": 0,
+                        },
+                        "modules": MODULES,
+                        "usable_kwh": 7.0,
+                        "poll_s": 0.5,
+                    }
+                ],
+            }
+        )
+    )
+    server = asyncio.create_task(serve(battery, SerialEndpoint(bms_end), baudrate=BAUD, faults=faults))
+    async with listening(broker, site) as inbox:
+        bridge = BridgeProcess(config, tmp_path / "bridge.log")
+        try:
+            yield site, inbox, bridge
+        finally:
+            bridge.stop()
+            server.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await server
+
+
+def assert_matches_truth(state: dict[str, Any], truth: PackView) -> None:
+    """Every field equals the model's value within the protocol's resolution, with the right sign."""
+    approx = pytest.approx
+    assert len(state["modules"]) == len(truth.modules)
+    for got, want in zip(state["modules"], truth.modules, strict=True):
+        assert got["voltage_v"] == approx(want.voltage_v, abs=0.0011)  # 1 mV
+        assert got["current_a"] == approx(want.current_a, abs=0.051)  # 0.1 A, discharge +
+        assert got["remaining_ah"] == approx(want.remaining_ah, abs=0.0011)  # 1 mAh
+        assert got["full_ah"] == approx(want.full_ah, abs=0.0011)
+        assert got["soc_pct"] == approx(want.soc_pct, abs=0.02)
+        assert got["cycles"] == want.cycles
+        assert got["temps_c"][0] == approx(want.bms_temp_c, abs=0.051)  # 0.1 K
+        assert got["temps_c"][1:] == approx(list(want.cell_temps_c), abs=0.051)
+        cells = [c["voltage_v"] for c in got["cells"]]
+        assert cells == approx(list(want.cell_voltages_v), abs=0.00051)
+        assert got["cell_spread_mv"] == approx(
+            (max(want.cell_voltages_v) - min(want.cell_voltages_v)) * 1000, abs=1.01
+        )
+        assert got["alarms"] == []
+    assert state["current_a"] == approx(truth.current_a, abs=0.051 * len(truth.modules))
+    assert state["current_a"] < 0 and state["power_w"] < 0  # charging is negative
+    assert state["power_w"] == approx(truth.voltage_v * truth.current_a, rel=0.01)
+    assert state["voltage_v"] == approx(truth.voltage_v, abs=0.0011)
+    assert state["soc_pct"] == approx(truth.soc_pct, abs=0.02)
+    limits = state["limits"]
+    want_charge = sum(m.charge_current_limit_a for m in truth.modules)
+    want_discharge = sum(m.discharge_current_limit_a for m in truth.modules)
+    assert limits["charge_current_a"] == approx(want_charge, abs=0.051 * len(truth.modules))
+    assert limits["discharge_current_a"] == approx(want_discharge, abs=0.051 * len(truth.modules))
+    assert limits["charge_voltage_v"] == approx(truth.modules[0].charge_voltage_limit_v, abs=0.0011)
+    assert limits["discharge_voltage_v"] == approx(truth.modules[0].discharge_voltage_limit_v, abs=0.0011)
+    assert limits["charge_allowed"] is True and limits["discharge_allowed"] is True
+    all_cells = [v for m in truth.modules for v in m.cell_voltages_v]
+    assert state["cell_min_v"] == approx(min(all_cells), abs=0.00051)
+    assert state["cell_max_v"] == approx(max(all_cells), abs=0.00051)
+
+
+async def test_bridge_publishes_truth_then_goes_offline_and_recovers(
+    tmp_path: Path, mosquitto: Broker, pty_pair: tuple[str, str]
+) -> None:
+    battery = charging_battery()
+    faults = PylontechFaults()
+    async with bridge_against_sim(tmp_path, mosquitto, pty_pair, battery, faults) as (site, inbox, bridge):
+        state_topic = topics.battery_state(site, "stack")
+        avail_topic = topics.availability(site, Kind.BMS, "stack")
+        event_topic = topics.event(site, Kind.BMS, "stack")
+        try:
+            state = await inbox.wait_for(state_topic)
+            assert_matches_truth(state, battery.snapshot())
+            await inbox.wait_for(avail_topic, lambda m: m["state"] == "online")
+            identity = await inbox.wait_for(event_topic, lambda m: m["code"] == "bms_identity")
+            assert identity["details"]["serials"] == [m.serial for m in battery.snapshot().modules]
+            assert identity["details"]["manufacturer"] == "PYLON"
+
+            faults.silent = True
+            offline = await inbox.wait_for(avail_topic, lambda m: m["state"] == "offline")
+            assert "no answer" in offline["reason"]
+            states_while_silent = inbox.count(state_topic)
+            await asyncio.sleep(1.5)
+            assert inbox.count(state_topic) == states_while_silent, "published a value it could not read"
+
+            faults.silent = False
+            await inbox.wait_for(avail_topic, lambda m: m["state"] == "online", within_s=10)
+            assert inbox.count(state_topic) >= states_while_silent
+            fresh = await inbox.wait_for(state_topic, lambda m: m["ts"] > offline["ts"], within_s=10)
+            assert_matches_truth(fresh, battery.snapshot())
+        finally:
+            bridge.stop()
+        log = bridge.output()
+        # One warning when the episode starts and one line when it ends, not one per poll.
+        assert log.count("BMS stack failing") == 1, log
+        assert log.count("BMS stack recovered") == 1, log
+
+
+async def test_bridge_survives_noise_and_rejects_impossible_values(
+    tmp_path: Path, mosquitto: Broker, pty_pair: tuple[str, str]
+) -> None:
+    battery = charging_battery()
+    # Noise before every answer, holding frame markers of its own.
+    faults = PylontechFaults(noise=b"\x00\xff~12\r\x7f~\x15\r~200\x00")
+    async with bridge_against_sim(tmp_path, mosquitto, pty_pair, battery, faults) as (site, inbox, bridge):
+        state_topic = topics.battery_state(site, "stack")
+        avail_topic = topics.availability(site, Kind.BMS, "stack")
+        first = await inbox.wait_for(state_topic)
+        assert_matches_truth(first, battery.snapshot())
+        await inbox.wait_for(state_topic, lambda m: m["ts"] > first["ts"])
+
+        faults.noise = b""
+        faults.out_of_range = True
+        await inbox.wait_for(avail_topic, lambda m: m["state"] == "offline")
+        count = inbox.count(state_topic)
+        await asyncio.sleep(1.0)
+        assert inbox.count(state_topic) == count
+        assert all(m["cell_max_v"] < 4.5 for t, m in inbox.messages if t == state_topic)
+        faults.out_of_range = False
+        await inbox.wait_for(avail_topic, lambda m: m["state"] == "online")
+        assert bridge.proc.poll() is None
