@@ -1,0 +1,341 @@
+"""The simulator process: one house, its clock, every device endpoint, truth and fault control."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from shared import topics
+from shared.config import OngridConfig
+from shared.config.simulator import (
+    ListenRtu,
+    ListenSerial,
+    ListenSolarman,
+    ListenTcp,
+    ListenTcpSerial,
+    SimDevice,
+    SimulatorConfig,
+)
+from shared.logs import get_logger
+from shared.messages import SimTruth
+from shared.modbus.server import MapSource, RegisterContext, ServedEndpoint, ServeError, start_server
+from shared.registers import load_map
+
+from .clock import SimClock
+from .control import ControlServer
+from .devices.eastron import meter_values
+from .devices.faults import DeviceFaults, FaultySource, trace_packet
+from .devices.pty import open_pty_pair
+from .devices.sofar import custom_handler, inverter_values
+from .devices.solarman import SolarmanLogger
+from .physics.house import House, start_of
+from .scenario import house_params
+
+log = get_logger("simulator")
+
+# Real seconds between physics catch-ups; steps themselves are fixed in simulated time.
+TICK_S = 0.05
+MAX_STEPS_PER_TICK = 20_000
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Simulator:
+    cfg: OngridConfig
+    speed: float | None = None
+    start: str | None = None
+    seed: int | None = None
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    sim: SimulatorConfig = field(init=False)
+    house: House = field(init=False)
+    clock: SimClock = field(init=False)
+    faults: dict[str, DeviceFaults] = field(init=False, default_factory=dict)
+    endpoints: dict[str, str] = field(init=False, default_factory=dict)
+    control_port: int = field(init=False, default=0)
+    _bms_faults: dict[str, Any] = field(init=False, default_factory=dict)
+    _closers: list[Callable[[], Any]] = field(init=False, default_factory=list)
+    _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.cfg.simulator is None:
+            raise ValueError("the config has no 'simulator:' section: it is not a scenario file")
+        self.sim = self.cfg.simulator
+        speed = self.speed if self.speed is not None else self.sim.speed
+        if speed <= 0:
+            raise ValueError(f"--speed must be > 0, got {speed}")
+        begin = start_of(self.start or self.sim.start, self.sim.location.timezone)
+        self.house = House(house_params(self.sim, seed=self.seed), begin)
+        self.clock = SimClock(begin, speed)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def __aenter__(self) -> Simulator:
+        try:
+            for device in self.sim.devices:
+                await self._start_device(device)
+            control = ControlServer(self.sim.control.host, self.sim.control.port, self._control)
+            self.control_port = await control.start()
+            self._closers.append(control.close)
+            self._announce(
+                "control", "http", f"http://{self.sim.control.host}:{self.control_port}", "simulator"
+            )
+            # The clock starts when the devices are up, so no simulated time passes unserved.
+            self.clock = SimClock(self.clock.start, self.clock.speed)
+            self._tasks.append(asyncio.create_task(self._physics(), name="sim-physics"))
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        for closer in reversed(self._closers):
+            with contextlib.suppress(Exception):
+                result = closer()
+                if asyncio.iscoroutine(result):
+                    await result
+        self._closers.clear()
+
+    async def run_forever(self, bus: Any | None = None) -> None:
+        """Serve until cancelled; publish ground truth on ``bus`` when one is given."""
+        if bus is None:
+            await asyncio.Event().wait()
+        topic = topics.simulator_truth(self.cfg.site)
+        while True:
+            await bus.publish(topic, self.truth())
+            await asyncio.sleep(self.sim.control.truth_interval_s)
+
+    # -- physics ------------------------------------------------------------------------------
+    async def _physics(self) -> None:
+        step = self.sim.step_s
+        house = self.house
+        while True:
+            target = self.clock.now_s()
+            n = 0
+            while house.now_s + step <= target and n < MAX_STEPS_PER_TICK:
+                house.step(step)
+                n += 1
+            if n == MAX_STEPS_PER_TICK:
+                await asyncio.sleep(0)  # catching up: let the device servers answer in between
+            else:
+                await asyncio.sleep(TICK_S)
+
+    def truth(self) -> SimTruth:
+        f = self.house.flows
+        return SimTruth(
+            ts=self.house.sim_time,
+            sim_time=self.house.sim_time,
+            pv_w=round(f.pv_w, 1),
+            load_w=round(f.load_w, 1),
+            grid_w=round(f.grid_w, 1),
+            battery_w=round(f.battery_w, 1),
+            soc_pct=round(min(100.0, max(0.0, self.house.battery.soc_pct)), 3),
+            diverter_w=round(f.diverter_w, 1),
+            heat_pump_w=round(f.heat_pump_w, 1),
+            speed=self.clock.speed,
+        )
+
+    # -- devices ------------------------------------------------------------------------------
+    def _announce(self, device: str, model: str, endpoint: str, protocol: str) -> None:
+        self.endpoints[device] = endpoint
+        line = {"device": device, "model": model, "protocol": protocol, "endpoint": endpoint}
+        print(json.dumps(line), file=self.out, flush=True)
+
+    def _source(self, device: SimDevice) -> tuple[RegisterContext, DeviceFaults]:
+        faults = self.faults.setdefault(device.id, DeviceFaults())
+        regmap = load_map(device.model)
+        house = self.house
+        if device.role == "inverter":
+            serial = self.sim.inverter.serial
+            source = MapSource(regmap, lambda: inverter_values(house, serial))
+            handler = custom_handler(house)
+
+            def custom(unit: int, function: int, register: int, value: int) -> int:
+                if faults.exception is not None:
+                    raise ServeError(faults.exception)
+                return handler(unit, function, register, value)
+
+            return RegisterContext({device.unit: FaultySource(source, faults)}, custom=custom), faults
+        if device.role == "meter":
+            meter_id, model = str(device.meter), device.model
+            source = MapSource(regmap, lambda: meter_values(house, meter_id, model))
+            return RegisterContext({device.unit: FaultySource(source, faults)}), faults
+        raise ValueError(f"device {device.id!r}: role {device.role!r} is not served over Modbus")
+
+    async def _start_device(self, device: SimDevice) -> None:
+        listen = device.listen
+        if device.role == "battery":
+            await self._start_bms(device)
+            return
+        context, faults = self._source(device)
+        hook = trace_packet(faults)
+        served: ServedEndpoint
+        if isinstance(listen, ListenTcp):
+            served = await start_server(
+                context, "modbus_tcp", host=listen.host, port=listen.port, trace_packet=hook
+            )
+            self._closers.append(served.close)
+            self._announce(device.id, device.model, f"tcp://{listen.host}:{listen.port}", "modbus_tcp")
+        elif isinstance(listen, ListenRtu):
+            pair = await open_pty_pair(listen.device)
+            self._closers.append(pair.close)
+            served = await start_server(
+                context, "modbus_rtu", device=str(pair.sim_end), baudrate=listen.baudrate, trace_packet=hook
+            )
+            self._closers.append(served.close)
+            self._announce(device.id, device.model, str(pair.device), "modbus_rtu")
+        elif isinstance(listen, ListenSolarman):
+            # The logger's RS485 side: an RTU-over-TCP server on loopback that only the logger uses.
+            # Its faults are applied by the logger itself, once, on the V5 side.
+            rtu_port = free_port()
+            served = await start_server(context, "rtu_over_tcp", host="127.0.0.1", port=rtu_port)
+            self._closers.append(served.close)
+            faults.idle_drop_s = listen.idle_timeout_s
+            logger = SolarmanLogger(
+                listen.host, listen.port, listen.logger_serial, "127.0.0.1", rtu_port, faults
+            )
+            port = await logger.start()
+            self._closers.append(logger.close)
+            self._announce(device.id, device.model, f"tcp://{listen.host}:{port}", "solarman_v5")
+        else:
+            raise ValueError(f"device {device.id!r}: listen kind {listen.kind!r} is for a battery BMS")
+
+    async def _start_bms(self, device: SimDevice) -> None:
+        from .devices import pylontech
+
+        listen = device.listen
+        faults = pylontech.PylontechFaults()
+        endpoint: Any
+        if isinstance(listen, ListenSerial):
+            endpoint, where, baud = pylontech.PtyEndpoint(listen.device), listen.device, listen.baudrate
+        elif isinstance(listen, ListenTcpSerial):
+            endpoint = pylontech.TcpEndpoint(listen.host, listen.port)
+            where, baud = f"tcp://{listen.host}:{listen.port}", listen.baudrate
+        else:
+            raise ValueError(f"device {device.id!r}: a battery listens on kind serial or tcp_serial")
+        ready = asyncio.Event()
+        task = asyncio.create_task(
+            pylontech.serve(
+                self.house.battery,
+                endpoint,
+                baudrate=baud,
+                first_address=device.first_address,
+                faults=faults,
+                ready=lambda _where: ready.set(),
+            ),
+            name=f"bms-{device.id}",
+        )
+        self._tasks.append(task)
+        waiter = asyncio.ensure_future(ready.wait())
+        done, _ = await asyncio.wait({task, waiter}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task in done:
+            task.result()  # the BMS server failed to start: raise its error here
+        elif not ready.is_set():
+            raise RuntimeError(f"BMS {device.id!r} did not come up on {where} within 5 s")
+        self._bms_faults[device.id] = faults
+        self._announce(device.id, device.model, where, "pylontech_rs485")
+
+    # -- control channel ------------------------------------------------------------------------
+    async def _control(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        parts = [p for p in path.split("?")[0].split("/") if p]
+        if parts == ["truth"] and method == "GET":
+            return 200, self._truth_json()
+        if parts == ["faults"] and method == "GET":
+            return 200, {
+                **{k: v.as_dict() for k, v in self.faults.items()},
+                **{k: _bms_dict(v) for k, v in self._bms_faults.items()},
+            }
+        if len(parts) >= 2 and parts[0] == "faults" and method == "POST":
+            return self._set_faults(parts[1], parts[2:] == ["clear"], body)
+        if parts == ["grid"] and method == "POST":
+            up = _bool(body, "up")
+            self.house.grid_up = up
+            return 200, {"grid_up": up}
+        if parts == ["inverter"] and method == "POST":
+            self.house.inverter.faulted = _bool(body, "faulted")
+            return 200, {"faulted": self.house.inverter.faulted}
+        return 404, {"error": f"no {method} {path}"}
+
+    def _set_faults(self, device: str, clear: bool, body: Any) -> tuple[int, Any]:
+        if device in self._bms_faults:
+            bms = self._bms_faults[device]
+            if clear:
+                bms.silent = bms.bad_checksum = bms.garbage = bms.out_of_range = False
+            else:
+                if not isinstance(body, dict):
+                    raise ValueError("body must be a JSON object of faults")
+                aliases = {"crc": "bad_checksum"}
+                for name, value in body.items():
+                    attr = aliases.get(name, name)
+                    if attr not in ("silent", "bad_checksum", "garbage", "out_of_range") or not isinstance(
+                        value, bool
+                    ):
+                        raise ValueError(
+                            f"BMS fault {name!r}={value!r}: use silent/crc/garbage/out_of_range: bool"
+                        )
+                    setattr(bms, attr, value)
+            return 200, _bms_dict(bms)
+        faults = self.faults.get(device)
+        if faults is None:
+            return 404, {
+                "error": f"no device {device!r}; devices: {sorted(self.faults) + sorted(self._bms_faults)}"
+            }
+        if clear:
+            listen = next(d.listen for d in self.sim.devices if d.id == device)
+            faults.clear(listen.idle_timeout_s if isinstance(listen, ListenSolarman) else None)
+        else:
+            if not isinstance(body, dict):
+                raise ValueError("body must be a JSON object of faults")
+            faults.update(body)
+        return 200, faults.as_dict()
+
+    def _truth_json(self) -> dict[str, Any]:
+        h = self.house
+        truth = json.loads(self.truth().model_dump_json())
+        truth["totals_wh"] = {k: round(getattr(h.totals, k), 2) for k in h.totals.__dataclass_fields__}
+        truth["inverter"] = {
+            "control": h.inverter.control.value,
+            "passive_mode": h.inverter.passive_mode.value,
+            "passive_value_w": h.inverter.passive_value_w,
+            "running_state": h.inverter.running.name.lower(),
+            "timeouts": h.inverter.timeouts,
+            "commands_accepted": h.inverter.commands_accepted,
+        }
+        truth["grid_up"] = h.grid_up
+        truth["energy_wh"] = round(h.battery.energy_wh, 2)
+        return truth
+
+
+def _bool(body: Any, key: str) -> bool:
+    if not isinstance(body, dict) or not isinstance(body.get(key), bool):
+        raise ValueError(f'body must be {{"{key}": true|false}}')
+    return bool(body[key])
+
+
+def _bms_dict(faults: Any) -> dict[str, Any]:
+    return {
+        "silent": faults.silent,
+        "crc": faults.bad_checksum,
+        "garbage": faults.garbage,
+        "out_of_range": faults.out_of_range,
+    }
+
