@@ -19,7 +19,29 @@ class DispatcherConfig(Section):
     replan_minutes: Annotated[int, Field(ge=1, le=240)] = 30
     replan_forecast_error_pct: Positive = 30.0
     switch_cost_per_change: Annotated[float, Field(ge=0)] = Field(
-        0.002, description="Planner penalty per change of battery direction (flip-flop)."
+        0.002,
+        description=(
+            "Planner penalty (currency) per kW of change in battery power between steps, so a full "
+            "1 kW charge-to-discharge flip costs 2x this: the LP form of a cost per mode switch."
+        ),
+    )
+    cycle_cost_per_kwh: Annotated[float, Field(ge=0)] = Field(
+        0.005, description="Wear cost per kWh through the battery (half on charge, half on discharge)."
+    )
+    terminal_value_factor: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.9,
+        description=(
+            "Energy left at the end of the horizon is worth this fraction of the cheapest import price "
+            "(times discharge efficiency), so the planner neither dumps nor hoards it at the horizon."
+        ),
+    )
+    import_limit_w: Positive = Field(23_000.0, description="Main fuse: most the house can import.")
+    top_up_power_w: Positive = Field(1000.0, description="Mains top-up charge power below the floor.")
+    battery_priority: Annotated[int, Field(ge=0, le=100)] = Field(
+        10, description="The battery's place in the surplus order (loads[].priority: lower goes first)."
+    )
+    surplus_on_w: Annotated[float, Field(ge=0)] = Field(
+        200.0, description="Surplus needed before a flexible load is switched on (hysteresis)."
     )
     deadband_w: Annotated[float, Field(ge=0)] = 100.0
     dwell_s: Annotated[float, Field(ge=0)] = 300.0
@@ -38,4 +60,6 @@ class DispatcherConfig(Section):
     default_daily_load_kwh: Positive = 9.0
     inverter: str | None = Field(None, description="Inverter to command; the first one when unset.")
     battery: str | None = Field(None, description="Battery to plan for; the first one when unset.")
-    grid_meter: str | None = Field(None, description="Grid meter to control on; the inverter's CT when unset.")
+    grid_meter: str | None = Field(
+        None, description="Grid meter to control on; the inverter's CT when unset."
+    )

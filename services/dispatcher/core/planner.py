@@ -1,0 +1,620 @@
+"""The planner: a linear program over the next 24-48 h that sets the battery's SoC path.
+
+Per step ``t`` (length ``dt`` hours) the variables are AC-side powers in W, all >= 0:
+charge ``c``, discharge ``d``, grid import ``i``, grid export ``e``, the SoC at the end of the step
+``s`` (Wh), and ``u``, the size of the change in battery power from the step before. Constraints:
+
+* balance at the meter: ``i - e + d - c = load - pv``
+* energy: ``s[t] = s[t-1] + dt * (eta_c * c - d / eta_d)``, ``s`` between the band below
+* switching: ``u[t] >= |(d - c)[t] - (d - c)[t-1]|`` (step ``-1`` is the battery's power now)
+
+and the objective is the energy bill plus wear, plus ``switch_cost`` per kW of change in battery
+power (the LP form of a cost per mode switch: a 1 kW charge-to-discharge flip costs 2x), minus the
+value of the energy left at the end.
+
+Exactness. Import and export in one step are impossible at one meter, and so are charge and
+discharge at once. Where import is dearer than export and prices are positive the LP never wants
+either (doing both only loses money), so the LP is exact there. Where a step's import price is
+below its export price (the LP would import and export at once) or a price is negative (the LP
+would burn energy by charging and discharging together), the planner adds a binary direction
+variable for just those steps and solves a small MILP with HiGHS. It then checks the answer, and any
+step that still shows both directions gets a binary too and is solved again.
+``reference_milp`` puts binaries on every step: the tests compare the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import highspy
+import numpy as np
+
+from shared.messages import Intent, Plan, PlanStep
+
+from .battery import BatteryModel
+
+__all__ = ["PlanError", "PlanInputs", "Schedule", "classify", "plan", "reference_milp"]
+
+# Below this many watts a flow counts as zero (solver noise, and far below any inverter's step).
+TOLERANCE_W = 25.0
+# Relative gap (against max(|objective|, 1 currency unit)) the planner guarantees on hard steps.
+MIP_GAP = 0.0025
+
+
+class PlanError(RuntimeError):
+    """The solver did not return an optimal plan (the message carries HiGHS's status)."""
+
+
+def _array(values: Sequence[float] | np.ndarray, name: str, n: int | None = None) -> np.ndarray:
+    out = np.array(values, dtype=float)
+    if out.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {out.shape}")
+    if n is not None and len(out) != n:
+        raise ValueError(f"{name} has {len(out)} steps, expected {n}")
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{name} holds a non-finite value at step {int(np.argmin(np.isfinite(out)))}")
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class PlanInputs:
+    """Everything one plan depends on. Prices per kWh; powers W (PV +, load +); times UTC."""
+
+    start: datetime
+    step_s: int
+    soc_pct: float
+    import_price: np.ndarray
+    export_price: np.ndarray
+    pv_w: np.ndarray
+    load_w: np.ndarray
+    battery: BatteryModel
+    switch_cost: float = 0.002
+    cycle_cost_per_kwh: float = 0.005
+    terminal_value_factor: float = 0.9
+    export_limit_w: float | None = None
+    import_limit_w: float = 23_000.0
+    battery_power_now_w: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None:
+            raise ValueError(f"start {self.start.isoformat()} has no time zone")
+        if self.step_s <= 0:
+            raise ValueError(f"step_s must be > 0, got {self.step_s}")
+        if not 0 <= self.soc_pct <= 100:
+            raise ValueError(f"soc_pct must be within 0-100, got {self.soc_pct}")
+        price = _array(self.import_price, "import_price")
+        if len(price) == 0:
+            raise ValueError("a plan needs at least one step")
+        object.__setattr__(self, "import_price", price)
+        object.__setattr__(self, "export_price", _array(self.export_price, "export_price", len(price)))
+        object.__setattr__(self, "pv_w", _array(self.pv_w, "pv_w", len(price)))
+        object.__setattr__(self, "load_w", _array(self.load_w, "load_w", len(price)))
+        if np.any(self.pv_w < 0):
+            raise ValueError(f"pv_w must be >= 0, got {float(self.pv_w.min())}")
+        if np.any(self.load_w < 0):
+            raise ValueError(f"load_w must be >= 0, got {float(self.load_w.min())}")
+
+    @property
+    def steps(self) -> int:
+        return len(self.import_price)
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """A solved plan: per-step mean powers (AC-bus sign), SoC at each step's end, and intent."""
+
+    start: datetime
+    step_s: int
+    soc_pct_start: float
+    battery_w: np.ndarray
+    grid_w: np.ndarray
+    soc_pct_end: np.ndarray
+    intents: tuple[Intent, ...]
+    import_price: np.ndarray
+    export_price: np.ndarray
+    pv_w: np.ndarray
+    load_w: np.ndarray
+    cost: float
+    objective: float
+    solver: str
+    binaries: int = 0
+    solve_ms: float = 0.0
+    id: str = field(default="")
+
+    @property
+    def end(self) -> datetime:
+        return self.start + timedelta(seconds=self.step_s * len(self.battery_w))
+
+    def index_at(self, now: datetime) -> int | None:
+        """The step in force at ``now``, or None outside the horizon."""
+        offset = (now - self.start).total_seconds()
+        if offset < 0:
+            return None
+        k = int(offset // self.step_s)
+        return k if k < len(self.battery_w) else None
+
+    def to_message(self, ts: datetime, reason: str = "scheduled") -> Plan:
+        steps = tuple(
+            PlanStep(
+                start=self.start + timedelta(seconds=self.step_s * k),
+                import_price_per_kwh=float(self.import_price[k]),
+                export_price_per_kwh=float(self.export_price[k]),
+                pv_forecast_w=float(self.pv_w[k]),
+                load_forecast_w=float(self.load_w[k]),
+                battery_power_w=round(float(self.battery_w[k]), 1),
+                grid_power_w=round(float(self.grid_w[k]), 1),
+                soc_pct_end=min(100.0, max(0.0, round(float(self.soc_pct_end[k]), 3))),
+                intent=self.intents[k],
+            )
+            for k in range(len(self.battery_w))
+        )
+        extra = {"id": self.id} if self.id else {}
+        return Plan(
+            ts=ts,
+            step_s=self.step_s,
+            soc_pct_start=min(100.0, max(0.0, self.soc_pct_start)),
+            steps=steps,
+            expected_cost=round(self.cost, 6),
+            solver=self.solver,
+            solve_ms=round(self.solve_ms, 3),
+            reason=reason,
+            **extra,
+        )
+
+    @classmethod
+    def from_message(cls, message: Plan) -> Schedule:
+        """Back from the published form (e.g. the retained plan after a restart)."""
+        steps = message.steps
+        return cls(
+            start=steps[0].start if steps else message.ts,
+            step_s=message.step_s,
+            soc_pct_start=message.soc_pct_start,
+            battery_w=np.array([s.battery_power_w for s in steps]),
+            grid_w=np.array([s.grid_power_w for s in steps]),
+            soc_pct_end=np.array([s.soc_pct_end for s in steps]),
+            intents=tuple(s.intent for s in steps),
+            import_price=np.array([s.import_price_per_kwh for s in steps]),
+            export_price=np.array([s.export_price_per_kwh for s in steps]),
+            pv_w=np.array([s.pv_forecast_w for s in steps]),
+            load_w=np.array([s.load_forecast_w for s in steps]),
+            cost=message.expected_cost,
+            objective=message.expected_cost,
+            solver=message.solver,
+            solve_ms=message.solve_ms or 0.0,
+            id=message.id,
+        )
+
+
+def classify(battery_w: float, grid_w: float, tolerance_w: float = TOLERANCE_W) -> Intent:
+    """The intent of one step from its planned battery and grid power.
+
+    Charging while importing is a grid charge; discharging while exporting is a deliberate export;
+    a battery left idle while the grid carries the difference is a hold; anything else is self-use
+    (the battery meets the house; the controller caps it at the planned power when the plan rations).
+    """
+    if battery_w < -tolerance_w:
+        return Intent.CHARGE if grid_w > tolerance_w else Intent.SELF_USE
+    if battery_w > tolerance_w:
+        return Intent.DISCHARGE if grid_w < -tolerance_w else Intent.SELF_USE
+    return Intent.HOLD if abs(grid_w) > tolerance_w else Intent.SELF_USE
+
+
+# Column blocks, in order: charge, discharge, import, export, soc, switch.
+_C, _D, _I, _E, _S, _U = range(6)
+
+
+class _Model:
+    """Builds the HiGHS model for one ``PlanInputs``; binaries are added per step on request."""
+
+    def __init__(self, inputs: PlanInputs) -> None:
+        self.x = inputs
+        self.n = inputs.steps
+        self.dt_h = inputs.step_s / 3600.0
+
+    def col(self, block: int, t: int) -> int:
+        return block * self.n + t
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        x, n, b = self.x, self.n, self.x.battery
+        net = x.load_w - x.pv_w
+        # Tight physical bounds (also the big-M of the direction binaries): only importing, the most
+        # is the net load plus a full charge; only exporting, the net surplus plus a full discharge.
+        import_max = np.maximum(0.0, net + b.max_charge_w)
+        import_max = np.minimum(import_max, np.maximum(x.import_limit_w, net))
+        export_max = np.maximum(0.0, -net + b.max_discharge_w)
+        if x.export_limit_w is not None:
+            # PV above the limit that the battery cannot absorb must go somewhere: the inverter
+            # curtails it, the plan lets it through rather than call the problem infeasible.
+            export_max = np.minimum(export_max, np.maximum(x.export_limit_w, -net - b.max_charge_w))
+        s0 = b.wh(x.soc_pct)
+        soc_lo = min(b.wh(b.reserve_pct), s0)
+        soc_hi = max(b.wh(b.ceiling_pct), s0)
+        lower = np.zeros(6 * n)
+        upper = np.concatenate(
+            [
+                np.full(n, b.max_charge_w),
+                np.full(n, b.max_discharge_w),
+                import_max,
+                export_max,
+                np.full(n, soc_hi),
+                np.full(n, np.inf),
+            ]
+        )
+        lower[_S * n : (_S + 1) * n] = soc_lo
+        return lower, upper
+
+    def costs(self) -> np.ndarray:
+        x, n, k = self.x, self.n, self.dt_h / 1000.0
+        wear = x.cycle_cost_per_kwh / 2.0 * k
+        terminal = max(
+            0.0, x.terminal_value_factor * x.battery.discharge_efficiency * float(x.import_price.min())
+        )
+        soc_cost = np.zeros(n)
+        soc_cost[-1] = -terminal / 1000.0
+        return np.concatenate(
+            [
+                np.full(n, wear),
+                np.full(n, wear),
+                x.import_price * k,
+                -x.export_price * k,
+                soc_cost,
+                np.full(n, x.switch_cost / 1000.0),
+            ]
+        )
+
+    def build(
+        self,
+        grid_bin: Sequence[int],
+        batt_bin: Sequence[int],
+        *,
+        integer_vars: bool = True,
+        imports: Sequence[int] = (),
+        exports: Sequence[int] = (),
+        charges: Sequence[int] = (),
+        discharges: Sequence[int] = (),
+    ) -> highspy.HighsLp:
+        """The model; ``imports`` etc. pin a step to one direction (its other flow fixed at 0)."""
+        x, n, b = self.x, self.n, self.x.battery
+        lower, upper = self.bounds()
+        for block, steps in ((_E, imports), (_I, exports), (_D, charges), (_C, discharges)):
+            for t in steps:
+                upper[self.col(block, t)] = 0.0
+        cost = self.costs()
+        rows_lo: list[float] = []
+        rows_hi: list[float] = []
+        entries: list[tuple[int, int, float]] = []
+
+        def row(lo: float, hi: float, terms: Sequence[tuple[int, float]]) -> None:
+            r = len(rows_lo)
+            rows_lo.append(lo)
+            rows_hi.append(hi)
+            entries.extend((r, c, v) for c, v in terms)
+
+        net = x.load_w - x.pv_w
+        s0 = b.wh(x.soc_pct)
+        for t in range(n):
+            c, d, i, e, s, u = (self.col(blk, t) for blk in (_C, _D, _I, _E, _S, _U))
+            row(net[t], net[t], [(i, 1.0), (e, -1.0), (d, 1.0), (c, -1.0)])
+            energy = [
+                (s, 1.0),
+                (c, -b.charge_efficiency * self.dt_h),
+                (d, self.dt_h / b.discharge_efficiency),
+            ]
+            if t == 0:
+                row(s0, s0, energy)
+            else:
+                row(0.0, 0.0, [*energy, (self.col(_S, t - 1), -1.0)])
+            if t == 0:
+                now = x.battery_power_now_w
+                row(-now, np.inf, [(u, 1.0), (d, -1.0), (c, 1.0)])
+                row(now, np.inf, [(u, 1.0), (d, 1.0), (c, -1.0)])
+            else:
+                dp, cp = self.col(_D, t - 1), self.col(_C, t - 1)
+                row(0.0, np.inf, [(u, 1.0), (d, -1.0), (c, 1.0), (dp, 1.0), (cp, -1.0)])
+                row(0.0, np.inf, [(u, 1.0), (d, 1.0), (c, -1.0), (dp, -1.0), (cp, 1.0)])
+
+        # Direction binaries. Grid (z = 1: the step imports, else it exports) uses the disjunctive
+        # hull of the whole step, not a plain big-M: the charge and discharge done while importing
+        # (cA, dA) get their own columns, so the relaxation is "import for a fraction z of the step,
+        # export for the rest" rather than "import and export half of everything" - far tighter,
+        # which is what keeps these MILPs to a handful of nodes.
+        extra = 6 * n
+        ncols = extra
+        integer: list[int] = []
+        for t in grid_bin:
+            c, d, i, e = (self.col(blk, t) for blk in (_C, _D, _I, _E))
+            ca, da, z = ncols, ncols + 1, ncols + 2
+            ncols += 3
+            integer.append(z)
+            row(0.0, 0.0, [(i, 1.0), (da, 1.0), (ca, -1.0), (z, -float(net[t]))])
+            row(-np.inf, 0.0, [(i, 1.0), (z, -float(upper[i]))])
+            row(-np.inf, float(upper[e]), [(e, 1.0), (z, float(upper[e]))])
+            row(-np.inf, 0.0, [(ca, 1.0), (z, -b.max_charge_w)])
+            row(-np.inf, 0.0, [(da, 1.0), (z, -b.max_discharge_w)])
+            row(-np.inf, b.max_charge_w, [(c, 1.0), (ca, -1.0), (z, b.max_charge_w)])
+            row(-np.inf, b.max_discharge_w, [(d, 1.0), (da, -1.0), (z, b.max_discharge_w)])
+            row(0.0, np.inf, [(c, 1.0), (ca, -1.0)])
+            row(0.0, np.inf, [(d, 1.0), (da, -1.0)])
+        # Battery (y = 1: the step may charge, else discharge): a plain big-M is already the hull.
+        for t in batt_bin:
+            c, d = self.col(_C, t), self.col(_D, t)
+            y = ncols
+            ncols += 1
+            integer.append(y)
+            row(-np.inf, 0.0, [(c, 1.0), (y, -b.max_charge_w)])
+            row(-np.inf, b.max_discharge_w, [(d, 1.0), (y, b.max_discharge_w)])
+        nb = ncols - extra
+
+        lp = highspy.HighsLp()
+        lp.num_col_ = extra + nb
+        lp.num_row_ = len(rows_lo)
+        lp.col_cost_ = np.concatenate([cost, np.zeros(nb)])
+        lp.col_lower_ = np.concatenate([lower, np.zeros(nb)])
+        upper_extra = np.full(nb, np.inf)
+        upper_extra[np.array(integer, dtype=int) - extra] = 1.0
+        lp.col_upper_ = np.concatenate([upper, upper_extra])
+        lp.row_lower_ = np.array(rows_lo)
+        lp.row_upper_ = np.array(rows_hi)
+        arr = np.array(entries)
+        r, cidx, val = arr[:, 0].astype(np.int32), arr[:, 1].astype(np.int32), arr[:, 2]
+        order = np.lexsort((r, cidx))
+        counts = np.bincount(cidx, minlength=lp.num_col_)
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        lp.a_matrix_.index_ = r[order]
+        lp.a_matrix_.value_ = val[order]
+        lp.a_matrix_.num_col_ = lp.num_col_
+        lp.a_matrix_.num_row_ = lp.num_row_
+        if integer and integer_vars:
+            kinds = [highspy.HighsVarType.kContinuous] * lp.num_col_
+            for k in integer:
+                kinds[k] = highspy.HighsVarType.kInteger
+            lp.integrality_ = kinds
+        return lp
+
+
+def _run(
+    lp: highspy.HighsLp,
+    gap: float,
+    steps: int,
+    start: np.ndarray | None = None,
+    abs_gap: float = 1e-6,
+    time_limit_s: float = 60.0,
+) -> tuple[np.ndarray, float, float]:
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", time_limit_s)
+    h.setOptionValue("mip_rel_gap", gap)
+    h.setOptionValue("mip_abs_gap", abs_gap)
+    h.passModel(lp)
+    if start is not None:
+        h.setSolution(_solution(start))
+    h.run()
+    status = h.getModelStatus()
+    timed_out = status == highspy.HighsModelStatus.kTimeLimit and h.getInfo().primal_solution_status == 2
+    if status != highspy.HighsModelStatus.kOptimal and not timed_out:
+        raise PlanError(f"HiGHS returned {h.modelStatusToString(status)} for a {steps}-step plan")
+    values = np.array(h.getSolution().col_value)
+    return values, float(h.getInfo().objective_function_value), h.getRunTime() * 1000.0
+
+
+def _solution(values: np.ndarray) -> highspy.HighsSolution:
+    solution = highspy.HighsSolution()
+    solution.col_value = list(values)
+    solution.value_valid = True
+    return solution
+
+
+def _schedule(
+    model: _Model, values: np.ndarray, objective: float, solver: str, binaries: int, ms: float
+) -> Schedule:
+    x, n = model.x, model.n
+    block = values.reshape(6, n)
+    charge, discharge, imp, exp, soc = block[_C], block[_D], block[_I], block[_E], block[_S]
+    battery = discharge - charge
+    grid = imp - exp  # the physical quantity: one direction per step at one meter
+    intents = tuple(classify(float(bw), float(gw)) for bw, gw in zip(battery, grid, strict=True))
+    k = model.dt_h / 1000.0
+    cost = float(np.sum(np.where(grid > 0, grid * x.import_price, grid * x.export_price)) * k)
+    return Schedule(
+        start=x.start.astimezone(UTC),
+        step_s=x.step_s,
+        soc_pct_start=x.soc_pct,
+        battery_w=battery,
+        grid_w=grid,
+        soc_pct_end=soc / x.battery.capacity_wh * 100.0,
+        intents=intents,
+        import_price=x.import_price,
+        export_price=x.export_price,
+        pv_w=x.pv_w,
+        load_w=x.load_w,
+        cost=cost,
+        objective=objective,
+        solver=solver,
+        binaries=binaries,
+        solve_ms=ms,
+    )
+
+
+def _both_ways(values: np.ndarray, n: int, a: int, b: int) -> set[int]:
+    block = values.reshape(6, n)
+    return {int(t) for t in np.nonzero((block[a] > TOLERANCE_W) & (block[b] > TOLERANCE_W))[0]}
+
+
+def _dp_directions(inputs: PlanInputs, levels: int = 121) -> tuple[list[int], list[int]]:
+    """Steps that import, and steps that charge, in a dynamic program over a grid of SoC levels.
+
+    The per-step cost here is the true one-meter cost (import price when the net flow is in, export
+    price when out), which no LP can express when import is the cheaper: a DP does not care. It
+    ignores the switching penalty and quantises SoC, so its answer only chooses the directions; the
+    pinned LP then works out the exact powers.
+    """
+    b = inputs.battery
+    dt_h = inputs.step_s / 3600.0
+    s0 = b.wh(inputs.soc_pct)
+    lo, hi = min(b.wh(b.reserve_pct), s0), max(b.wh(b.ceiling_pct), s0)
+    grid = np.linspace(lo, hi, levels)
+    net = inputs.load_w - inputs.pv_w
+    wear = inputs.cycle_cost_per_kwh / 2.0 * dt_h / 1000.0
+    terminal = max(
+        0.0, inputs.terminal_value_factor * b.discharge_efficiency * float(inputs.import_price.min())
+    )
+    export_cap = np.inf if inputs.export_limit_w is None else inputs.export_limit_w
+
+    def step_cost(t: int, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        delta = grid[None, :] - start[:, None]  # Wh, rows: from, cols: to
+        charge = np.where(delta > 0, delta / (b.charge_efficiency * dt_h), 0.0)
+        discharge = np.where(delta < 0, -delta * b.discharge_efficiency / dt_h, 0.0)
+        battery = discharge - charge
+        g = net[t] - battery
+        money = np.where(g > 0, g * inputs.import_price[t], g * inputs.export_price[t]) * dt_h / 1000.0
+        money = money + wear * (charge + discharge)
+        bad = (charge > b.max_charge_w + 1e-6) | (discharge > b.max_discharge_w + 1e-6)
+        bad |= g < -max(export_cap, -net[t] - b.max_charge_w) - 1e-6
+        return np.where(bad, np.inf, money), g
+
+    n = inputs.steps
+    choice = np.zeros((n, levels), dtype=np.int64)
+    # Backward pass: value[j] is the best cost from level j at the start of step t to the end.
+    value = -terminal / 1000.0 * grid
+    for t in range(n - 1, 0, -1):
+        cost, _ = step_cost(t, grid)
+        total = cost + value[None, :]
+        choice[t] = np.argmin(total, axis=1)
+        value = total[np.arange(levels), choice[t]]
+    cost0, g0 = step_cost(0, np.array([s0]))
+    first = int(np.argmin(cost0[0] + value))
+    imports: list[int] = []
+    charges: list[int] = []
+    level, previous = first, s0
+    g_first = float(g0[0, first])
+    for t in range(n):
+        if t > 0:
+            nxt = int(choice[t, level])
+            g_t = net[t] - _battery_w(grid[nxt] - grid[level], b, dt_h)
+            previous, level = grid[level], nxt
+        else:
+            g_t = g_first
+        if g_t > 0:
+            imports.append(t)
+        if grid[level] - previous > 0:
+            charges.append(t)
+        previous = grid[level]
+    return imports, charges
+
+
+def _battery_w(delta_wh: float, b: BatteryModel, dt_h: float) -> float:
+    if delta_wh > 0:
+        return -delta_wh / (b.charge_efficiency * dt_h)
+    return -delta_wh * b.discharge_efficiency / dt_h
+
+
+def plan(inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0) -> Schedule:
+    """Solve one plan: a plain LP where that is exact, else the rounded hull relaxation.
+
+    Steps where the LP is not exact (import cheaper than export, or a negative price) are first
+    solved as a relaxation of the exact disjunctive model: a step may spend a fraction ``z`` of its
+    time importing and the rest exporting. Each such step is then pinned to the direction it spent
+    most of its time in (and, as a second candidate, the direction of its net grid flow), and the
+    pinned problem, an ordinary LP again, is solved. The cheaper candidate wins. Two or three LPs,
+    no branching. The relaxation is also a lower bound: when the best pinned plan is further than
+    ``MIP_GAP`` above it and ``exact`` is set, a MILP with binaries on just those steps, warm-started
+    from that plan, closes the gap (within ``time_limit_s``). ``exact=False`` (the backtest's fast
+    path) stops at the pinned plan. Steps where import is dearer than export never need any of this.
+    """
+    model = _Model(inputs)
+    n = model.n
+    grid_bad = sorted(np.nonzero(inputs.import_price < inputs.export_price)[0].tolist())
+    batt_bad = sorted(np.nonzero(np.minimum(inputs.import_price, inputs.export_price) < 0)[0].tolist())
+    total_ms = 0.0
+    if not grid_bad and not batt_bad:
+        values, objective, ms = _run(model.build((), ()), 0.0, n)
+        total_ms += ms
+        # A tie (equal prices, zero wear) can leave both directions in an optimal vertex. Netting
+        # the grid flows costs nothing then; a battery tie falls through to the pinned path.
+        grid_bad = sorted(_both_ways(values, n, _I, _E))
+        batt_bad = sorted(_both_ways(values, n, _C, _D))
+        if not batt_bad:
+            return _schedule(model, values[: 6 * n], objective, "lp", 0, total_ms)
+        grid_bad = []
+    relaxed, relaxed_objective, ms = _run(model.build(grid_bad, batt_bad, integer_vars=False), 0.0, n)
+    total_ms += ms
+    block = relaxed[: 6 * n].reshape(6, n)
+    z = relaxed[6 * n :]
+    z_grid = z[2 : 3 * len(grid_bad) : 3] if grid_bad else np.array([])
+    z_batt = z[3 * len(grid_bad) :]
+    net_grid = block[_I] - block[_E]
+    dp_imports, dp_charges = _dp_directions(inputs)
+    candidates = [
+        ([t for t in grid_bad if t in set(dp_imports)], [t for t in batt_bad if t in set(dp_charges)]),
+        (
+            [t for t, zt in zip(grid_bad, z_grid, strict=True) if zt >= 0.5],
+            [t for t, zt in zip(batt_bad, z_batt, strict=True) if zt >= 0.5],
+        ),
+        (
+            [t for t in grid_bad if net_grid[t] > 0],
+            [t for t in batt_bad if block[_C][t] >= block[_D][t]],
+        ),
+    ]
+    best: tuple[np.ndarray, float] | None = None
+    tried: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
+    for imports, charges in candidates:
+        key = (tuple(imports), tuple(charges))
+        if key in tried:
+            continue
+        tried.add(key)
+        pinned = model.build(
+            (),
+            (),
+            imports=imports,
+            exports=[t for t in grid_bad if t not in set(imports)],
+            charges=charges,
+            discharges=[t for t in batt_bad if t not in set(charges)],
+        )
+        values, objective, ms = _run(pinned, 0.0, n)
+        total_ms += ms
+        if best is None or objective < best[1]:
+            best = (values, objective)
+    assert best is not None
+    values, objective = best
+    solver = "lp_pinned"
+    bound = float(relaxed_objective)
+    if exact and objective - bound > MIP_GAP * max(abs(bound), 1.0):
+        # The relaxation leaves room: prove or improve with branch and bound on the suspect steps
+        # only, warm-started from the best pinned plan (its binaries set by its own directions).
+        lp = model.build(grid_bad, batt_bad)
+        warm = np.concatenate([values[: 6 * n], _warm_binaries(values[: 6 * n], n, grid_bad, batt_bad)])
+        milp, milp_objective, ms = _run(lp, MIP_GAP / 2, n, warm, MIP_GAP / 2, time_limit_s)
+        total_ms += ms
+        if milp_objective < objective:
+            values, objective = milp, milp_objective
+        solver = "milp"
+    return _schedule(model, values[: 6 * n], objective, solver, len(grid_bad) + len(batt_bad), total_ms)
+
+
+def _warm_binaries(
+    values: np.ndarray, n: int, grid_bad: Sequence[int], batt_bad: Sequence[int]
+) -> np.ndarray:
+    """Extra columns (cA, dA, z per grid step; y per battery step) matching a pinned solution."""
+    block = values.reshape(6, n)
+    extra: list[float] = []
+    for t in grid_bad:
+        importing = block[_I][t] > 0 or block[_E][t] <= 0
+        extra += [block[_C][t], block[_D][t], 1.0] if importing else [0.0, 0.0, 0.0]
+    for t in batt_bad:
+        extra.append(1.0 if block[_C][t] > 0 else 0.0)
+    return np.array(extra)
+
+
+def reference_milp(inputs: PlanInputs, *, mip_gap: float = 1e-6) -> Schedule:
+    """The exact problem with a direction binary on every step, grid and battery: the yardstick.
+
+    Slow (branch and bound, seconds on 48 h); for tests and benchmarks, not for the live loop.
+    """
+    model = _Model(inputs)
+    every = list(range(inputs.steps))
+    values, objective, ms = _run(model.build(every, every), mip_gap, inputs.steps)
+    return _schedule(model, values[: 6 * model.n], objective, "milp_reference", 2 * inputs.steps, ms)
