@@ -60,6 +60,7 @@ class Link(ABC):
         self.transactions = 0
         self.failures = 0
         self.reconnects = 0
+        self._had_connection = False
 
     # ------------------------------------------------------------------ public API
 
@@ -149,6 +150,11 @@ class Link(ABC):
         assert last is not None
         raise last
 
+    def _connected(self) -> None:
+        if self._had_connection:
+            self.reconnects += 1
+        self._had_connection = True
+
     # ------------------------------------------------------------------ per-transport
 
     @abstractmethod
@@ -190,7 +196,6 @@ class PymodbusLink(Link):
         if self._client is not None and self._client.connected:
             return
         if self._client is not None:
-            self.reconnects += 1
             self._client.close()
         client = self._factory(trace_packet=self._trace)
         for cls in CLIENT_PDUS:
@@ -202,6 +207,7 @@ class PymodbusLink(Link):
             raise LinkConnectionError(self.endpoint, f"cannot connect: {exc}") from None
         if not connected:
             raise LinkConnectionError(self.endpoint, "cannot connect (refused, unreachable or no such port)")
+        self._connected()
 
     async def _disconnect(self) -> None:
         if self._client is not None:
@@ -276,7 +282,6 @@ class SolarmanLink(Link):
         if client is not None and client.writer is not None and not client.writer.is_closing():
             return
         if client is not None:
-            self.reconnects += 1
             await self._disconnect()
         client = PySolarmanV5Async(
             self._config.host,
@@ -292,6 +297,7 @@ class SolarmanLink(Link):
         except NoSocketAvailableError as exc:
             raise LinkConnectionError(self.endpoint, f"cannot connect: {exc.__cause__ or exc}") from None
         self._client = client
+        self._connected()
 
     async def _disconnect(self) -> None:
         client, self._client = self._client, None

@@ -294,6 +294,7 @@ async def test_solarman_link_survives_a_logger_that_drops_idle_connections() -> 
             await asyncio.sleep(0.6)  # the logger hangs up on us meanwhile
             assert logger.dropped >= 1
             assert_sofar(await poll(link, SOFAR, 1))  # retries=0: reconnecting must not cost a failure
+            assert link.reconnects >= 1 and link.failures == 0
             assert (await link.passive_mode(CHARGE_REGISTER, 1000, unit=1)).accepted
             with pytest.raises(LinkExceptionResponse) as caught:
                 await link.read(3, 0x0246, 2, unit=1)
@@ -329,3 +330,20 @@ def test_crc_matches_the_vendor_examples() -> None:
     ):
         frame = bytes.fromhex(example)
         assert crc16(frame[:-2]).to_bytes(2, "little") == frame[-2:], example
+
+
+async def test_tcp_link_reconnects_after_the_server_restarts() -> None:
+    inverter, port = Inverter(), free_port()
+    served = await start_server(make_context(inverter), "modbus_tcp", port=port)
+    link = build_link(ModbusTcp(kind="modbus_tcp", host="127.0.0.1", port=port, timeout_s=1, retries=1))
+    try:
+        assert_sofar(await poll(link, SOFAR, 1))
+        await served.close()
+        with pytest.raises((LinkConnectionError, LinkTimeout)):
+            await link.read(3, 0x0200, 1, unit=1)
+        served = await start_server(make_context(inverter), "modbus_tcp", port=port)
+        assert_sofar(await poll(link, SOFAR, 1))
+        assert link.reconnects >= 1
+    finally:
+        await link.close()
+        await served.close()
