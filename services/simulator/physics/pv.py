@@ -152,7 +152,7 @@ def _read_weather(source: WeatherFile) -> tuple[pd.DataFrame, float, float]:
 def seasonal_temp_c(times: pd.DatetimeIndex, site: Site) -> np.ndarray:
     """Air temperature without a weather file: a UK-like seasonal and daily cycle (deg C)."""
     local = times.tz_convert(site.timezone)
-    doy = local.dayofyear.to_numpy()
+    doy = local.day_of_year.to_numpy()
     hour = local.hour.to_numpy() + local.minute.to_numpy() / 60.0
     season = 10.0 - 6.5 * np.cos(2 * np.pi * (doy - 20) / 365.0)
     daily = 3.5 * np.cos(2 * np.pi * (hour - 15.0) / 24.0)
