@@ -5,8 +5,9 @@ its own on any single poll; against its siblings, over time, it stands out. Thre
 
 * ``weak_module_capacity``: its full capacity (what its BMS has learnt) sits more than
   ``capacity_deficit_pct`` below the median of its siblings;
-* ``capacity_fading``: its capacity falls faster than its siblings' (least-squares slope over the
-  window, in % of its capacity per day) by more than ``fade_pct_per_day``;
+* ``capacity_fading``: its capacity falls faster than its siblings' (least-squares slope over a
+  window of at least ``fade_min_span_days``, in % of its capacity per day) by more than
+  ``fade_pct_per_day``;
 * ``cell_spread_drift``: the median of its cell voltage spread exceeds the siblings' median by more
   than ``spread_excess_mv`` ("slow death" cells).
 
@@ -32,6 +33,8 @@ class HealthConfig:
     min_samples: int = 6
     capacity_deficit_pct: float = 8.0
     fade_pct_per_day: float = 0.5
+    # A slope over minutes is noise (a BMS re-learns its capacity in steps): need days of history.
+    fade_min_span_days: float = 2.0
     spread_excess_mv: float = 15.0
 
 
@@ -112,7 +115,10 @@ class HealthMonitor:
                 )
                 details = {"full_ah": capacity[i], "siblings_full_ah": sib_capacity, "deficit_pct": deficit}
                 findings.append(Finding(i, "weak_module_capacity", message, details))
-            if sib_fade - fade[i] > cfg.fade_pct_per_day:
+            span_days = ready[i].times_d[-1] - ready[i].times_d[0]
+            # A sibling gaining capacity (re-calibration) must not make the others look like fading.
+            excess = min(sib_fade, 0.0) - fade[i]
+            if span_days >= cfg.fade_min_span_days and excess > cfg.fade_pct_per_day:
                 message = f"module {i} loses {-fade[i]:.2f} %/day of capacity, siblings {-sib_fade:.2f} %/day"
                 details = {"fade_pct_per_day": fade[i], "siblings_fade_pct_per_day": sib_fade}
                 findings.append(Finding(i, "capacity_fading", message, details))
