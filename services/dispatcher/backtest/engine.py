@@ -1,0 +1,303 @@
+"""Replay a house's load and PV through the same plan/control core, for one policy at a time.
+
+The house is simulated with the data's own step: at each step the controller sees the grid as the
+meter would (load - pv - the battery's last power) and sets the battery; the battery then runs
+the step at that power, clipped only where its energy runs out (physical limits: floor and 100%).
+Plans are made every ``replan_minutes`` (30) at ``step_minutes`` resolution:
+
+* ``planner``: forecasts only from data before the decision (clear-sky PV times the clearness of
+  the last 24 h; load by weekday and time of day over the last 4 weeks);
+* ``perfect``: the actual load and PV of the horizon (perfect foresight);
+* ``self_use``: no plan, the controller zeroes the grid; ``none``: no battery at all.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from services.dispatcher.core.battery import BatteryModel
+from services.dispatcher.core.controller import ControlParams, Memory, control
+from services.dispatcher.core.forecast import PvArray, clear_sky_pv_w, clearness, load_profile_forecast
+from services.dispatcher.core.planner import PlanInputs, Schedule, plan
+from services.dispatcher.core.replan import should_replan
+from services.dispatcher.core.snapshot import ModeState, Snapshot
+from services.dispatcher.core.tariff import Tariff
+from shared.config.dispatcher import DispatcherConfig
+from shared.messages import DispatcherModeName, Intent
+
+from .data import Series
+
+__all__ = ["POLICIES", "PolicyResult", "Setup", "simulate"]
+
+POLICIES = ("none", "self_use", "planner", "perfect")
+HISTORY_DAYS = 28
+
+
+@dataclass(frozen=True)
+class Setup:
+    battery: BatteryModel
+    dispatcher: DispatcherConfig
+    tariff: Tariff
+    timezone: str
+    array: PvArray
+    exact: bool = False  # the planner's MILP fallback (see core.planner.plan); slow on a year
+
+
+@dataclass
+class PolicyResult:
+    policy: str
+    cost: float = 0.0
+    import_kwh: float = 0.0
+    export_kwh: float = 0.0
+    load_kwh: float = 0.0
+    pv_kwh: float = 0.0
+    charge_kwh: float = 0.0
+    discharge_kwh: float = 0.0
+    battery_cycles: float = 0.0
+    plans: int = 0
+    setpoint_changes: int = 0
+    export_by_cause_kwh: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("battery_full", "mode_flip", "policy", "power_limit", "no_battery"), 0.0
+        )
+    )
+    monthly_cost: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    monthly_days: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    nights_to_sunrise: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def self_sufficiency_pct(self) -> float:
+        return 0.0 if self.load_kwh <= 0 else max(0.0, 100.0 * (1 - self.import_kwh / self.load_kwh))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cost": round(self.cost, 4),
+            "import_kwh": round(self.import_kwh, 3),
+            "export_kwh": round(self.export_kwh, 3),
+            "load_kwh": round(self.load_kwh, 3),
+            "pv_kwh": round(self.pv_kwh, 3),
+            "self_sufficiency_pct": round(self.self_sufficiency_pct, 2),
+            "battery_cycles": round(self.battery_cycles, 2),
+            "battery_charge_kwh": round(self.charge_kwh, 3),
+            "battery_discharge_kwh": round(self.discharge_kwh, 3),
+            "plans": self.plans,
+            "setpoint_changes": self.setpoint_changes,
+            "export_by_cause_kwh": {k: round(v, 3) for k, v in self.export_by_cause_kwh.items()},
+            "nights_to_sunrise": self.nights_to_sunrise,
+            "monthly_cost": {k: round(v, 4) for k, v in sorted(self.monthly_cost.items())},
+        }
+
+
+class _Forecaster:
+    """Plan-resolution views of the data, computed once, sliced per decision."""
+
+    def __init__(self, series: Series, setup: Setup) -> None:
+        d = setup.dispatcher
+        self.step = d.step_minutes * 60
+        self.horizon = d.horizon_hours * 3600 // self.step
+        frame = pd.DataFrame({"load": series.load_w, "pv": series.pv_w}, index=series.times)
+        agg = frame.resample(f"{self.step}s", origin="epoch").mean()
+        self.agg_times = agg.index
+        self.agg_load = agg["load"].to_numpy()
+        self.agg_pv = agg["pv"].to_numpy()
+        extended = pd.date_range(agg.index[0], periods=len(agg) + self.horizon + 1, freq=f"{self.step}s")
+        self.times = extended
+        self.clear = clear_sky_pv_w(setup.array, extended, self.step)
+        self.imp, self.exp = setup.tariff.prices(extended, self.step)
+        self.local = extended.tz_convert(setup.timezone)
+        self.setup = setup
+
+    def inputs(self, k: int, now: pd.Timestamp, soc: float, battery_now: float, perfect: bool) -> PlanInputs:
+        # Plan from the current plan-step boundary: the step in force now is step 0.
+        stop = min(k + self.horizon, len(self.agg_times) if perfect else k + self.horizon)
+        idx = slice(k, stop)
+        if perfect:
+            load = np.nan_to_num(self.agg_load[idx])
+            pv = np.nan_to_num(self.agg_pv[idx])
+        else:
+            past = slice(max(0, k - HISTORY_DAYS * 86400 // self.step), k)
+            load = load_profile_forecast(
+                self.local[past],
+                np.nan_to_num(self.agg_load[past]),
+                self.local[idx],
+                self.step,
+                self.setup.dispatcher.default_daily_load_kwh,
+            )
+            recent = slice(max(0, k - 86400 // self.step), k)
+            pv = self.clear[idx] * clearness(np.nan_to_num(self.agg_pv[recent]), self.clear[recent])
+        d = self.setup.dispatcher
+        return PlanInputs(
+            start=self.times[k].to_pydatetime(),
+            step_s=self.step,
+            soc_pct=min(100.0, max(0.0, soc)),
+            import_price=self.imp[idx],
+            export_price=self.exp[idx],
+            pv_w=pv,
+            load_w=load,
+            battery=self.setup.battery,
+            switch_cost=d.switch_cost_per_change,
+            cycle_cost_per_kwh=d.cycle_cost_per_kwh,
+            terminal_value_factor=d.terminal_value_factor,
+            export_limit_w=d.export_limit_w,
+            import_limit_w=d.import_limit_w,
+            battery_power_now_w=battery_now,
+        )
+
+
+def simulate(
+    series: Series,
+    policy: str,
+    setup: Setup,
+    progress: Callable[[int], None] | None = None,
+) -> PolicyResult:
+    """Run one policy over the whole series."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
+    b = setup.battery
+    d = setup.dispatcher
+    params = ControlParams(
+        battery=b,
+        deadband_w=d.deadband_w,
+        dwell_s=d.dwell_s,
+        ramp_w_per_s=d.ramp_w_per_s,
+        quantum_w=d.quantum_w,
+        stale_after_s=d.stale_after_s,
+        export_limit_w=d.export_limit_w,
+        top_up_margin_pct=d.top_up_margin_pct,
+        top_up_power_w=d.top_up_power_w,
+        battery_priority=d.battery_priority,
+        surplus_on_w=d.surplus_on_w,
+    )
+    has_battery = policy != "none"
+    planning = policy in ("planner", "perfect")
+    forecaster = _Forecaster(series, setup) if planning else None
+    mode = ModeState(DispatcherModeName.AUTO if planning else DispatcherModeName.SELF_USE)
+    step_s = series.step_s
+    dt_h = step_s / 3600.0
+    imp_price, exp_price = setup.tariff.prices(series.times, step_s)
+    local = series.times.tz_convert(setup.timezone)
+    month_keys = local.strftime("%Y-%m")
+    day_keys = local.strftime("%Y-%m-%d")
+
+    result = PolicyResult(policy)
+    soc_wh = b.wh(max(b.reserve_pct, 50.0))
+    battery_w = 0.0
+    memory = Memory()
+    schedule: Schedule | None = None
+    last_plan_at = None
+    sunrise_seen: set[str] = set()
+    nights: dict[str, dict[str, int]] = defaultdict(lambda: {"nights": 0, "made_it": 0})
+    floor_wh = b.wh(b.floor_pct)
+    top_wh = b.capacity_wh  # physical top; the controller keeps to the ceiling itself
+    every_s = d.replan_minutes * 60
+    previous_setpoint = 0.0
+
+    for k in range(len(series.times)):
+        now = series.times[k].to_pydatetime()
+        load, pv = float(series.load_w[k]), float(series.pv_w[k])
+        month, day = month_keys[k], day_keys[k]
+        result.monthly_days[month] += dt_h / 24.0
+        intent = Intent.SELF_USE
+        if has_battery:
+            soc_pct = b.pct(soc_wh)
+            if day not in sunrise_seen and pv >= 50.0:
+                sunrise_seen.add(day)
+                if k > 0:
+                    nights[month]["nights"] += 1
+                    nights[month]["made_it"] += int(soc_pct > b.floor_pct + 1.0)
+            if planning and forecaster is not None:
+                reason = should_replan(now, last_plan_at, every_s)
+                if reason is not None:
+                    ak = int(
+                        (series.times[k] - forecaster.agg_times[0]) // pd.Timedelta(seconds=forecaster.step)
+                    )
+                    inputs = forecaster.inputs(ak, series.times[k], soc_pct, battery_w, policy == "perfect")
+                    if inputs.steps > 0:
+                        schedule = plan(inputs, exact=setup.exact)
+                        result.plans += 1
+                    last_plan_at = now
+            snap = Snapshot(
+                now=now,
+                soc_pct=soc_pct,
+                battery_w=battery_w,
+                grid_w=load - pv - battery_w,
+                pv_w=pv,
+                mode=mode,
+                inverter_at=now,
+                meter_at=now,
+            )
+            decision, memory = control(snap, schedule, memory, params)
+            intent = decision.intent
+            setpoint = decision.battery_w
+            if setpoint != previous_setpoint:
+                result.setpoint_changes += 1
+                previous_setpoint = setpoint
+            # The battery runs the step at the setpoint unless its energy runs out first.
+            if setpoint < 0:
+                room = max(0.0, top_wh - soc_wh)
+                charge = min(-setpoint, room / (b.charge_efficiency * dt_h))
+                battery_w = -charge
+                soc_wh += charge * b.charge_efficiency * dt_h
+                result.charge_kwh += charge * dt_h / 1000.0
+            else:
+                available = max(0.0, soc_wh - floor_wh)
+                discharge = min(setpoint, available * b.discharge_efficiency / dt_h)
+                battery_w = discharge
+                soc_wh -= discharge / b.discharge_efficiency * dt_h
+                result.discharge_kwh += discharge * dt_h / 1000.0
+        grid = load - pv - battery_w
+        imp_kwh = max(grid, 0.0) * dt_h / 1000.0
+        exp_kwh = max(-grid, 0.0) * dt_h / 1000.0
+        cost = imp_kwh * imp_price[k] - exp_kwh * exp_price[k]
+        result.cost += cost
+        result.monthly_cost[month] += cost
+        result.import_kwh += imp_kwh
+        result.export_kwh += exp_kwh
+        result.load_kwh += load * dt_h / 1000.0
+        result.pv_kwh += pv * dt_h / 1000.0
+        if exp_kwh > 0:
+            _export_cause(result, exp_kwh, battery_w, dt_h, intent, has_battery, soc_wh, b)
+        if progress is not None:
+            progress(1)
+    result.battery_cycles = result.discharge_kwh * 1000.0 / b.capacity_wh if has_battery else 0.0
+    result.nights_to_sunrise = dict(nights) if has_battery else {}
+    return result
+
+
+def _export_cause(
+    result: PolicyResult,
+    exp_kwh: float,
+    battery_w: float,
+    dt_h: float,
+    intent: Intent,
+    has_battery: bool,
+    soc_wh: float,
+    b: BatteryModel,
+) -> None:
+    causes = result.export_by_cause_kwh
+    if not has_battery:
+        causes["no_battery"] += exp_kwh
+        return
+    from_battery = min(exp_kwh, max(battery_w, 0.0) * dt_h / 1000.0)
+    # A battery discharging into the export while the plan did not ask for it: lag, flip-flop.
+    causes["policy" if intent is Intent.DISCHARGE else "mode_flip"] += from_battery
+    rest = exp_kwh - from_battery
+    if rest <= 0:
+        return
+    if soc_wh >= b.wh(b.ceiling_pct) - 0.005 * b.capacity_wh:
+        causes["battery_full"] += rest
+    elif battery_w <= -(b.max_charge_w - 1.0):
+        causes["power_limit"] += rest
+    else:
+        causes["policy"] += rest
+
+
+def summary_timedelta(series: Series) -> timedelta:
+    return timedelta(seconds=series.step_s * len(series.times))
