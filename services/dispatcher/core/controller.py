@@ -222,7 +222,7 @@ def control(
     # What the battery must do to bring the grid to zero, leaving out the flexible loads it may
     # not feed: with the immersion excluded, the battery never chases a diverter.
     zero_grid = snap.battery_w + snap.grid_w - loads.not_from_battery_w
-    if zero_grid < 0:
+    if zero_grid < 0 and params.loads:
         # Charge only from the surplus left after loads ranked above the battery.
         zero_grid = max(zero_grid, -loads.battery_share_w)
     goal, intent, reason, numbers = _goal(mode, snap, plan, zero_grid, b)
@@ -242,24 +242,21 @@ def control(
             target, reason = most, "export_limit"
 
     # Hard limits: device, BMS, SoC band.
-    charge_max = b.max_charge_w
-    discharge_max = b.max_discharge_w
-    limit_reason = "device_limit"
+    charge_max, charge_why = b.max_charge_w, "device_limit"
+    discharge_max, discharge_why = b.max_discharge_w, "device_limit"
     if snap.charge_limit_w is not None and snap.charge_limit_w < charge_max:
-        charge_max, limit_reason = max(0.0, snap.charge_limit_w), "bms_limit"
+        charge_max, charge_why = max(0.0, snap.charge_limit_w), "bms_limit"
     if snap.discharge_limit_w is not None and snap.discharge_limit_w < discharge_max:
-        discharge_max = max(0.0, snap.discharge_limit_w)
+        discharge_max, discharge_why = max(0.0, snap.discharge_limit_w), "bms_limit"
     if snap.soc_pct >= b.ceiling_pct:
-        charge_max = 0.0
+        charge_max, charge_why = 0.0, "soc_ceiling"
     if snap.soc_pct <= b.reserve_pct:
-        discharge_max = 0.0
+        discharge_max, discharge_why = 0.0, "reserve_floor"
     numbers.update(charge_max_w=charge_max, discharge_max_w=discharge_max)
     if target > discharge_max:
-        reason = "reserve_floor" if snap.soc_pct <= b.reserve_pct else limit_reason
-        target = discharge_max
+        target, reason = discharge_max, discharge_why
     elif target < -charge_max:
-        reason = "soc_ceiling" if snap.soc_pct >= b.ceiling_pct else limit_reason
-        target = -charge_max
+        target, reason = -charge_max, charge_why
 
     # Mains top-up below the floor, with hysteresis up to floor + margin.
     topping_up = memory.topping_up
@@ -296,7 +293,7 @@ def control(
         last = memory.setpoint_w if (memory.setpoint_w > 0) == (setpoint > 0) else 0.0
         if abs(setpoint) > abs(last) + step:
             setpoint = math.copysign(abs(last) + step, setpoint)
-            reason = "ramp" if reason not in ("reserve_floor", "soc_ceiling", "bms_limit") else reason
+            reason = "ramp"
 
     setpoint = _quantise(setpoint, params.quantum_w)
 
@@ -313,7 +310,7 @@ def control(
             reason = "deadband"
         setpoint = last
 
-    setpoint = max(-charge_max, min(discharge_max, setpoint))
+    setpoint = max(-charge_max, min(discharge_max, setpoint)) + 0.0  # + 0.0: no -0.0 on the wire
     direction = 0 if setpoint == 0 else (1 if setpoint > 0 else -1)
     if direction != 0 and direction != memory.direction:
         new_direction, since = direction, snap.now

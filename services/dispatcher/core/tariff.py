@@ -118,7 +118,7 @@ class Tariff:
         # One sample a minute (at most 60 per step); steps shorter than a minute take one sample.
         samples = max(1, step_s // 60)
         offsets = pd.to_timedelta(np.arange(samples) * (step_s / samples), unit="s")
-        grid = (index.values[:, None] + offsets.values[None, :]).ravel()
+        grid = (index.tz_convert(None).to_numpy()[:, None] + offsets.to_numpy()[None, :]).ravel()
         moments = pd.DatetimeIndex(grid, tz="UTC")
         imp = self._price(self.import_kind, self.import_series, moments).reshape(len(index), samples)
         exp = self._price(self.export_kind, self.export_series, moments).reshape(len(index), samples)
@@ -146,7 +146,7 @@ class Tariff:
         if before.any() or after.any():
             bad = moments[before | after][0]
             series.at(bad.to_pydatetime())  # raises with the coverage in the message
-        position = np.searchsorted(starts.values, moments.values, side="right") - 1
+        position = np.searchsorted(starts.as_unit("ns").asi8, moments.as_unit("ns").asi8, side="right") - 1
         return np.asarray(series.prices)[position]
 
 
