@@ -101,6 +101,13 @@ def all_of(site: str = ANY, kind: Kind | str | None = None, stream: Stream | str
     return f"{ROOT}/{site}/{kind_level}/{ANY}/{stream_level}"
 
 
+def everything(site: str = ANY) -> str:
+    """Every ongrid topic of a site (``+`` for all sites)."""
+    if site != ANY:
+        check_name(site, "site")
+    return f"{ROOT}/{site}/#"
+
+
 # Named helpers for the topics the services talk on. Each is a thin use of ``topic``.
 
 

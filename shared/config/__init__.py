@@ -61,7 +61,7 @@ __all__ = [
 DEFAULT_PATH = "ongrid.yaml"
 ENV_PATH = "ONGRID_CONFIG"
 
-_yaml_data: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("_yaml_data", default={})
+_yaml_data: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("_yaml_data", default=None)
 
 
 class ConfigError(Exception):
@@ -73,7 +73,7 @@ class _YamlSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_yaml_data.get())
+        return dict(_yaml_data.get() or {})
 
 
 class OngridConfig(BaseSettings):

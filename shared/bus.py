@@ -1,0 +1,417 @@
+"""The one MQTT adapter every service uses: a thin, typed layer over aiomqtt.
+
+What it adds to aiomqtt, and why:
+
+* a last will (retained ``offline`` on the service's availability topic) and a retained
+  ``online`` after every connect, so Home Assistant and the CLI see dead services;
+* reconnect with exponential backoff, resubscription, and republication of the latest retained
+  message per topic, so a broker restart heals without the services noticing;
+* validation at the edge: a handler only ever receives a model that validated. Anything else is
+  logged with its topic and error, counted, and answered on the matching ``ack`` (commands) or
+  ``event`` topic, and the service keeps running;
+* MQTT 5: message expiry on commands (a stale command dies in the broker, not at the inverter) and
+  persistent sessions / shared subscriptions for the recorder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import ssl
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import ValidationError
+
+from shared import topics
+from shared.config import MqttConfig
+from shared.contract import model_for_topic
+from shared.logs import EpisodeLog, get_logger
+from shared.messages import (
+    AckStatus,
+    Availability,
+    AvailabilityState,
+    CommandAck,
+    Event,
+    EventLevel,
+    InverterCommand,
+    Message,
+    utc_now,
+)
+from shared.topics import Kind, Stream
+
+log = get_logger("bus")
+
+Handler = Callable[[str, Any], Awaitable[None]]
+RawHandler = Callable[[str, bytes], Awaitable[None]]
+ModelChoice = type[Message] | Callable[[str], type[Message] | None]
+
+
+@dataclass
+class _Subscription:
+    pattern: str
+    match: str  # the pattern without a $share/group/ prefix, for matching incoming topics
+    qos: int
+    model: ModelChoice | None
+    handler: Handler | RawHandler
+
+
+@dataclass
+class BusStats:
+    connects: int = 0
+    received: int = 0
+    published: int = 0
+    dropped_offline: int = 0
+    invalid_payloads: int = 0
+    handler_errors: int = 0
+    invalid_by_topic: dict[str, int] = field(default_factory=dict)
+
+
+def _strip_share(pattern: str) -> str:
+    if pattern.startswith(topics.SHARED_PREFIX + "/"):
+        return pattern.split("/", 2)[2]
+    return pattern
+
+
+def _short(error: ValidationError | ValueError) -> str:
+    if isinstance(error, ValidationError):
+        parts = []
+        for item in error.errors(include_url=False)[:5]:
+            where = ".".join(str(p) for p in item["loc"]) or "payload"
+            parts.append(f"{where}: {item['msg']}")
+        return "; ".join(parts)
+    return str(error)
+
+
+class Bus:
+    """A connection to the broker for one service.
+
+    Use as ``async with Bus(cfg.mqtt, site=cfg.site, service="recorder") as bus:``. Subscriptions
+    may be added before or after the connection is up; they survive reconnects.
+    """
+
+    def __init__(
+        self,
+        mqtt: MqttConfig,
+        *,
+        site: str,
+        service: str,
+        client_id: str | None = None,
+        persistent_session: bool = False,
+        session_expiry_s: int = 0,
+        announce: bool = True,
+    ) -> None:
+        self.mqtt = mqtt
+        self.site = topics.check_name(site, "site")
+        self.service = topics.check_name(service, "service")
+        self.persistent_session = persistent_session
+        self.session_expiry_s = session_expiry_s
+        # A persistent session needs a stable id; otherwise a random suffix lets two instances of
+        # one service coexist instead of kicking each other off the broker.
+        suffix = "" if persistent_session else "-" + uuid.uuid4().hex[:8]
+        self.client_id = client_id or f"{mqtt.client_id_prefix}-{site}-{service}{suffix}"
+        self.announce = announce
+        self.stats = BusStats()
+        self.connected = asyncio.Event()
+        self._subs: list[_Subscription] = []
+        self._retained: dict[str, tuple[bytes, int]] = {}
+        self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pending_subs: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self._episode = EpisodeLog(log, f"broker {mqtt.host}:{mqtt.port}", service=service)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def availability_topic(self) -> str:
+        return topics.service_availability(self.site, self.service)
+
+    @property
+    def event_topic(self) -> str:
+        return topics.event(self.site, Kind.SERVICE, self.service)
+
+    async def __aenter__(self) -> Bus:
+        self._closing = False
+        self._task = asyncio.create_task(self._run(), name=f"bus-{self.service}")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Say goodbye (retained ``offline``) and disconnect; the last will is for crashes only."""
+        self._closing = True
+        client = self._client
+        if client is not None and self.announce and self.connected.is_set():
+            try:
+                offline = Availability(ts=utc_now(), state=AvailabilityState.OFFLINE, reason="stopped")
+                await client.publish(self.availability_topic, offline.to_json(), qos=1, retain=True, timeout=2)
+            except (aiomqtt.MqttError, TimeoutError):
+                pass
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def wait_connected(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self.connected.wait(), timeout)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        message: Message,
+        *,
+        retain: bool | None = None,
+        qos: int | None = None,
+        expiry_s: float | None = None,
+    ) -> bool:
+        """Publish a model with its kind's QoS and retain flag. Returns False when not sent now.
+
+        Commands get an MQTT 5 message expiry from their ``expires_at``, so a command queued in the
+        broker for an offline bridge dies there instead of being acted on late.
+        """
+        if expiry_s is None and isinstance(message, InverterCommand) and message.expires_at is not None:
+            expiry_s = max(1.0, (message.expires_at - datetime.now(UTC)).total_seconds())
+        return await self.publish_raw(
+            topic,
+            message.to_json(),
+            qos=message.QOS if qos is None else qos,
+            retain=message.RETAIN if retain is None else retain,
+            expiry_s=expiry_s,
+        )
+
+    async def publish_raw(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int = 0,
+        retain: bool = False,
+        expiry_s: float | None = None,
+    ) -> bool:
+        data = payload.encode() if isinstance(payload, str) else payload
+        if retain:
+            # Remembered so that after a broker restart the latest state is there again.
+            if data:
+                self._retained[topic] = (data, qos)
+            else:
+                self._retained.pop(topic, None)
+        client = self._client
+        if client is None or not self.connected.is_set():
+            self.stats.dropped_offline += 0 if retain else 1
+            return False
+        properties = None
+        if expiry_s is not None:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.MessageExpiryInterval = max(1, int(expiry_s))
+        try:
+            await client.publish(topic, data, qos=qos, retain=retain, properties=properties, timeout=10)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            self.stats.dropped_offline += 0 if retain else 1
+            log.debug("publish to %s failed: %s", topic, exc, extra={"topic": topic})
+            return False
+        self.stats.published += 1
+        return True
+
+    # -- subscribing -------------------------------------------------------------------------
+
+    def subscribe(self, pattern: str, model: ModelChoice | None, handler: Handler, *, qos: int = 1) -> None:
+        """Call ``handler(topic, model_instance)`` for every valid message matching ``pattern``.
+
+        ``model`` is a model class, or a function of the topic returning one (``None`` from it
+        means the topic is not ours and the message is ignored); ``shared.contract.model_for_topic``
+        is the usual choice for wildcard subscriptions over several kinds.
+        """
+        self._add(_Subscription(pattern, _strip_share(pattern), qos, model or model_for_topic, handler))
+
+    def subscribe_raw(self, pattern: str, handler: RawHandler, *, qos: int = 1) -> None:
+        """Bytes as they arrived, for the few consumers that are not ongrid payloads."""
+        self._add(_Subscription(pattern, _strip_share(pattern), qos, None, handler))
+
+    def _add(self, sub: _Subscription) -> None:
+        self._subs.append(sub)
+        client = self._client
+        if client is not None and self.connected.is_set():
+            task = asyncio.get_running_loop().create_task(self._subscribe_one(client, sub))
+            self._pending_subs.add(task)
+            task.add_done_callback(self._pending_subs.discard)
+
+    async def subscribed(self, timeout: float = 10.0) -> None:
+        """Wait until the connection is up and the broker has acknowledged every subscription."""
+        await self.wait_connected(timeout)
+        if self._pending_subs:
+            await asyncio.wait_for(asyncio.gather(*self._pending_subs), timeout)
+
+    async def _subscribe_one(self, client: aiomqtt.Client, sub: _Subscription) -> None:
+        try:
+            await client.subscribe(sub.pattern, qos=sub.qos, timeout=10)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.warning("subscribe to %s failed: %s", sub.pattern, exc, extra={"topic": sub.pattern})
+
+    # -- the connection loop -----------------------------------------------------------------
+
+    def _make_client(self) -> aiomqtt.Client:
+        will = Availability(ts=utc_now(), state=AvailabilityState.OFFLINE, reason="connection lost")
+        connect_props = None
+        if self.session_expiry_s:
+            connect_props = Properties(PacketTypes.CONNECT)
+            connect_props.SessionExpiryInterval = self.session_expiry_s
+        tls_params = None
+        if self.mqtt.tls.enabled:
+            tls_params = aiomqtt.TLSParameters(
+                ca_certs=self.mqtt.tls.ca_file,
+                certfile=self.mqtt.tls.cert_file,
+                keyfile=self.mqtt.tls.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        return aiomqtt.Client(
+            self.mqtt.host,
+            self.mqtt.port,
+            username=self.mqtt.username,
+            password=self.mqtt.password.get_secret_value() if self.mqtt.password else None,
+            identifier=self.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=aiomqtt.Will(self.availability_topic, will.to_json(), qos=1, retain=True)
+            if self.announce
+            else None,
+            clean_start=not self.persistent_session,
+            keepalive=self.mqtt.keepalive_s,
+            properties=connect_props,
+            tls_params=tls_params,
+            tls_insecure=self.mqtt.tls.insecure if self.mqtt.tls.enabled else None,
+            timeout=10,
+        )
+
+    async def _run(self) -> None:
+        backoff = self.mqtt.reconnect_min_s
+        while not self._closing:
+            try:
+                async with self._make_client() as client:
+                    await self._on_connect(client)
+                    backoff = self.mqtt.reconnect_min_s
+                    async for message in client.messages:
+                        await self._dispatch(str(message.topic), bytes(message.payload or b""))
+            except aiomqtt.MqttError as exc:
+                self._episode.failure(exc)
+            finally:
+                self._client = None
+                self.connected.clear()
+            if self._closing:
+                break
+            # Jitter keeps a fleet of services from reconnecting in lockstep after a broker restart.
+            await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, self.mqtt.reconnect_max_s)
+
+    async def _on_connect(self, client: aiomqtt.Client) -> None:
+        self._client = client
+        self.stats.connects += 1
+        self._episode.success()
+        if self.announce:
+            online = Availability(ts=utc_now(), state=AvailabilityState.ONLINE)
+            await client.publish(self.availability_topic, online.to_json(), qos=1, retain=True)
+        for sub in self._subs:
+            await client.subscribe(sub.pattern, qos=sub.qos)
+        for topic, (data, qos) in list(self._retained.items()):
+            await client.publish(topic, data, qos=qos, retain=True)
+        self.connected.set()
+        log.info("connected to %s:%d as %s", self.mqtt.host, self.mqtt.port, self.client_id)
+
+    # -- incoming ----------------------------------------------------------------------------
+
+    async def _dispatch(self, topic: str, payload: bytes) -> None:
+        self.stats.received += 1
+        for sub in self._subs:
+            if not aiomqtt.Topic(topic).matches(sub.match):
+                continue
+            if sub.model is None:
+                await self._call(sub, topic, payload)
+                continue
+            model: type[Message] | None = (
+                sub.model if isinstance(sub.model, type) else sub.model(topic)  # type: ignore[assignment]
+            )
+            if model is None:
+                continue
+            try:
+                value = model.model_validate_json(payload)
+            except (ValidationError, ValueError) as exc:
+                await self._reject(topic, payload, exc)
+                continue
+            await self._call(sub, topic, value)
+
+    async def _call(self, sub: _Subscription, topic: str, value: Any) -> None:
+        try:
+            await sub.handler(topic, value)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.stats.handler_errors += 1
+            log.exception("handler for %s failed", sub.pattern, extra={"topic": topic})
+            await self.publish(
+                self.event_topic,
+                Event(
+                    ts=utc_now(),
+                    level=EventLevel.ERROR,
+                    code="handler_error",
+                    message=f"{type(exc).__name__}: {exc}"[:500],
+                    topic=topic,
+                ),
+            )
+
+    async def _reject(self, topic: str, payload: bytes, error: ValidationError | ValueError) -> None:
+        """Never act on it; say so where the sender will look."""
+        self.stats.invalid_payloads += 1
+        self.stats.invalid_by_topic[topic] = self.stats.invalid_by_topic.get(topic, 0) + 1
+        reason = _short(error)
+        log.warning("invalid payload rejected: %s", reason, extra={"topic": topic})
+        try:
+            parts = topics.parse(topic)
+        except ValueError:
+            parts = None
+        if parts is not None and parts.stream is Stream.COMMAND:
+            ack = CommandAck(
+                ts=utc_now(),
+                command_id=_command_id(payload),
+                device=parts.device,
+                status=AckStatus.ERROR,
+                reason=f"invalid payload: {reason}"[:1000],
+            )
+            await self.publish(topics.topic(parts.site, parts.kind, parts.device, Stream.ACK), ack)
+            return
+        event_topic = (
+            topics.topic(parts.site, parts.kind, parts.device, Stream.EVENT)
+            if parts is not None and parts.stream is Stream.SET
+            else self.event_topic
+        )
+        event = Event(
+            ts=utc_now(),
+            level=EventLevel.WARNING,
+            code="invalid_payload",
+            message=f"payload on {topic} rejected: {reason}"[:1000],
+            topic=topic,
+            details={"bytes": len(payload), "count": self.stats.invalid_by_topic[topic]},
+        )
+        await self.publish(event_topic, event)
+
+
+def _command_id(payload: bytes) -> str | None:
+    """Best effort: echo the id of a command we could not accept, so the sender can match it."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if isinstance(data, dict) and isinstance(data.get("id"), str) and 0 < len(data["id"]) <= 64:
+        return str(data["id"])
+    return None

@@ -1,0 +1,96 @@
+"""How every service starts: parse the common flags, load config, set up logging, connect the
+bus with the service's last will, run, and stop cleanly on SIGTERM (Docker) or Ctrl-C.
+
+A service module provides ``async def run(cfg, bus) -> None`` and calls
+``service_main("inverter-bridge", run, argv)`` from its ``main``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shared.bus import Bus
+from shared.config import ConfigError, OngridConfig, load_config
+from shared.logs import get_logger, setup_logging
+
+ServiceRun = Callable[[OngridConfig, Bus], Awaitable[None]]
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML config file. Default: $ONGRID_CONFIG, else ./ongrid.yaml when present.",
+        show_default=False,
+    ),
+]
+LogLevelOption = Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING, ERROR.")]
+
+
+def load_or_exit(config: Path | None) -> OngridConfig:
+    """Load the config or print why not and exit with status 2 (a usage error, not a crash)."""
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+async def run_until_stopped(main: Awaitable[None]) -> None:
+    """Run ``main`` until it returns or a stop signal arrives."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    task = asyncio.ensure_future(main)
+    stopper = asyncio.ensure_future(stop.wait())
+    done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if task not in done:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    else:
+        task.result()
+
+
+async def _serve(name: str, run: ServiceRun, cfg: OngridConfig, **bus_options: object) -> None:
+    async with Bus(cfg.mqtt, site=cfg.site, service=name, **bus_options) as bus:  # type: ignore[arg-type]
+        await run(cfg, bus)
+
+
+def service_main(
+    name: str,
+    run: ServiceRun,
+    argv: list[str] | None = None,
+    *,
+    help_text: str | None = None,
+    bus_options: Callable[[OngridConfig], dict[str, object]] | None = None,
+) -> None:
+    """The ``main`` of a long-running service. ``bus_options(cfg)`` may ask for a persistent session."""
+
+    app = typer.Typer(add_completion=False, help=help_text or f"Run the ongrid {name}.")
+
+    @app.command()
+    def start(config: ConfigOption = None, log_level: LogLevelOption = None) -> None:
+        cfg = load_or_exit(config)
+        setup_logging(name, log_level or cfg.log_level, cfg.log_format)
+        log = get_logger(name)
+        log.info("starting (site=%s, broker=%s:%d)", cfg.site, cfg.mqtt.host, cfg.mqtt.port)
+        options = bus_options(cfg) if bus_options else {}
+        try:
+            asyncio.run(run_until_stopped(_serve(name, run, cfg, **options)))
+        except KeyboardInterrupt:
+            pass
+        log.info("stopped")
+
+    app(args=sys.argv[1:] if argv is None else argv, prog_name=f"ongrid {name}", standalone_mode=True)
