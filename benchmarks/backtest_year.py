@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from services.dispatcher.backtest.cli import _silence_highs_banner
 from services.dispatcher.backtest.data import Series, read_series
 from services.dispatcher.backtest.engine import Setup, simulate
-from services.dispatcher.backtest.cli import _silence_highs_banner
 from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.forecast import PvArray
 from services.dispatcher.core.tariff import tariff_from_config
