@@ -13,7 +13,7 @@ per period and above its SoC floor; past either, its consumption is excluded too
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from shared.config.loads import DiverterLoad, EvLoad, HeatPumpLoad
@@ -32,7 +32,7 @@ class LoadsOutcome:
     not_from_battery_w: float  # flexible consumption the battery must not cover
     surplus_w: float  # PV minus base load (flexible loads left out)
     battery_share_w: float  # surplus the battery may charge from, after higher-priority loads
-    budgets: tuple[tuple[str, object, float], ...]
+    budgets: tuple[tuple[str, datetime, float], ...]
     budget_left_wh: dict[str, float]
 
 
@@ -45,7 +45,7 @@ def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams) -> LoadsOut
     headroom = b.max_charge_w if snap.soc_pct < b.ceiling_pct else 0.0
 
     dt_s = 0.0 if memory.at is None else max(0.0, (snap.now - memory.at).total_seconds())
-    budgets = {name: (start, used) for name, start, used in memory.budgets}  # type: ignore[misc]
+    budgets: dict[str, tuple[datetime, float]] = {name: (start, used) for name, start, used in memory.budgets}
 
     entities: list[tuple[int, int, object]] = [(params.battery_priority, 0, "battery")]
     entities += [(load.priority, 1, load) for load in params.loads]
@@ -75,7 +75,7 @@ def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams) -> LoadsOut
             remaining -= min(remaining, load.rated_power_w)
         if isinstance(load, HeatPumpLoad):
             start, used = budgets.get(load.id, (snap.now, 0.0))
-            if snap.now - start >= timedelta(hours=load.budget_period_hours):  # type: ignore[operator]
+            if snap.now - start >= timedelta(hours=load.budget_period_hours):
                 start, used = snap.now, 0.0
             # Energy the battery gave the heat pump since the last call (discharge beyond the rest).
             fed = min(power, max(0.0, snap.battery_w)) * dt_s / 3600.0

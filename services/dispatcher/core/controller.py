@@ -127,13 +127,9 @@ def mode_finished(snap: Snapshot, battery: BatteryModel) -> bool:
     if mode.until is not None and snap.now >= mode.until:
         return True
     if mode.mode is DispatcherModeName.FORCE_CHARGE:
-        return snap.soc_pct >= (
-            mode.target_soc_pct if mode.target_soc_pct is not None else battery.ceiling_pct
-        )
+        return snap.soc_pct >= (mode.target_soc_pct if mode.target_soc_pct is not None else battery.ceiling_pct)
     if mode.mode is DispatcherModeName.FORCE_DISCHARGE:
-        return snap.soc_pct <= (
-            mode.target_soc_pct if mode.target_soc_pct is not None else battery.reserve_pct
-        )
+        return snap.soc_pct <= (mode.target_soc_pct if mode.target_soc_pct is not None else battery.reserve_pct)
     return False
 
 
@@ -158,9 +154,7 @@ def _goal(
         return zero_grid, Intent.SELF_USE, "no_plan", numbers
     planned_b, planned_g = float(plan.battery_w[k]), float(plan.grid_w[k])
     intent = plan.intents[k]
-    numbers.update(
-        planned_battery_w=planned_b, planned_grid_w=planned_g, plan_soc_end_pct=float(plan.soc_pct_end[k])
-    )
+    numbers.update(planned_battery_w=planned_b, planned_grid_w=planned_g, plan_soc_end_pct=float(plan.soc_pct_end[k]))
     if intent is Intent.CHARGE or intent is Intent.DISCHARGE:
         return planned_b, intent, "plan_track", numbers
     if intent is Intent.HOLD:
@@ -187,9 +181,7 @@ def _command(battery_w: float) -> CommandMode:
     return CommandMode.STANDBY
 
 
-def control(
-    snap: Snapshot, plan: Schedule | None, memory: Memory, params: ControlParams
-) -> tuple[Decision, Memory]:
+def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: ControlParams) -> tuple[Decision, Memory]:
     """One decision. See the module docstring for the order of goals and limits."""
     b = params.battery
     stale = stale_inputs(snap, params.stale_after_s)
@@ -312,6 +304,7 @@ def control(
 
     setpoint = max(-charge_max, min(discharge_max, setpoint)) + 0.0  # + 0.0: no -0.0 on the wire
     direction = 0 if setpoint == 0 else (1 if setpoint > 0 else -1)
+    since: datetime | None
     if direction != 0 and direction != memory.direction:
         new_direction, since = direction, snap.now
     else:

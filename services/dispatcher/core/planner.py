@@ -249,9 +249,7 @@ class _Model:
     def costs(self) -> np.ndarray:
         x, n, k = self.x, self.n, self.dt_h / 1000.0
         wear = x.cycle_cost_per_kwh / 2.0 * k
-        terminal = max(
-            0.0, x.terminal_value_factor * x.battery.discharge_efficiency * float(x.import_price.min())
-        )
+        terminal = max(0.0, x.terminal_value_factor * x.battery.discharge_efficiency * float(x.import_price.min()))
         soc_cost = np.zeros(n)
         soc_cost[-1] = -terminal / 1000.0
         return np.concatenate(
@@ -408,9 +406,7 @@ def _solution(values: np.ndarray) -> highspy.HighsSolution:
     return solution
 
 
-def _schedule(
-    model: _Model, values: np.ndarray, objective: float, solver: str, binaries: int, ms: float
-) -> Schedule:
+def _schedule(model: _Model, values: np.ndarray, objective: float, solver: str, binaries: int, ms: float) -> Schedule:
     x, n = model.x, model.n
     block = values.reshape(6, n)
     charge, discharge, imp, exp, soc = block[_C], block[_D], block[_I], block[_E], block[_S]
@@ -459,9 +455,7 @@ def _dp_directions(inputs: PlanInputs, levels: int = 121) -> tuple[list[int], li
     grid = np.linspace(lo, hi, levels)
     net = inputs.load_w - inputs.pv_w
     wear = inputs.cycle_cost_per_kwh / 2.0 * dt_h / 1000.0
-    terminal = max(
-        0.0, inputs.terminal_value_factor * b.discharge_efficiency * float(inputs.import_price.min())
-    )
+    terminal = max(0.0, inputs.terminal_value_factor * b.discharge_efficiency * float(inputs.import_price.min()))
     export_cap = np.inf if inputs.export_limit_w is None else inputs.export_limit_w
 
     def step_cost(t: int, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -595,9 +589,7 @@ def plan(inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0) -
     return _schedule(model, values[: 6 * n], objective, solver, len(grid_bad) + len(batt_bad), total_ms)
 
 
-def _warm_binaries(
-    values: np.ndarray, n: int, grid_bad: Sequence[int], batt_bad: Sequence[int]
-) -> np.ndarray:
+def _warm_binaries(values: np.ndarray, n: int, grid_bad: Sequence[int], batt_bad: Sequence[int]) -> np.ndarray:
     """Extra columns (cA, dA, z per grid step; y per battery step) matching a pinned solution."""
     block = values.reshape(6, n)
     extra: list[float] = []

@@ -71,9 +71,7 @@ class Snapshot:
             soc = battery.soc_pct
             limits = battery.limits
             charge_limit = limits.charge_current_a * battery.voltage_v if limits.charge_allowed else 0.0
-            discharge_limit = (
-                limits.discharge_current_a * battery.voltage_v if limits.discharge_allowed else 0.0
-            )
+            discharge_limit = limits.discharge_current_a * battery.voltage_v if limits.discharge_allowed else 0.0
         return cls(
             now=now,
             soc_pct=soc,

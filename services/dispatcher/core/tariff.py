@@ -107,9 +107,7 @@ class Tariff:
     import_series: PriceSeries | None = None
     export_series: PriceSeries | None = None
 
-    def prices(
-        self, starts: Sequence[datetime] | pd.DatetimeIndex, step_s: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def prices(self, starts: Sequence[datetime] | pd.DatetimeIndex, step_s: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean import and export price (per kWh) over each step ``[start, start + step_s)``."""
         index = pd.DatetimeIndex(starts)
         if index.tz is None:
@@ -125,9 +123,7 @@ class Tariff:
         # Rounded so a mean of equal prices is that price, not 0.30000000000000004.
         return np.round(imp.mean(axis=1), 9), np.round(exp.mean(axis=1), 9)
 
-    def _price(
-        self, kind: TwoRate | Flat | Csv, series: PriceSeries | None, moments: pd.DatetimeIndex
-    ) -> np.ndarray:
+    def _price(self, kind: TwoRate | Flat | Csv, series: PriceSeries | None, moments: pd.DatetimeIndex) -> np.ndarray:
         if isinstance(kind, Flat):
             return np.full(len(moments), kind.price_per_kwh)
         if isinstance(kind, TwoRate):
