@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
@@ -86,18 +86,18 @@ class OngridConfig(BaseSettings):
     )
 
     site: str = Field("home", description="Site id: the second level of every topic.")
-    mqtt: MqttConfig = MqttConfig()
-    inverters: tuple[InverterConfig, ...] = ()
-    meters: tuple[MeterConfig, ...] = ()
-    batteries: tuple[BatteryConfig, ...] = ()
-    tariff: TariffConfig = TariffConfig()
-    dispatcher: DispatcherConfig = DispatcherConfig()
-    loads: tuple[LoadConfig, ...] = ()
-    recorder: RecorderConfig = RecorderConfig()
+    mqtt: MqttConfig = Field(MqttConfig(), description="The broker every service connects to.")
+    inverters: tuple[InverterConfig, ...] = Field((), description="Battery inverters (inverter-bridge).")
+    meters: tuple[MeterConfig, ...] = Field((), description="CT / energy meters (meter-bridge).")
+    batteries: tuple[BatteryConfig, ...] = Field((), description="Battery stacks and their BMS (bms-bridge).")
+    tariff: TariffConfig = Field(TariffConfig(), description="Import and export prices.")
+    dispatcher: DispatcherConfig = Field(DispatcherConfig(), description="Planner and controller.")
+    loads: tuple[LoadConfig, ...] = Field((), description="Flexible loads the dispatcher arbitrates.")
+    recorder: RecorderConfig = Field(RecorderConfig(), description="Storage, spool and statistics.")
     influxdb: InfluxConfig | None = Field(None, description="None: the embedded SQLite store.")
-    simulator: SimulatorConfig | None = None
-    log_level: str = "INFO"
-    log_format: str = Field("text", pattern="^(text|json)$")
+    simulator: SimulatorConfig | None = Field(None, description="The simulated house (scenario files only).")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
+    log_format: Literal["text", "json"] = Field("text", description="json: one object per line.")
 
     @field_validator("site")
     @classmethod

@@ -10,20 +10,20 @@ from .base import Section
 
 
 class TlsConfig(Section):
-    enabled: bool = False
-    ca_file: str | None = None
-    cert_file: str | None = None
+    enabled: bool = Field(False, description="Connect with TLS (port is usually 8883).")
+    ca_file: str | None = Field(None, description="CA bundle that signed the broker certificate.")
+    cert_file: str | None = Field(None, description="Client certificate (mutual TLS).")
     key_file: str | None = None
     insecure: bool = Field(False, description="Skip hostname verification (self-signed test brokers only).")
 
 
 class MqttConfig(Section):
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="Broker host name or address.")
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
-    username: str | None = None
-    password: SecretStr | None = None
+    username: str | None = Field(None, description="Per-service user in the secured deployment.")
+    password: SecretStr | None = Field(None, description="Prefer ONGRID_MQTT__PASSWORD in the environment.")
     tls: TlsConfig = TlsConfig()
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     reconnect_min_s: Annotated[float, Field(gt=0)] = 0.5
     reconnect_max_s: Annotated[float, Field(gt=0)] = 30.0
-    client_id_prefix: str = "ongrid"
+    client_id_prefix: str = Field("ongrid", description="MQTT client ids are prefix-site-service[-random].")

@@ -1,0 +1,49 @@
+# ongrid: two commands matter. `make demo` runs the simulated house with every service;
+# `make test` runs the test suite. Both set up what they need on a fresh Debian/Ubuntu machine.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test check lint typecheck docs bench clean venv system-deps-demo system-deps-test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+system-deps-demo:
+	@deploy/system-deps.sh demo
+
+system-deps-test:
+	@deploy/system-deps.sh test
+
+demo: system-deps-demo venv
+	$(BIN)/ongrid demo
+
+test: system-deps-test venv check
+	$(BIN)/pytest -q
+
+check: lint typecheck
+	$(BIN)/python -m shared.asyncapi --check
+	$(BIN)/python -m shared.config.reference --check
+
+lint: venv
+	$(BIN)/ruff check .
+
+typecheck: venv
+	$(BIN)/mypy shared
+
+docs: venv
+	$(BIN)/python -m shared.asyncapi
+	$(BIN)/python -m shared.config.reference
+
+bench: venv
+	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
