@@ -32,9 +32,12 @@ from pydantic import (
     model_validator,
 )
 
+from shared import clock
+
 
 def utc_now() -> datetime:
-    return datetime.now(UTC)
+    """Now, by the process clock: wall time live, simulated time against the simulator."""
+    return clock.now()
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -551,6 +554,7 @@ class SimTruth(Message):
     RETAIN: ClassVar[bool] = True
 
     sim_time: UtcDatetime
+    wall_time: UtcDatetime | None = Field(None, description="Wall-clock time of publication, for followers.")
     pv_w: Finite
     load_w: Finite
     grid_w: Finite

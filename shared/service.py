@@ -17,9 +17,12 @@ from typing import Annotated
 
 import typer
 
+from shared import clock, topics
 from shared.bus import Bus
+from shared.clock import FollowedClock
 from shared.config import ConfigError, OngridConfig, load_config
 from shared.logs import get_logger, setup_logging
+from shared.messages import SimTruth
 
 ServiceRun = Callable[[OngridConfig, Bus], Awaitable[None]]
 
@@ -63,8 +66,30 @@ async def run_until_stopped(main: Awaitable[None]) -> None:
         task.result()
 
 
+async def follow_simulator_clock(cfg: OngridConfig, bus: Bus, wait_s: float = 30.0) -> None:
+    """Install a clock that follows the simulator's, and wait (bounded) until it has been heard."""
+    follower = FollowedClock()
+    heard = asyncio.Event()
+
+    async def on_truth(_topic: str, truth: SimTruth) -> None:
+        follower.update(truth.sim_time, truth.wall_time or truth.ts, truth.speed)
+        heard.set()
+
+    bus.subscribe(topics.simulator_truth(cfg.site), SimTruth, on_truth)
+    clock.install(follower)
+    log = get_logger("clock")
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(heard.wait(), wait_s)
+    if follower.synced:
+        log.info("following the simulator's clock: %s at %.0fx", follower.now().isoformat(), follower.speed)
+    else:
+        log.warning("no simulator clock heard in %.0f s; using wall time until it appears", wait_s)
+
+
 async def _serve(name: str, run: ServiceRun, cfg: OngridConfig, **bus_options: object) -> None:
     async with Bus(cfg.mqtt, site=cfg.site, service=name, **bus_options) as bus:  # type: ignore[arg-type]
+        if cfg.clock == "simulator":
+            await follow_simulator_clock(cfg, bus)
         await run(cfg, bus)
 
 

@@ -9,6 +9,7 @@ import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from shared import topics
@@ -143,6 +144,7 @@ class Simulator:
         return SimTruth(
             ts=self.house.sim_time,
             sim_time=self.house.sim_time,
+            wall_time=datetime.now(UTC),
             pv_w=round(f.pv_w, 1),
             load_w=round(f.load_w, 1),
             grid_w=round(f.grid_w, 1),

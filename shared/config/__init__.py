@@ -96,6 +96,9 @@ class OngridConfig(BaseSettings):
     recorder: RecorderConfig = Field(RecorderConfig(), description="Storage, spool and statistics.")
     influxdb: InfluxConfig | None = Field(None, description="None: the embedded SQLite store.")
     simulator: SimulatorConfig | None = Field(None, description="The simulated house (scenario files only).")
+    clock: Literal["wall", "simulator"] = Field(
+        "wall", description="simulator: follow the simulator's clock (accelerated demos and tests)."
+    )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR.")
     log_format: Literal["text", "json"] = Field("text", description="json: one object per line.")
 

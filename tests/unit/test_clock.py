@@ -1,0 +1,37 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared import clock
+from shared.clock import FollowedClock
+from shared.messages import utc_now
+
+
+def test_followed_clock_runs_at_the_simulator_speed(monkeypatch: pytest.MonkeyPatch) -> None:
+    ticks = iter([100.0, 102.0])
+    monkeypatch.setattr(clock.time, "monotonic", lambda: next(ticks))
+    follower = FollowedClock()
+    sim = datetime(2026, 4, 1, 6, 0, tzinfo=UTC)
+    follower.update(sim, datetime.now(UTC), speed=60)
+    assert follower.synced
+    # two wall seconds at 60x are two simulated minutes (within the transit-delay correction)
+    assert follower.now() - sim == pytest.approx(timedelta(minutes=2), abs=timedelta(seconds=2))
+
+
+def test_unsynced_follower_answers_wall_time() -> None:
+    follower = FollowedClock()
+    assert not follower.synced
+    assert abs((follower.now() - datetime.now(UTC)).total_seconds()) < 1
+
+
+def test_utc_now_asks_the_installed_clock() -> None:
+    class Fixed:
+        def now(self) -> datetime:
+            return datetime(2030, 1, 1, tzinfo=UTC)
+
+    previous = clock.current()
+    clock.install(Fixed())
+    try:
+        assert utc_now() == datetime(2030, 1, 1, tzinfo=UTC)
+    finally:
+        clock.install(previous)
