@@ -1,0 +1,91 @@
+"""A private Mosquitto on a free port: for the demo and the tests, never for production."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout} s")
+
+
+@dataclass
+class Broker:
+    """A mosquitto process on a free port; restartable on the same port (and persistence file)."""
+
+    host: str
+    port: int
+    workdir: Path
+    extra_conf: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def conf_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    def start(self) -> None:
+        self.conf_path.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.workdir}/\n"
+            "autosave_interval 1\n"
+            f"log_dest file {self.workdir}/mosquitto.log\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+            + self.extra_conf
+        )
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf_path)], stderr=subprocess.PIPE)
+        try:
+            wait_for_port(self.host, self.port)
+        except TimeoutError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+    def restart(self, down_s: float = 0.0) -> None:
+        self.stop()
+        time.sleep(down_s)
+        self.start()
+
+
+@contextlib.contextmanager
+def running_broker(extra_conf: str = "") -> Iterator[Broker]:
+    if not Path(MOSQUITTO).exists():
+        raise RuntimeError("mosquitto is not installed: sudo apt-get install -y mosquitto")
+    with tempfile.TemporaryDirectory(prefix="ongrid-mqtt-") as tmp:
+        broker = Broker("127.0.0.1", free_port(), Path(tmp), extra_conf)
+        broker.start()
+        try:
+            yield broker
+        finally:
+            broker.stop()
