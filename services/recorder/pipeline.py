@@ -1,0 +1,204 @@
+"""The recorder's write path: message -> rows -> spool (durable) -> database, with status.
+
+The guarantee, precisely: a message is appended to the spool as soon as the bus hands it over
+(the handler does nothing else that can fail slowly), and the spool is fsynced when a segment is
+sealed (every ``batch_size`` rows or ``flush_interval_s``). A segment leaves the spool only after
+the database acknowledged all of its rows. So:
+
+* database down, slow or full: nothing is lost while the spool has room (``spool_max_mb``; then
+  the oldest rows are dropped, logged and counted);
+* recorder stopped or SIGKILLed: messages not yet received stay queued in the broker (persistent
+  session, QoS 1) and arrive on restart; messages already appended to the spool are replayed.
+  The one window is between the client library's PUBACK (sent on receipt; aiomqtt has no manual
+  acknowledgement) and the append: the few messages in the client's in-memory queue at the
+  instant of a SIGKILL. An OS crash can also lose what was appended but not yet sealed
+  (at most one flush interval), since appends reach the page cache, not the disk;
+* replay never doubles a point: rows carry their series and time, and both InfluxDB and the
+  SQLite store overwrite on (series, time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from dataclasses import dataclass
+
+from shared.logs import EpisodeLog, get_logger
+from shared.messages import Message, RecorderStatus, utc_now
+from shared.topics import parse
+
+from .backends import Backend, BackendDown, BackendRejected
+from .points import to_rows
+from .rows import Row
+from .spool import Segment, Spool, SpoolError
+
+log = get_logger("recorder")
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    rows_in: int = 0
+    written: int = 0
+    rejected: int = 0
+    unmapped: int = 0
+    write_failures: int = 0
+    spool_failures: int = 0
+    lost_rows: int = 0
+
+
+class Recorder:
+    def __init__(
+        self,
+        backend: Backend,
+        spool: Spool,
+        *,
+        recorder_id: str,
+        batch_size: int = 500,
+        flush_interval_s: float = 1.0,
+        retry_max_s: float = 30.0,
+        memory_max_rows: int = 200_000,
+    ) -> None:
+        self.backend = backend
+        self.spool = spool
+        self.recorder_id = recorder_id
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.retry_max_s = retry_max_s
+        self.counters = Counters()
+        self.database_ok = True
+        self.last_error: str | None = None
+        # Rows the spool could not take (full disk): tried directly, bounded, oldest dropped.
+        self._memory: deque[Row] = deque()
+        self._memory_max = memory_max_rows
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._episode = EpisodeLog(log, f"database {backend.name}")
+        self._spool_episode = EpisodeLog(log, f"spool {spool.dir}")
+
+    # -- intake ------------------------------------------------------------------------------
+
+    async def handle(self, topic: str, message: Message) -> None:
+        """The bus handler: store the message's rows in the spool, nothing slower."""
+        self.counters.received += 1
+        try:
+            parts = parse(topic)
+            rows = to_rows(parts, message)
+        except ValueError as exc:
+            self.counters.unmapped += 1
+            log.warning("not recorded: %s", exc, extra={"topic": topic})
+            return
+        self.add_rows(rows)
+
+    def add_rows(self, rows: list[Row]) -> None:
+        self.counters.rows_in += len(rows)
+        self._idle.clear()
+        try:
+            self.spool.append(rows)
+            self._spool_episode.success()
+        except SpoolError as exc:
+            self.counters.spool_failures += 1
+            self._spool_episode.failure(exc)
+            self._keep_in_memory(rows)
+        if self.spool.open_rows >= self.batch_size or self._memory:
+            self._wake.set()
+
+    def _keep_in_memory(self, rows: list[Row]) -> None:
+        self._memory.extend(rows)
+        overflow = len(self._memory) - self._memory_max
+        if overflow > 0:
+            for _ in range(overflow):
+                self._memory.popleft()
+            self.counters.lost_rows += overflow
+            log.error("spool unwritable and memory buffer full: dropped the oldest %d rows", overflow)
+
+    # -- the flush loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Seal and write until cancelled; on cancel, seal what is open so a restart replays it."""
+        backoff = 0.0
+        try:
+            while True:
+                if backoff:
+                    await asyncio.sleep(backoff)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.flush_interval_s)
+                self._wake.clear()
+                ok = await self.flush()
+                backoff = 0.0 if ok else min(self.retry_max_s, max(0.5, backoff * 2))
+        finally:
+            try:
+                self.spool.seal()
+            except SpoolError as exc:
+                log.error("could not seal the spool on stop: %s", exc)
+
+    async def flush(self) -> bool:
+        """Write everything waiting, oldest first. False when the database is down (retry later)."""
+        try:
+            self.spool.seal()
+        except SpoolError as exc:
+            self.counters.spool_failures += 1
+            self._spool_episode.failure(exc)
+        for segment in self.spool.segments:
+            if not await self._write_segment(segment):
+                return False
+        if self._memory:
+            rows = list(self._memory)
+            if not await self._write(rows):
+                return False
+            for _ in rows:
+                self._memory.popleft()
+        if self.spool.backlog_rows == 0 and not self._memory:
+            self._idle.set()
+        return True
+
+    async def _write_segment(self, segment: Segment) -> bool:
+        rows = await asyncio.to_thread(self.spool.read, segment)
+        for start in range(0, len(rows), self.batch_size):
+            if not await self._write(rows[start : start + self.batch_size]):
+                return False
+        self.spool.done(segment)
+        return True
+
+    async def _write(self, rows: list[Row]) -> bool:
+        try:
+            await asyncio.to_thread(self.backend.write, rows)
+        except BackendRejected as exc:
+            # Not retryable: the database will never take these rows. Counted and logged, not kept.
+            self.counters.rejected += len(rows)
+            self.last_error = str(exc)
+            log.error("database refused %d rows (dropped): %s", len(rows), exc)
+            return True
+        except BackendDown as exc:
+            self.counters.write_failures += 1
+            self.database_ok = False
+            self.last_error = str(exc)
+            self._episode.failure(exc)
+            return False
+        self.counters.written += len(rows)
+        self.database_ok = True
+        self._episode.success()
+        return True
+
+    async def drained(self, timeout: float | None = None) -> None:
+        """Wait until everything received so far is in the database (tests, shutdown)."""
+        self._wake.set()
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self) -> RecorderStatus:
+        return RecorderStatus(
+            ts=utc_now(),
+            recorder=self.recorder_id,
+            backend=self.backend.name,
+            points_written=self.counters.written,
+            points_spooled=self.spool.stats.appended_rows,
+            backlog_points=self.spool.backlog_rows + len(self._memory),
+            backlog_bytes=self.spool.backlog_bytes,
+            database_ok=self.database_ok,
+            last_error=(self.last_error or None) and self.last_error[:500],
+        )

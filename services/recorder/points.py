@@ -1,0 +1,227 @@
+"""From a message on a topic to the rows stored for it. Pure: no I/O, no clock.
+
+Layout (what the dashboards query):
+
+* one measurement per payload kind (``inverter``, ``battery``, ``meter``, ``decision``, ...) with
+  tags ``site``, ``kind`` (the topic's kind), ``device`` (the topic's device) and ``role`` (a
+  meter's role; the kind otherwise), numeric fields with the units in their names, enums as
+  string fields, booleans as 0/1 integers, tuples of names as a comma-joined string plus a count;
+* nested data as measurements of their own: ``battery_module`` (tag ``module``), ``battery_cell``
+  (tags ``module``, ``cell``), ``plan_step`` and ``forecast_point`` at the step's start time.
+
+Time: the device's read time (``ts``). Two *different* payloads of one series may carry the same
+millisecond (two events of a service, a decision and its retry), and InfluxDB keeps one point per
+series and time. So each row's time is ``ts`` plus a sub-millisecond offset derived from the
+payload's bytes: identical payloads (a retained message delivered again, a spool replay) land on
+the same nanosecond and overwrite; different ones never collide (1 in a million per shared ms).
+Rows meant to be *replaced* by newer payloads (plan steps, forecast points, a day's statistics)
+use their exact time, so the latest plan or recomputation wins.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, time
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared import messages as m
+from shared.topics import TopicParts
+
+from .rows import FieldValue, Row, ns
+
+_SKIP = {"v", "ts", "device"}
+
+
+def unique_offset_ns(payload: bytes) -> int:
+    return zlib.crc32(payload) % 1_000_000
+
+
+def flatten(
+    model: BaseModel, prefix: str = "", skip: frozenset[str] | set[str] = frozenset()
+) -> dict[str, FieldValue | None]:
+    """Scalar fields of a model as stored fields; nested models and dicts become ``prefix_key``."""
+    out: dict[str, FieldValue | None] = {}
+    for name in type(model).model_fields:
+        if name in skip or (not prefix and name in _SKIP):
+            continue
+        value = getattr(model, name)
+        key = f"{prefix}{name}"
+        _put(out, key, value)
+    return out
+
+
+def _put(out: dict[str, FieldValue | None], key: str, value: Any) -> None:
+    if value is None:
+        out[key] = None
+    elif isinstance(value, Enum):
+        out[key] = str(value.value)
+    elif isinstance(value, bool | int | float | str):
+        out[key] = value
+    elif isinstance(value, datetime):
+        out[key] = value.astimezone(UTC).isoformat()
+    elif isinstance(value, date):
+        out[key] = value.isoformat()
+    elif isinstance(value, BaseModel):
+        out.update(flatten(value, prefix=f"{key}_"))
+    elif isinstance(value, Mapping):
+        numeric = all(isinstance(v, int | float) for v in value.values())  # bools become 0/1
+        if numeric:
+            for sub, item in value.items():
+                out[f"{key}_{sub}"] = item
+        else:
+            out[key] = json.dumps(value, sort_keys=True, default=str)
+    elif isinstance(value, tuple | list):
+        if all(isinstance(v, str) for v in value):
+            out[key] = ",".join(value)
+            out[f"{key}_count"] = len(value)
+        # tuples of models (modules, steps, points) are measurements of their own
+
+
+def _base_tags(parts: TopicParts, role: str | None = None) -> dict[str, str | None]:
+    return {"site": parts.site, "kind": parts.kind.value, "device": parts.device, "role": role or parts.kind.value}
+
+
+Builder = Callable[[TopicParts, Any, int], list[Row]]
+
+
+def _simple(measurement: str, tag_fields: tuple[str, ...] = ()) -> Builder:
+    """One row per payload; ``tag_fields`` (low-cardinality enums) become tags instead of fields."""
+
+    def build(parts: TopicParts, msg: Any, ts: int) -> list[Row]:
+        tags = _base_tags(parts)
+        for name in tag_fields:
+            value = getattr(msg, name)
+            tags[name] = value.value if isinstance(value, Enum) else value
+        return [Row.make(measurement, tags, flatten(msg, skip=set(tag_fields)), ts)]
+
+    return build
+
+
+def _meter(parts: TopicParts, msg: m.MeterState, ts: int) -> list[Row]:
+    tags = _base_tags(parts, msg.role.value)
+    tags["model"] = msg.model
+    return [Row.make("meter", tags, flatten(msg, skip={"role", "model"}), ts)]
+
+
+def _inverter(parts: TopicParts, msg: m.InverterState, ts: int) -> list[Row]:
+    tags = _base_tags(parts)
+    tags["model"] = msg.model
+    return [Row.make("inverter", tags, flatten(msg, skip={"model"}), ts)]
+
+
+def _battery(parts: TopicParts, msg: m.BatteryState, ts: int) -> list[Row]:
+    tags = _base_tags(parts)
+    rows = [Row.make("battery", tags, flatten(msg, skip={"modules"}), ts)]
+    for module in msg.modules:
+        mtags = {**tags, "module": str(module.index)}
+        fields = flatten(module, skip={"index", "cells", "temps_c"})
+        if module.temps_c:
+            fields["temp_min_c"] = min(module.temps_c)
+            fields["temp_max_c"] = max(module.temps_c)
+        if module.cells:
+            volts = [cell.voltage_v for cell in module.cells]
+            fields["cell_min_v"] = min(volts)
+            fields["cell_max_v"] = max(volts)
+        rows.append(Row.make("battery_module", mtags, fields, ts))
+        for number, cell in enumerate(module.cells):
+            rows.append(Row.make("battery_cell", {**mtags, "cell": str(number)}, flatten(cell), ts))
+    return rows
+
+
+def _decision(parts: TopicParts, msg: m.DispatcherDecision, ts: int) -> list[Row]:
+    tags = _base_tags(parts)
+    tags["mode"] = msg.mode
+    tags["reason"] = msg.reason
+    fields = flatten(msg, skip={"mode", "reason"})
+    # The reason also as a field, so a table panel can list it without GROUP BY.
+    fields["reason_code"] = msg.reason
+    fields["count"] = 1
+    return [Row.make("decision", tags, fields, ts)]
+
+
+def _plan(parts: TopicParts, msg: m.Plan, ts: int) -> list[Row]:
+    tags = _base_tags(parts)
+    fields = flatten(msg, skip={"steps"})
+    fields["steps"] = len(msg.steps)
+    rows = [Row.make("plan", tags, fields, ts)]
+    for step in msg.steps:
+        step_fields = flatten(step, skip={"start"})
+        step_fields["plan_id"] = msg.id
+        rows.append(Row.make("plan_step", tags, step_fields, ns(step.start)))
+    return rows
+
+
+def _forecast(parts: TopicParts, msg: m.Forecast, ts: int) -> list[Row]:
+    tags = {**_base_tags(parts), "forecast": msg.kind, "source": msg.source}
+    rows = [Row.make("forecast", tags, {"points": len(msg.points), "step_s": msg.step_s}, ts)]
+    rows += [Row.make("forecast_point", tags, {"power_w": p.power_w}, ns(p.start)) for p in msg.points]
+    return rows
+
+
+def _event(parts: TopicParts, msg: m.Event, ts: int) -> list[Row]:
+    tags = {**_base_tags(parts), "level": msg.level.value, "code": msg.code}
+    fields = flatten(msg, skip={"level", "code", "details"})
+    fields["event_device"] = msg.device
+    fields["details"] = json.dumps(msg.details, sort_keys=True, default=str) if msg.details else None
+    fields["count"] = 1
+    return [Row.make("event", tags, fields, ts)]
+
+
+def _availability(parts: TopicParts, msg: m.Availability, ts: int) -> list[Row]:
+    fields = flatten(msg)
+    fields["online"] = msg.state is m.AvailabilityState.ONLINE
+    return [Row.make("availability", _base_tags(parts), fields, ts)]
+
+
+def _counters(parts: TopicParts, msg: m.WriteCounters, ts: int) -> list[Row]:
+    fields = flatten(msg)
+    fields["writes_total"] = sum(msg.writes.values())
+    return [Row.make("write_counters", _base_tags(parts), fields, ts)]
+
+
+def _load(parts: TopicParts, msg: m.LoadState, ts: int) -> list[Row]:
+    tags = {**_base_tags(parts), "load_kind": msg.kind}
+    return [Row.make("load", tags, flatten(msg, skip={"kind", "load"}), ts)]
+
+
+def _daily(parts: TopicParts, msg: m.DailyStats, ts: int) -> list[Row]:
+    # Keyed by the day (midnight UTC of ``day``), so a recomputation replaces the day's row.
+    when = ns(datetime.combine(msg.day, time(0), tzinfo=UTC))
+    return [Row.make("daily_stats", {"site": parts.site, "kind": parts.kind.value}, flatten(msg), when)]
+
+
+_BUILDERS: dict[type[m.Message], tuple[Builder, bool]] = {
+    # model: (builder, rows get the payload's unique offset)
+    m.InverterState: (_inverter, True),
+    m.BatteryState: (_battery, True),
+    m.MeterState: (_meter, True),
+    m.Availability: (_availability, True),
+    m.Event: (_event, True),
+    m.DispatcherDecision: (_decision, True),
+    m.Plan: (_plan, True),
+    m.DispatcherMode: (_simple("dispatcher_mode", ("mode",)), True),
+    m.ModeRequest: (_simple("mode_request", ("mode",)), True),
+    m.InverterCommand: (_simple("command", ("mode",)), True),
+    m.CommandAck: (_simple("command_ack", ("status",)), True),
+    m.WriteCounters: (_counters, True),
+    m.LoadState: (_load, True),
+    m.Forecast: (_forecast, True),
+    m.DailyStats: (_daily, False),
+    m.RecorderStatus: (_simple("recorder"), True),
+    m.SimTruth: (_simple("sim_truth"), True),
+}
+
+
+def to_rows(parts: TopicParts, message: m.Message) -> list[Row]:
+    """The rows for one message (its canonical JSON decides the sub-millisecond offset)."""
+    entry = _BUILDERS.get(type(message))
+    if entry is None:
+        raise ValueError(f"no storage layout for {type(message).__name__} on {parts}")
+    builder, offset = entry
+    base = ns(message.ts)
+    return builder(parts, message, base + unique_offset_ns(message.to_json()) if offset else base)

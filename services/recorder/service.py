@@ -1,0 +1,105 @@
+"""The recorder as a service: subscribe to the site, spool, write, publish status and statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from shared import topics
+from shared.bus import Bus
+from shared.config import OngridConfig
+from shared.contract import model_for_topic
+from shared.logs import get_logger
+from shared.messages import DailyStats
+
+from .backends import open_backend, open_reader
+from .pipeline import Recorder
+from .rows import Row
+from .spool import Spool
+from .stats_job import StatsJob
+
+log = get_logger("recorder")
+
+
+def bus_options(cfg: OngridConfig) -> dict[str, object]:
+    """A persistent session: QoS 1 messages published while the recorder is down wait in the broker."""
+    return {
+        "persistent_session": True,
+        "session_expiry_s": cfg.recorder.session_expiry_s,
+        "client_id": f"{cfg.mqtt.client_id_prefix}-{cfg.site}-{cfg.recorder.id}",
+    }
+
+
+def subscription(cfg: OngridConfig) -> str:
+    pattern = topics.everything(cfg.site)
+    if cfg.recorder.share_group:
+        return topics.shared(cfg.recorder.share_group, pattern)
+    return pattern
+
+
+def build_recorder(cfg: OngridConfig) -> Recorder:
+    rc = cfg.recorder
+    spool = Spool(Path(rc.spool_dir) / cfg.site / rc.id, int(rc.spool_max_mb * 1_000_000))
+    return Recorder(
+        open_backend(cfg),
+        spool,
+        recorder_id=rc.id,
+        batch_size=rc.batch_size,
+        flush_interval_s=rc.flush_interval_s,
+        retry_max_s=rc.retry_max_s,
+        memory_max_rows=rc.memory_max_rows,
+    )
+
+
+async def run(cfg: OngridConfig, bus: Bus) -> None:
+    recorder = build_recorder(cfg)
+    reader = open_reader(cfg)
+    bus.subscribe(subscription(cfg), model_for_topic, recorder.handle, qos=1)
+    status_topic = topics.recorder_state(cfg.site, cfg.recorder.id)
+
+    async def publish_stats(stats: DailyStats) -> None:
+        await bus.publish(topics.daily_stats(cfg.site), stats)
+
+    def store(rows: list[Row]) -> None:
+        recorder.add_rows(rows)
+
+    job = StatsJob(cfg, reader, publish_stats, store)
+
+    async def status_loop() -> None:
+        while True:
+            await asyncio.sleep(cfg.recorder.status_interval_s)
+            await bus.publish(status_topic, recorder.status())
+
+    async def stats_loop() -> None:
+        while True:
+            await asyncio.sleep(cfg.recorder.stats_interval_s)
+            try:
+                await job.once()
+            except Exception:
+                # One bad day of data must not stop the recording.
+                log.exception("statistics run failed")
+
+    log.info(
+        "recording %s into %s (spool %s, %d rows waiting)",
+        subscription(cfg),
+        recorder.backend.name,
+        recorder.spool.dir,
+        recorder.spool.backlog_rows,
+    )
+    tasks = [asyncio.create_task(coro) for coro in (recorder.run(), status_loop(), stats_loop())]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if recorder.database_ok:
+            # A last write while the database answers; otherwise the spool keeps it for next time.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(recorder.flush(), 5)
+        recorder.spool.close()
+        recorder.backend.close()
+        reader.close()

@@ -1,0 +1,170 @@
+"""The periodic statistics job: read a day back from the store, compute, publish and store.
+
+Yesterday is final and today is partial; both are recomputed every ``stats_interval_s`` (a
+late spool replay can still change yesterday). Rows are keyed by day, so each recomputation
+replaces the last one. Monthly sums and the payback figure are rebuilt from the stored days.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from services.dispatcher.core.battery import BatteryModel
+from services.dispatcher.core.tariff import Tariff, tariff_from_config
+from shared.config import OngridConfig
+from shared.messages import DailyStats
+from shared.topics import Kind, Stream, TopicParts
+
+from .backends import Reader, StoredPoint
+from .points import to_rows
+from .rows import Row, ns
+from .stats import Site, daily_stats, day_bounds, day_frame, monthly, payback, sunrise
+
+STEP_S = 60
+MAX_GAP_S = 300
+SEED_S = MAX_GAP_S  # read this much before midnight so the first buckets have a value
+
+
+def battery_model(cfg: OngridConfig) -> BatteryModel:
+    """The battery as the dispatcher plans it; a 10 kWh default when none is configured."""
+    battery_cfg = cfg.battery(cfg.dispatcher.battery)
+    if battery_cfg is None:
+        return BatteryModel(capacity_wh=10_000.0, max_charge_w=3000.0, max_discharge_w=3000.0)
+    return BatteryModel.from_config(battery_cfg, cfg.inverter(cfg.dispatcher.inverter))
+
+
+def _values(points: list[StoredPoint], field: str) -> list[tuple[int, float]]:
+    out = []
+    for point in points:
+        value = point.fields.get(field)
+        if isinstance(value, int | float):
+            out.append((point.ts_ns, float(value)))
+    return out
+
+
+def read_sources(reader: Reader, site: str, start_ns: int, end_ns: int) -> dict[str, list[tuple[int, float]]]:
+    """Choose each flow's best source: a CT meter of that role, else the inverter's own reading."""
+    where = {"site": site}
+    inverter = reader.points("inverter", start_ns, end_ns, where)
+    meters = reader.points("meter", start_ns, end_ns, where)
+    battery = reader.points("battery", start_ns, end_ns, where)
+    decisions = reader.points("decision", start_ns, end_ns, where)
+
+    def meter(role: str) -> list[tuple[int, float]]:
+        return _values([p for p in meters if p.tags.get("role") == role], "power_w")
+
+    def pick(*candidates: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        return next((c for c in candidates if c), [])
+
+    return {
+        "grid_w": pick(meter("grid"), _values(inverter, "grid_power_w")),
+        "pv_w": pick(meter("pv"), _values(inverter, "pv_power_w")),
+        "load_w": pick(meter("load"), _values(inverter, "load_power_w")),
+        "battery_w": pick(meter("battery"), _values(inverter, "battery_power_w"), _values(battery, "power_w")),
+        "soc_pct": pick(_values(inverter, "battery_soc_pct"), _values(battery, "soc_pct")),
+        "setpoint_w": _values(decisions, "setpoints_battery_power_w"),
+    }
+
+
+def compute_day(cfg: OngridConfig, reader: Reader, tariff: Tariff, day: date, now: datetime) -> DailyStats | None:
+    start, end = day_bounds(day, cfg.tariff.timezone)
+    sources = read_sources(reader, cfg.site, ns(start) - SEED_S * 1_000_000_000, ns(min(end, now)))
+    if not any(sources.values()):
+        return None
+    frame = day_frame(sources, start, end, STEP_S, MAX_GAP_S)
+    # Buckets after "now" are the future, not missing data.
+    frame = frame[frame.index < now]
+    site = Site(cfg.dispatcher.latitude, cfg.dispatcher.longitude, cfg.tariff.timezone)
+    return daily_stats(
+        day,
+        frame,
+        STEP_S,
+        battery_model(cfg),
+        tariff,
+        sunrise(day, site),
+        ts=min(end, now),
+        standing_charge=cfg.tariff.standing_charge_per_day,
+    )
+
+
+def stored_days(reader: Reader, site: str, since: datetime, until: datetime) -> list[DailyStats]:
+    """The daily rows back as ``DailyStats`` (the inverse of ``points._daily``)."""
+    days = []
+    for point in reader.points("daily_stats", ns(since), ns(until), {"site": site}):
+        fields: dict[str, Any] = {k: v for k, v in point.fields.items() if k in DailyStats.model_fields}
+        fields["export_by_cause_wh"] = {
+            k.removeprefix("export_by_cause_wh_"): v
+            for k, v in point.fields.items()
+            if k.startswith("export_by_cause_wh_")
+        }
+        if "reached_sunrise" in fields:
+            fields["reached_sunrise"] = bool(fields["reached_sunrise"])
+        fields["ts"] = datetime.fromtimestamp(point.ts_ns / 1e9, UTC)
+        try:
+            days.append(DailyStats(**fields))
+        except ValueError:
+            continue  # a row written by an older schema; the next recomputation replaces it
+    return days
+
+
+def summary_rows(cfg: OngridConfig, days: list[DailyStats], now: datetime) -> list[Row]:
+    """Monthly sums (keyed by the month's first day) and the payback figure (keyed by now)."""
+    rows = []
+    tags = {"site": cfg.site, "kind": Kind.STATS.value}
+    for month, figures in monthly(days).items():
+        when = datetime.fromisoformat(f"{month}-01T00:00:00+00:00")
+        fields = {k: v for k, v in figures.items() if isinstance(v, int | float)}
+        rows.append(Row.make("monthly_stats", tags, fields, ns(when)))
+    if cfg.recorder.battery_cost is not None and days:
+        result = payback(days, cfg.recorder.battery_cost)
+        band = result.get("payback_band_years") or [None, None]
+        fields: dict[str, Any] = {
+            "payback_years": result.get("payback_years"),
+            "payback_low_years": band[0],
+            "payback_high_years": band[1],
+            "annual_savings": result.get("annual_savings"),
+            "months": result.get("months"),
+            "days": result.get("days"),
+            "note": result.get("note"),
+        }
+        if any(v is not None for v in fields.values()):
+            rows.append(Row.make("payback", tags, fields, ns(now)))
+    return rows
+
+
+class StatsJob:
+    def __init__(
+        self,
+        cfg: OngridConfig,
+        reader: Reader,
+        publish: Callable[[DailyStats], Any],
+        store: Callable[[list[Row]], None],
+    ) -> None:
+        self.cfg = cfg
+        self.reader = reader
+        self.publish = publish
+        self.store = store
+        self.tariff = tariff_from_config(cfg.tariff, read_text=lambda path: Path(path).read_text())
+
+    async def once(self, now: datetime | None = None) -> list[DailyStats]:
+        now = now or datetime.now(UTC)
+        today = now.astimezone(ZoneInfo(self.cfg.tariff.timezone)).date()
+        results = []
+        for day in (today - timedelta(days=1), today):
+            stats = await asyncio.to_thread(compute_day, self.cfg, self.reader, self.tariff, day, now)
+            if stats is None:
+                continue
+            results.append(stats)
+            self.store(to_rows(TopicParts(self.cfg.site, Kind.STATS, "daily", Stream.STATE), stats))
+            await self.publish(stats)
+        since = now - timedelta(days=self.cfg.recorder.stats_days)
+        days = await asyncio.to_thread(stored_days, self.reader, self.cfg.site, since, now + timedelta(days=1))
+        by_day = {d.day: d for d in days}
+        by_day.update({d.day: d for d in results})  # the fresh ones may not be flushed yet
+        self.store(summary_rows(self.cfg, sorted(by_day.values(), key=lambda d: d.day), now))
+        return results
