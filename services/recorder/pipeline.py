@@ -172,7 +172,9 @@ class Recorder:
             self.last_error = str(exc)
             log.error("database refused %d rows (dropped): %s", len(rows), exc)
             return True
-        except BackendDown as exc:
+        except Exception as exc:  # BackendDown, or a bug in a client library: keep the rows, retry
+            if not isinstance(exc, BackendDown):
+                log.exception("unexpected error writing to %s", self.backend.name)
             self.counters.write_failures += 1
             self.database_ok = False
             self.last_error = str(exc)

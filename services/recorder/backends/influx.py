@@ -11,6 +11,7 @@ recorder could not tell which spooled rows are safe. One synchronous request per
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,7 +74,7 @@ class _Http:
         try:
             if method == "GET":
                 return self.pool.request("GET", url, fields=fields, headers=headers)
-            query = urllib3.request.urlencode(fields)
+            query = urllib.parse.urlencode(fields)
             headers["Content-Type"] = "text/plain; charset=utf-8"
             return self.pool.request(method, f"{url}?{query}", body=body, headers=headers)
         except urllib3.exceptions.HTTPError as exc:
