@@ -19,6 +19,48 @@ from shared.examples import EXAMPLES
 from shared.topics import ROOT, Stream
 
 TARGET = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.yaml"
+TOPICS_MD = TARGET.with_name("topics.md")
+
+_TOPICS_INTRO = """# Topics
+
+Every ongrid topic is `ongrid/{site}/{kind}/{device}/{stream}`, built by `shared/topics.py` (nothing
+else spells a topic). Payloads are JSON objects validated by the pydantic models in
+`shared/messages.py`; full schemas and an example of each are in [asyncapi.yaml](asyncapi.yaml).
+
+**Every payload** has `v` (the model's schema version) and `ts` (ISO-8601 UTC, the time the value
+was *read*, not sent). Unknown fields, naive timestamps, NaN and Infinity are refused.
+
+**Sign convention**: power flowing into the house's AC bus is positive. Grid import +, export -;
+battery discharge +, charge -; PV +; loads (house, heat pump, immersion, EV) consumption +. So at
+every instant `load_w = pv_w + grid_w + battery_w`. Units are in field names (`_w`, `_wh`, `_v`, `_a`,
+`_pct`, `_c`, `_hz`, `_per_kwh`).
+
+**Availability**: each service's own availability is
+`ongrid/{site}/service/{service}/availability`, retained, set to `offline` by MQTT last will when
+the process dies and on a clean stop; bridges publish each device's availability on
+`ongrid/{site}/{kind}/{device}/availability` (offline after two failed polls).
+
+**Commands** (`.../command`) are QoS 1, never retained, carry an `id`, a `lease_s` and an
+`expires_at` (also sent as MQTT 5 message expiry), and are answered on `.../ack` with
+`status: accepted | rejected | error` and a `reason`. **Mode requests** from people or Node-RED go
+to `ongrid/{site}/dispatcher/mode/set` as `{"mode": "force_charge", "until": "...",
+"target_soc_pct": 80}` (`v` and `ts` may be omitted there); the mode in force is retained on
+`ongrid/{site}/dispatcher/mode/state`.
+
+**Bad payloads** are never acted on: the receiving service logs and counts them and answers on the
+matching `ack` (commands), on `.../mode/event` (mode requests) or on its own
+`ongrid/{site}/service/{service}/event`, with code `invalid_payload` and the validation error.
+
+**Compatibility**: a breaking change to a model bumps its `v`; receivers refuse versions they do not
+speak (with a clear error event) rather than misreading them. Fields are only ever added as optional.
+
+## Channels
+
+This table is generated from `shared/contract.py` by `make docs`.
+
+| topic | payload | QoS | retained | published by |
+|---|---|---|---|---|
+"""
 
 # Who publishes each stream, from the point of view of the ongrid fleet.
 _RECEIVED_BY_FLEET = {Stream.COMMAND, Stream.SET}
@@ -97,18 +139,42 @@ def render() -> str:
     return yaml.safe_dump(build(), sort_keys=False, allow_unicode=True, width=100)
 
 
+_PUBLISHER = {
+    Stream.COMMAND: "dispatcher (only it, by ACL)",
+    Stream.SET: "people, Node-RED, Home Assistant",
+}
+
+
+def render_topics() -> str:
+    rows = []
+    for kind, stream, model in sorted(channels(), key=lambda row: (row[0].value, row[1].value)):
+        who = _PUBLISHER.get(stream) or (
+            "any service (last will)" if stream is Stream.AVAILABILITY else f"{kind.value} side"
+        )
+        rows.append(
+            f"| `{ROOT}/{{site}}/{kind.value}/{{device}}/{stream.value}` | `{model.__name__}` | {model.QOS} "
+            f"| {'yes' if model.RETAIN else 'no'} | {who} |"
+        )
+    return _TOPICS_INTRO + "\n".join(rows) + "\n"
+
+
+OUTPUTS = ((TARGET, render), (TOPICS_MD, render_topics))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    text = render()
-    if args == ["--check"]:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET} is stale: run `make docs`", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.parent.mkdir(parents=True, exist_ok=True)
-    TARGET.write_text(text)
-    print(f"wrote {TARGET}")
-    return 0
+    status = 0
+    for target, produce in OUTPUTS:
+        text = produce()
+        if args == ["--check"]:
+            if not target.exists() or target.read_text() != text:
+                print(f"{target} is stale: run `make docs`", file=sys.stderr)
+                status = 1
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        print(f"wrote {target}")
+    return status
 
 
 if __name__ == "__main__":

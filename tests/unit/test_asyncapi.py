@@ -9,6 +9,10 @@ def test_committed_asyncapi_document_is_current() -> None:
     assert asyncapi.TARGET.read_text() == asyncapi.render(), "docs/asyncapi.yaml is stale: run `make docs`"
 
 
+def test_committed_topics_page_is_current() -> None:
+    assert asyncapi.TOPICS_MD.read_text() == asyncapi.render_topics(), "docs/topics.md is stale: run `make docs`"
+
+
 def test_document_covers_every_model_and_resolves_references() -> None:
     doc = yaml.safe_load(asyncapi.render())
     assert set(doc["components"]["messages"]) == {model.__name__ for model in ALL_MESSAGES}
