@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -74,8 +74,8 @@ def read_sources(reader: Reader, site: str, start_ns: int, end_ns: int) -> dict[
 def compute_day(cfg: OngridConfig, reader: Reader, tariff: Tariff, day: date, now: datetime) -> DailyStats | None:
     start, end = day_bounds(day, cfg.tariff.timezone)
     sources = read_sources(reader, cfg.site, ns(start) - SEED_S * 1_000_000_000, ns(min(end, now)))
-    if not any(sources.values()):
-        return None
+    if not any(t >= ns(start) for points in sources.values() for t, _ in points):
+        return None  # only the seed readings from before midnight: no data for this day
     frame = day_frame(sources, start, end, STEP_S, MAX_GAP_S)
     # Buckets after "now" are the future, not missing data.
     frame = frame[frame.index < now]
@@ -133,7 +133,9 @@ def summary_rows(cfg: OngridConfig, days: list[DailyStats], now: datetime) -> li
             "note": result.get("note"),
         }
         if any(v is not None for v in fields.values()):
-            rows.append(Row.make("payback", tags, fields, ns(now)))
+            # Keyed like the latest day's row: "payback as of the data through that day".
+            latest = max(d.day for d in days)
+            rows.append(Row.make("payback", tags, fields, ns(datetime.combine(latest, time(0), tzinfo=UTC))))
     return rows
 
 
