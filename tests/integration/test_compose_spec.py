@@ -129,3 +129,17 @@ def test_interpolation_follows_compose_rules() -> None:
     assert interpolate("${SET:-d} ${UNSET:-d} ${EMPTY:-d} ${EMPTY-d} $$SYS $SET", env) == "x d d  $SYS x"
     with pytest.raises(ComposeError, match="UNSET is required: why"):
         interpolate("${UNSET:?why}", env)
+
+
+def test_grafana_mounts_what_its_provisioning_points_at(doc: dict[str, Any]) -> None:
+    grafana = doc["services"]["grafana"]
+    mounts = {v.split(":")[1]: ROOT / v.split(":")[0] for v in grafana["volumes"] if v.startswith("./")}
+    providers = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/ongrid.yaml").read_text())
+    for provider in providers["providers"]:
+        host = mounts[provider["options"]["path"]]
+        assert list(host.glob("*.json")), f"no dashboards in {host}"
+    provisioning = mounts["/etc/grafana/provisioning"]
+    env = grafana["environment"]
+    for path in provisioning.rglob("*.yaml"):
+        for name, default in re.findall(r"\$\{([A-Z_]+)(:-[^}]*)?\}", path.read_text()):
+            assert name in env or default, f"{path.name} uses ${{{name}}}, which grafana's environment lacks"
