@@ -1,0 +1,1 @@
+"""``ongrid report``: the dashboards' views as PNG files and one HTML page (matplotlib, Agg)."""

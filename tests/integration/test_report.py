@@ -1,0 +1,126 @@
+"""``ongrid report`` from the embedded store and from InfluxDB: PNGs and one HTML page, and the
+same numbers whichever store the data came from."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from services.cli import main as ongrid
+from services.recorder.backends import InfluxQLReader, InfluxV1Writer, SqliteStore
+from services.recorder.demo_day import day_messages, day_start
+from services.recorder.devdb import influxd_available, running_influxd
+from services.recorder.pipeline import Recorder
+from services.recorder.report.render import collect
+from services.recorder.spool import Spool
+from services.recorder.stats_job import StatsJob
+from shared.config import OngridConfig, load_config
+from shared.messages import DailyStats
+
+SITE = "reportsite"
+START = day_start("2026-02-28")
+
+
+async def _load(cfg: OngridConfig, backend: object, reader: object, spool_dir: Path) -> None:
+    recorder = Recorder(backend, Spool(spool_dir, 10**9), recorder_id="r", batch_size=2000)  # type: ignore[arg-type]
+    runner = asyncio.create_task(recorder.run())
+    for topic, message in day_messages(SITE, START, hours=48):
+        await recorder.handle(topic, message)
+    await recorder.drained(60)
+
+    async def publish(stats: DailyStats) -> None:
+        return None
+
+    job = StatsJob(cfg, reader, publish, recorder.add_rows)  # type: ignore[arg-type]
+    for days in (1, 2):
+        await job.once(now=START + timedelta(days=days, minutes=5))
+        await recorder.drained(60)
+    runner.cancel()
+
+
+def _config(tmp: Path, influx_url: str | None = None) -> Path:
+    data: dict[str, object] = {
+        "site": SITE,
+        "tariff": {"timezone": "UTC"},
+        "recorder": {"spool_dir": str(tmp / "spool"), "sqlite_path": str(tmp / "store.sqlite"), "battery_cost": 3000},
+    }
+    if influx_url:
+        data["influxdb"] = {"api": "v1", "url": influx_url, "database": "ongrid"}
+    path = tmp / "ongrid.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sqlite_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("report")
+    path = _config(tmp)
+    cfg = load_config(path)
+    store = SqliteStore(tmp / "store.sqlite")
+    asyncio.run(_load(cfg, store, store, tmp / "spool"))
+    return path
+
+
+def test_report_writes_pngs_and_html(sqlite_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        ongrid(
+            ["report", "--config", str(sqlite_config), "--from", "2026-02-28", "--to", "2026-03-01", "--out", str(out)]
+        )
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "0 without data" in printed, printed
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) >= 25
+    page = (out / "index.html").read_text()
+    for png in pngs:
+        assert f"src='{png.name}'" in page
+        with Image.open(png) as image:
+            assert image.size == (1000, 360)
+    for title in ("Overview", "Battery health", "Economics", "Dispatcher", "Data quality"):
+        assert title in page
+
+
+def test_report_refuses_a_backwards_range(sqlite_config: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        ongrid(["report", "--config", str(sqlite_config), "--from", "2026-03-02", "--to", "2026-03-01"])
+    assert exit_info.value.code == 2
+
+
+@pytest.fixture(scope="module")
+def influx_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    if not influxd_available():
+        pytest.skip("influxd not installed (apt-get install influxdb)")
+    tmp = tmp_path_factory.mktemp("report-influx")
+    with running_influxd() as server:
+        path = _config(tmp, server.url)
+        cfg = load_config(path)
+        assert cfg.influxdb is not None
+        asyncio.run(_load(cfg, InfluxV1Writer(cfg.influxdb), InfluxQLReader(cfg.influxdb), tmp / "spool"))
+        yield path
+
+
+def test_embedded_store_and_influxdb_give_the_same_views(sqlite_config: Path, influx_config: Path) -> None:
+    """InfluxQL on InfluxDB and the SQL store's buckets agree, panel by panel, on the same data."""
+    end = START + timedelta(days=2)
+    sqlite_cfg, influx_cfg = load_config(sqlite_config), load_config(influx_config)
+    assert influx_cfg.influxdb is not None
+    from_sqlite = collect(SqliteStore(Path(sqlite_cfg.recorder.sqlite_path)), SITE, START, end)
+    from_influx = collect(InfluxQLReader(influx_cfg.influxdb), SITE, START, end)
+    compared = 0
+    for a, b in zip(from_sqlite, from_influx, strict=True):
+        for pa, pb in zip(a.panels, b.panels, strict=True):
+            assert set(pa.series) == set(pb.series), pa.panel.title
+            for label, points in pa.series.items():
+                other = dict(pb.series[label])
+                assert [t for t, _ in points] == sorted(other), f"{pa.panel.title} {label}"
+                for t, value in points:
+                    assert value == pytest.approx(other[t], rel=1e-6, abs=1e-6), f"{pa.panel.title} {label} at {t}"
+                compared += len(points)
+    assert compared > 1000
