@@ -1,0 +1,238 @@
+"""Recorder write path without a broker: storage layout, row identity, spool, replay, outages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.recorder.backends import BackendDown, BackendRejected, SqliteStore
+from services.recorder.pipeline import Recorder
+from services.recorder.points import to_rows
+from services.recorder.rows import Row, RowError, from_ns, ns
+from services.recorder.spool import Spool
+from shared import messages as m
+from shared.contract import channels
+from shared.examples import EXAMPLES
+from shared.topics import Kind, Stream, TopicParts
+
+T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+
+
+def parts(kind: Kind = Kind.METER, device: str = "grid", stream: Stream = Stream.STATE) -> TopicParts:
+    return TopicParts("home", kind, device, stream)
+
+
+def meter(power: float, ts: datetime = T0) -> m.MeterState:
+    return m.MeterState(
+        ts=ts, device="grid", model="sdm120", role=m.MeterRole.GRID, power_w=power, voltage_v=240.0,
+        current_a=1.0, frequency_hz=50.0, import_energy_wh=1.0, export_energy_wh=0.0,
+    )  # fmt: skip
+
+
+def test_every_contract_model_has_a_storage_layout() -> None:
+    kinds = {model: (kind, stream) for kind, stream, model in channels()}
+    for model, example in EXAMPLES.items():
+        kind, stream = kinds[model]
+        rows = to_rows(TopicParts("home", kind, "dev1", stream), example)
+        assert rows, model.__name__
+        for row in rows:
+            assert dict(row.tags)["site"] == "home"
+            assert row.to_line().startswith(row.measurement + ",")
+
+
+def test_meter_row_tags_fields_and_time() -> None:
+    [row] = to_rows(parts(), meter(-35.5))
+    tags = dict(row.tags)
+    assert tags == {"site": "home", "kind": "meter", "device": "grid", "role": "grid", "model": "sdm120"}
+    assert row.fields["power_w"] == -35.5
+    assert row.fields["below_accurate_range"] == 0  # booleans as integers
+    assert ns(T0) <= row.ts_ns < ns(T0) + 1_000_000  # the read time, within its millisecond
+
+
+def test_battery_modules_and_cells_are_their_own_measurements() -> None:
+    rows = to_rows(parts(Kind.BMS, "battery1"), EXAMPLES[m.BatteryState])
+    by = {r.measurement: r for r in rows}
+    assert set(by) == {"battery", "battery_module", "battery_cell"}
+    cells = [r for r in rows if r.measurement == "battery_cell"]
+    assert {(dict(c.tags)["module"], dict(c.tags)["cell"]) for c in cells}
+    assert "modules" not in by["battery"].fields
+
+
+def test_same_payload_same_point_different_payload_different_point() -> None:
+    [a] = to_rows(parts(), meter(100.0))
+    [again] = to_rows(parts(), meter(100.0))
+    [b] = to_rows(parts(), meter(101.0))
+    assert a.key == again.key  # a redelivery overwrites
+    assert a.key != b.key  # two readings in one millisecond both survive
+
+
+def test_plan_steps_keyed_by_step_start_so_the_latest_plan_wins() -> None:
+    rows = to_rows(parts(Kind.DISPATCHER, "main", Stream.PLAN), EXAMPLES[m.Plan])
+    steps = [r for r in rows if r.measurement == "plan_step"]
+    plan = EXAMPLES[m.Plan]
+    assert isinstance(plan, m.Plan)
+    assert [s.ts_ns for s in steps] == [ns(step.start) for step in plan.steps]
+
+
+def test_row_refuses_non_finite_and_empty() -> None:
+    with pytest.raises(RowError, match=r"meter\.power_w: nan"):
+        Row.make("meter", {}, {"power_w": float("nan")}, 0)
+    with pytest.raises(RowError, match="at least one field"):
+        Row.make("meter", {"site": "x"}, {"power_w": None}, 0)
+
+
+@given(
+    fields=st.dictionaries(
+        st.text(st.characters(min_codepoint=97, max_codepoint=122), min_size=1, max_size=8),
+        st.one_of(st.integers(-(2**62), 2**62), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20)),
+        min_size=1,
+        max_size=6,
+    ),
+    tags=st.dictionaries(st.sampled_from(["site", "device", "role"]), st.text(min_size=1, max_size=10), max_size=3),
+    ts=st.integers(0, 2**62),
+)
+@settings(max_examples=200, deadline=None)
+def test_row_json_round_trip(fields: dict[str, float | int | str], tags: dict[str, str], ts: int) -> None:
+    row = Row.make("m", tags, fields, ts)
+    back = Row.from_json(row.to_json())
+    assert back == row and back.key == row.key
+    assert all(type(back.fields[k]) is type(v) for k, v in row.fields.items())  # 5 stays int, 5.0 float
+
+
+def test_ns_is_exact() -> None:
+    when = datetime(2026, 3, 10, 12, 0, 0, 123456, tzinfo=UTC)
+    assert ns(when) == 1773144000123456000
+    assert from_ns(ns(when)) == when
+
+
+# -- spool ------------------------------------------------------------------------------------
+
+
+def rows(n: int, first: int = 0) -> list[Row]:
+    return [Row.make("meter", {"site": "home"}, {"power_w": float(i)}, ns(T0) + i) for i in range(first, first + n)]
+
+
+def test_spool_survives_a_restart_and_replays_oldest_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 10**9)
+    spool.append(rows(3))
+    spool.seal()
+    spool.append(rows(2, 3))  # left open, as a crash would leave it
+    again = Spool(tmp_path, 10**9)
+    assert again.backlog_rows == 5
+    replayed = [r for seg in again.segments for r in again.read(seg)]
+    assert [r.fields["power_w"] for r in replayed] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_spool_skips_a_torn_line(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 10**9)
+    spool.append(rows(2))
+    segment = spool.seal()
+    assert segment is not None
+    with segment.path.open("a") as handle:
+        handle.write('{"m":"meter","t":{"site"')  # power lost mid-line
+    again = Spool(tmp_path, 10**9)
+    assert len(again.read(again.segments[0])) == 2
+    assert again.stats.torn_lines == 1
+
+
+def test_spool_bound_drops_the_oldest(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 2000)
+    for k in range(10):
+        spool.append(rows(10, 10 * k))
+        spool.seal()
+    assert spool.backlog_bytes <= 2000 + 1000
+    assert spool.stats.dropped_rows > 0
+    kept = [r.fields["power_w"] for seg in spool.segments for r in spool.read(seg)]
+    assert kept[-1] == 99.0 and kept[0] > 0.0  # the newest kept, the oldest gone
+
+
+# -- pipeline -----------------------------------------------------------------------------------
+
+
+class FlakyStore:
+    """The real SQLite store behind a switch that makes it refuse like a database that is down."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = SqliteStore(path)
+        self.name = "flaky-sqlite"
+        self.down = False
+        self.reject = False
+        self.calls = 0
+
+    def write(self, batch: Sequence[Row]) -> None:
+        self.calls += 1
+        if self.down:
+            raise BackendDown("database down (test)")
+        if self.reject:
+            raise BackendRejected("field type conflict (test)")
+        self.store.write(batch)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+async def test_outage_spools_then_everything_arrives_once(tmp_path: Path) -> None:
+    backend = FlakyStore(tmp_path / "db.sqlite")
+    recorder = Recorder(backend, Spool(tmp_path / "spool", 10**9), recorder_id="r", batch_size=50,
+                        flush_interval_s=0.05, retry_max_s=0.1)  # fmt: skip
+    runner = asyncio.create_task(recorder.run())
+    for i in range(100):
+        await recorder.handle("ongrid/home/meter/grid/state", meter(float(i), T0 + timedelta(seconds=i)))
+    await recorder.drained(10)
+    backend.down = True
+    for i in range(100, 250):
+        await recorder.handle("ongrid/home/meter/grid/state", meter(float(i), T0 + timedelta(seconds=i)))
+    await asyncio.sleep(0.3)
+    status = recorder.status()
+    assert not status.database_ok and status.backlog_points == 150 and status.last_error
+    backend.down = False
+    await recorder.drained(10)
+    runner.cancel()
+    assert backend.store.count("meter") == 250
+    assert recorder.status().database_ok and recorder.status().backlog_points == 0
+
+
+async def test_replaying_a_written_segment_doubles_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    spool_dir = tmp_path / "spool"
+    batch = [r for i in range(40) for r in to_rows(parts(), meter(float(i), T0 + timedelta(seconds=i)))]
+    Spool(spool_dir, 10**9).append(batch)  # left behind by a "crashed" recorder after its write
+    store.write(batch)
+    recorder = Recorder(store, Spool(spool_dir, 10**9), recorder_id="r")
+    assert recorder.spool.backlog_rows == 40
+    assert await recorder.flush()
+    assert store.count("meter") == 40
+    assert recorder.spool.backlog_rows == 0
+
+
+async def test_rejected_rows_are_dropped_not_retried_forever(tmp_path: Path) -> None:
+    backend = FlakyStore(tmp_path / "db.sqlite")
+    backend.reject = True
+    recorder = Recorder(backend, Spool(tmp_path / "spool", 10**9), recorder_id="r")
+    await recorder.handle("ongrid/home/meter/grid/state", meter(1.0))
+    assert await recorder.flush()
+    assert recorder.counters.rejected == 1 and recorder.spool.backlog_rows == 0
+
+
+async def test_unwritable_spool_falls_back_to_memory(tmp_path: Path) -> None:
+    backend = FlakyStore(tmp_path / "db.sqlite")
+    spool = Spool(tmp_path / "spool", 10**9)
+    recorder = Recorder(backend, spool, recorder_id="r", memory_max_rows=3)
+
+    def full_disk(batch: list[Row]) -> None:
+        from services.recorder.spool import SpoolError
+
+        raise SpoolError("No space left on device (test)")
+
+    spool.append = full_disk  # type: ignore[method-assign]
+    for i in range(5):
+        await recorder.handle("ongrid/home/meter/grid/state", meter(float(i), T0 + timedelta(seconds=i)))
+    assert recorder.counters.lost_rows == 2
+    assert await recorder.flush()
+    assert backend.store.count("meter") == 3
