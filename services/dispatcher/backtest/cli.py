@@ -14,31 +14,13 @@ from rich.table import Table
 from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.forecast import PvArray
 from services.dispatcher.core.tariff import TariffError, tariff_from_config
+from services.dispatcher.highs import silence_highs_banner
 from shared.config import BatteryConfig, ConfigError, load_config
 from shared.config.transports import ModbusTcp
 
 from .data import DataError, read_series
 from .engine import POLICIES, PolicyResult, Setup, simulate
 from .report import summarise
-
-
-def _silence_highs_banner() -> None:
-    """HiGHS prints its banner on the C stdout once per process; --json output must stay JSON."""
-    import os
-    import sys
-
-    import highspy
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
@@ -91,7 +73,7 @@ def backtest(
     except (ConfigError, DataError, TariffError, OSError, ValueError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
         raise typer.Exit(2) from None
-    _silence_highs_banner()
+    silence_highs_banner()
     results: dict[str, PolicyResult] = {}
     with Progress(
         TextColumn("{task.description}"),

@@ -1,0 +1,162 @@
+"""Pure: the planner's inputs as the live service sees them (prices, forecasts, SoC) at one moment.
+
+* Steps start at the step boundary at or before ``now`` (the step in force is step 0).
+* PV: the configured array's clear-sky power times the clearness of the last 24 h of actuals
+  (``core.forecast.clearness``), or, with ``dispatcher.pv_forecast: external``, the latest
+  ``Forecast`` on the PV forecast topic where it covers a step (clear-sky x clearness elsewhere).
+* Load: an external load ``Forecast`` where one covers a step; else the history's same weekday and
+  time of day (``core.forecast.load_profile_forecast``), the default shape before any history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from shared.config import OngridConfig
+from shared.messages import Forecast
+
+from .core.battery import BatteryModel
+from .core.forecast import PvArray, clear_sky_pv_w, clearness, load_profile_forecast
+from .core.planner import PlanInputs, Schedule
+from .core.replan import forecast_error_pct
+from .core.tariff import Tariff
+from .history import History
+
+__all__ = ["Forecasts", "build_inputs", "external_values", "forecasts", "plan_error_pct", "pv_array", "step_starts"]
+
+
+def pv_array(cfg: OngridConfig) -> PvArray:
+    d = cfg.dispatcher
+    return PvArray(d.pv_kwp, d.pv_tilt_deg, d.pv_azimuth_deg, d.latitude, d.longitude)
+
+
+def step_starts(now: datetime, step_s: int, steps: int) -> pd.DatetimeIndex:
+    first = int(now.timestamp() // step_s) * step_s
+    return pd.date_range(datetime.fromtimestamp(first, UTC), periods=steps, freq=f"{step_s}s")
+
+
+def external_values(forecast: Forecast | None, starts: pd.DatetimeIndex, step_s: int) -> np.ndarray:
+    """Mean W per step from a ``Forecast`` (NaN where it says nothing about the step).
+
+    A forecast at a different step is sampled at each step's middle: the point whose period holds
+    that instant gives the value.
+    """
+    out = np.full(len(starts), np.nan)
+    if forecast is None or not forecast.points:
+        return out
+    points = sorted(forecast.points, key=lambda p: p.start)
+    begins = np.array([p.start.timestamp() for p in points])
+    values = np.array([p.power_w for p in points])
+    middles = np.asarray(starts.as_unit("s").asi8, dtype=float) + step_s / 2
+    idx = np.searchsorted(begins, middles, side="right") - 1
+    inside = (idx >= 0) & (middles < begins[np.clip(idx, 0, None)] + forecast.step_s)
+    out[inside] = values[idx[inside]]
+    return out
+
+
+@dataclass(frozen=True)
+class Forecasts:
+    pv_w: np.ndarray
+    load_w: np.ndarray
+    clearness: float
+    pv_source: str
+    load_source: str
+
+
+def forecasts(
+    cfg: OngridConfig,
+    history: History,
+    starts: pd.DatetimeIndex,
+    now: datetime,
+    pv_external: Forecast | None = None,
+    load_external: Forecast | None = None,
+) -> Forecasts:
+    d = cfg.dispatcher
+    step_s = d.step_minutes * 60
+    array = pv_array(cfg)
+    past, past_load, past_pv = history.complete(now)
+    recent = past >= pd.Timestamp(now) - pd.Timedelta(hours=24)
+    k = clearness(past_pv[recent], clear_sky_pv_w(array, past[recent], step_s)) if recent.any() else 0.6
+    pv = clear_sky_pv_w(array, starts, step_s) * k
+    pv_source = "clear_sky"
+    if d.pv_forecast == "external":
+        given = external_values(pv_external, starts, step_s)
+        if np.isfinite(given).any():
+            pv = np.where(np.isfinite(given), given, pv)
+            pv_source = "external" if np.isfinite(given).all() else "external+clear_sky"
+    tz = cfg.tariff.timezone
+    load = load_profile_forecast(
+        past.tz_convert(tz), past_load, starts.tz_convert(tz), step_s, d.default_daily_load_kwh
+    )
+    load_source = "history" if len(past) else "default"
+    given = external_values(load_external, starts, step_s)
+    if np.isfinite(given).any():
+        load = np.where(np.isfinite(given), given, load)
+        load_source = "external" if np.isfinite(given).all() else f"external+{load_source}"
+    return Forecasts(np.maximum(pv, 0.0), np.maximum(load, 0.0), k, pv_source, load_source)
+
+
+def build_inputs(
+    cfg: OngridConfig,
+    battery: BatteryModel,
+    tariff: Tariff,
+    history: History,
+    now: datetime,
+    soc_pct: float,
+    battery_now_w: float,
+    pv_external: Forecast | None = None,
+    load_external: Forecast | None = None,
+) -> tuple[PlanInputs, Forecasts]:
+    d = cfg.dispatcher
+    step_s = d.step_minutes * 60
+    steps = d.horizon_hours * 3600 // step_s
+    starts = step_starts(now, step_s, steps)
+    fc = forecasts(cfg, history, starts, now, pv_external, load_external)
+    imp, exp = tariff.prices(starts, step_s)
+    inputs = PlanInputs(
+        start=starts[0].to_pydatetime(),
+        step_s=step_s,
+        soc_pct=min(100.0, max(0.0, soc_pct)),
+        import_price=imp,
+        export_price=exp,
+        pv_w=fc.pv_w,
+        load_w=fc.load_w,
+        battery=battery,
+        switch_cost=d.switch_cost_per_change,
+        cycle_cost_per_kwh=d.cycle_cost_per_kwh,
+        terminal_value_factor=d.terminal_value_factor,
+        export_limit_w=d.export_limit_w,
+        import_limit_w=d.import_limit_w,
+        battery_power_now_w=battery_now_w,
+    )
+    return inputs, fc
+
+
+def plan_error_pct(schedule: Schedule, history: History, now: datetime, window: timedelta = timedelta(hours=2)) -> (
+    float | None
+):
+    """Error of the plan's net-load forecast (load - PV) over the completed steps since it was made
+    (at most ``window``), against what the history recorded; None before a step has completed."""
+    starts, load, pv = history.complete(now)
+    if len(starts) == 0 or history.step_s != schedule.step_s:
+        return None
+    since = max(pd.Timestamp(schedule.start), pd.Timestamp(now) - pd.Timedelta(window))
+    forecast_wh = actual_wh = 0.0
+    used = 0
+    dt_h = schedule.step_s / 3600.0
+    for start, actual_load, actual_pv in zip(starts, load, pv, strict=True):
+        if start < since:
+            continue
+        k = schedule.index_at(start.to_pydatetime())
+        if k is None:
+            continue
+        forecast_wh += (float(schedule.load_w[k]) - float(schedule.pv_w[k])) * dt_h
+        actual_wh += (actual_load - actual_pv) * dt_h
+        used += 1
+    if used == 0:
+        return None
+    return forecast_error_pct(forecast_wh, actual_wh)
