@@ -1,0 +1,170 @@
+"""Recorder throughput into InfluxDB 1.6 and memory under a 10-minute database outage (JSON).
+
+* ``raw_points_per_s``: a plain bulk line-protocol writer (5,000 points per POST /write) into a
+  fresh influxd: the server's own ingest ceiling on this machine.
+* ``recorder_points_per_s``: the recorder's whole write path (message -> rows -> spool append ->
+  seal/fsync -> POST /write -> segment deleted) for the same number of meter readings.
+* ``ratio``: recorder / raw.
+* ``backlog``: with the database unreachable, ``--backlog-minutes`` of traffic at ``--rate``
+  messages/s goes into the recorder; RSS before/after (the backlog lives on disk, so memory should
+  stay flat), spool size, and how fast the backlog replays once the database is back.
+
+Usage: ``python benchmarks/recorder_throughput.py [--points 100000] [--rate 200] [--backlog-minutes 10]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.parse
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import urllib3
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from services.recorder.backends import InfluxV1Writer
+from services.recorder.devdb import free_port, running_influxd
+from services.recorder.pipeline import Recorder
+from services.recorder.points import to_rows
+from services.recorder.spool import Spool
+from shared.config import InfluxConfig
+from shared.messages import MeterRole, MeterState
+from shared.topics import Kind, Stream, TopicParts
+
+T0 = datetime(2026, 3, 10, tzinfo=UTC)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def meter(i: int, device: str) -> MeterState:
+    return MeterState(
+        ts=T0 + timedelta(milliseconds=100 * i),
+        device=device,
+        model="eastron_sdm630",
+        role=MeterRole.GRID,
+        power_w=float(i % 5000),
+        voltage_v=240.0,
+        current_a=1.0,
+        frequency_hz=50.0,
+        import_energy_wh=float(i),
+        export_energy_wh=0.0,
+    )
+
+
+def count(url: str, db: str, measurement: str) -> int:
+    http = urllib3.PoolManager()
+    q = f'SELECT count("power_w") FROM "{measurement}"'
+    response = http.request("GET", f"{url}/query?" + urllib.parse.urlencode({"db": db, "q": q}))
+    series = json.loads(response.data)["results"][0].get("series")
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+def raw_bulk(url: str, n: int) -> float:
+    http = urllib3.PoolManager()
+    http.request("POST", f"{url}/query?q=CREATE+DATABASE+raw")
+    parts = TopicParts("bench", Kind.METER, "raw", Stream.STATE)
+    lines = [row.to_line() for i in range(n) for row in to_rows(parts, meter(i, "raw"))]
+    started = time.perf_counter()
+    for k in range(0, n, 5000):
+        body = "\n".join(lines[k : k + 5000]).encode()
+        response = http.request("POST", f"{url}/write?db=raw&precision=ns", body=body)
+        assert response.status == 204, response.data
+    elapsed = time.perf_counter() - started
+    assert count(url, "raw", "meter") == n
+    return n / elapsed
+
+
+async def through_recorder(url: str, n: int, batch_size: int, tmp: Path) -> float:
+    backend = InfluxV1Writer(InfluxConfig(api="v1", url=url, database=f"rec{batch_size}"))
+    recorder = Recorder(backend, Spool(tmp / f"spool{batch_size}", 10**10), recorder_id="bench", batch_size=batch_size)
+    runner = asyncio.create_task(recorder.run())
+    messages = [meter(i, "rec") for i in range(n)]
+    topic = "ongrid/bench/meter/rec/state"
+    started = time.perf_counter()
+    for k, message in enumerate(messages):
+        await recorder.handle(topic, message)
+        if k % 1000 == 0:
+            await asyncio.sleep(0)  # as the bus does between messages: let the flusher run
+    await recorder.drained(600)
+    elapsed = time.perf_counter() - started
+    runner.cancel()
+    assert count(url, f"rec{batch_size}", "meter") == n
+    return n / elapsed
+
+
+async def backlog(url: str, rate: int, minutes: float, tmp: Path) -> dict[str, float]:
+    dead = InfluxV1Writer(InfluxConfig(api="v1", url=f"http://127.0.0.1:{free_port()}", database="backlog", retries=0))
+    spool = Spool(tmp / "backlog", 10**10)
+    recorder = Recorder(dead, spool, recorder_id="bench", retry_max_s=0.5)
+    runner = asyncio.create_task(recorder.run())
+    total = int(rate * minutes * 60)
+    before = rss_mb()
+    topic = "ongrid/bench/meter/backlog/state"
+    for i in range(total):
+        await recorder.handle(topic, meter(i, "backlog"))
+        if i % 1000 == 0:
+            await asyncio.sleep(0)
+    await recorder.flush()
+    during = rss_mb()
+    status = recorder.status()
+    # The database comes back: point the recorder at the live server and time the replay.
+    recorder.backend = InfluxV1Writer(InfluxConfig(api="v1", url=url, database="backlog"))
+    started = time.perf_counter()
+    await recorder.drained(900)
+    replay_s = time.perf_counter() - started
+    runner.cancel()
+    assert count(url, "backlog", "meter") == total
+    return {
+        "messages": total,
+        "rate_per_s": rate,
+        "minutes": minutes,
+        "rss_before_mb": round(before, 1),
+        "rss_with_backlog_mb": round(during, 1),
+        "spool_mb": round(status.backlog_bytes / 1e6, 1),
+        "backlog_points": status.backlog_points,
+        "replay_points_per_s": round(total / replay_s),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=100_000)
+    parser.add_argument("--rate", type=int, default=200, help="messages/s during the outage")
+    parser.add_argument("--backlog-minutes", type=float, default=10.0)
+    args = parser.parse_args()
+    with running_influxd() as server, tempfile.TemporaryDirectory() as tmp:
+        raw = raw_bulk(server.url, args.points)
+        rec500 = asyncio.run(through_recorder(server.url, args.points, 500, Path(tmp)))
+        rec5000 = asyncio.run(through_recorder(server.url, args.points, 5000, Path(tmp)))
+        held = asyncio.run(backlog(server.url, args.rate, args.backlog_minutes, Path(tmp)))
+    print(
+        json.dumps(
+            {
+                "benchmark": "recorder_throughput",
+                "influxdb": "1.6 (Debian influxd, local)",
+                "cpus": os.cpu_count(),
+                "points": args.points,
+                "raw_points_per_s": round(raw),
+                "recorder_points_per_s": {"batch_500": round(rec500), "batch_5000": round(rec5000)},
+                "ratio": {"batch_500": round(rec500 / raw, 3), "batch_5000": round(rec5000 / raw, 3)},
+                "backlog": held,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
