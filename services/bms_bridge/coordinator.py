@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared import topics
-from shared.logs import EpisodeLog
-from shared.messages import Availability, AvailabilityState, BatteryState, Event, EventLevel, Message
+from shared.bridge import DeviceAvailability
+from shared.messages import AvailabilityState, BatteryState, Event, EventLevel, Message
 from shared.topics import Kind
 
 from .health import Finding, HealthMonitor
@@ -41,11 +41,16 @@ class BatteryCoordinator:
         self.site = site
         self.device = device
         self.model = model
-        self.offline_after = offline_after
         self.health = health or HealthMonitor()
-        self.availability: AvailabilityState | None = None
-        self.consecutive_failures = 0
-        self._episode = EpisodeLog(log, f"BMS {device}", device=device)
+        self._availability = DeviceAvailability(log, f"BMS {device}", device, offline_after=offline_after)
+
+    @property
+    def availability(self) -> AvailabilityState | None:
+        return self._availability.state
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self._availability.consecutive_failures
 
     @property
     def state_topic(self) -> str:
@@ -66,12 +71,10 @@ class BatteryCoordinator:
         except ImplausibleReading as exc:
             return self.failed(exc, ts)
         out = Outcome(state=state)
-        self.consecutive_failures = 0
-        self._episode.success()
         out.publish.append((self.state_topic, state))
-        if self.availability is not AvailabilityState.ONLINE:
-            self.availability = AvailabilityState.ONLINE
-            out.publish.append((self.availability_topic, Availability(ts=ts, state=AvailabilityState.ONLINE)))
+        online = self._availability.succeeded(ts)
+        if online is not None:
+            out.publish.append((self.availability_topic, online))
         raised, cleared = self.health.observe(ts, state.modules)
         out.publish.extend((self.event_topic, self._event(f, ts, raised=True)) for f in raised)
         out.publish.extend((self.event_topic, self._event(f, ts, raised=False)) for f in cleared)
@@ -79,15 +82,9 @@ class BatteryCoordinator:
 
     def failed(self, error: Exception, ts: datetime) -> Outcome:
         out = Outcome()
-        self.consecutive_failures += 1
-        self._episode.failure(error)
-        going_offline = self.consecutive_failures >= self.offline_after
-        if going_offline and self.availability is not AvailabilityState.OFFLINE:
-            self.availability = AvailabilityState.OFFLINE
-            reason = f"{self.consecutive_failures} polls failed: {error}"[:200]
-            out.publish.append(
-                (self.availability_topic, Availability(ts=ts, state=AvailabilityState.OFFLINE, reason=reason))
-            )
+        offline = self._availability.failed(error, ts)
+        if offline is not None:
+            out.publish.append((self.availability_topic, offline))
         return out
 
     def _event(self, finding: Finding, ts: datetime, *, raised: bool) -> Event:

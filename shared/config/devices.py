@@ -31,6 +31,9 @@ class InverterConfig(Section):
         30.0, description="Time the battery power has to move toward a new setpoint."
     )
     battery: Name | None = Field(None, description="Battery whose BMS limits clamp this inverter's commands.")
+    state_dir: str = Field(
+        "var/state", description="Where the bridge keeps its write counters (they must survive restarts)."
+    )
 
 
 class MeterConfig(Section):

@@ -1,0 +1,418 @@
+"""The inverter-bridge: poll each inverter, publish its state, and execute commands safely.
+
+I/O only: every decision is made by ``CommandPolicy`` (policy.py); this module reads registers,
+writes the setpoints it is told to write, and publishes what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from shared import topics
+from shared.bridge import DeviceAvailability, MapPoller, PollFailed
+from shared.bridge.map_poller import group_intervals
+from shared.bus import Bus
+from shared.config import InverterConfig, OngridConfig
+from shared.config.transports import ModbusTransport
+from shared.logs import EpisodeLog, get_logger
+from shared.messages import (
+    AckStatus,
+    BatteryState,
+    CommandAck,
+    Event,
+    EventLevel,
+    InverterCommand,
+    InverterState,
+    Message,
+    utc_now,
+)
+from shared.modbus import Link, LinkError, close_links, open_link
+from shared.modbus.sofar_pdu import PassiveStatus
+from shared.registers import MapError, RegisterError, RegisterMap, encode_write, load_map, to_inverter_state
+from shared.topics import Kind
+
+from .budget import BudgetFileError, BudgetStore, WriteBudget
+from .limits import AUTO, CHARGE, DISCHARGE, STANDBY, InverterLimits, Setpoint, fresh_bms
+from .policy import ActionKind, CommandPolicy, Decision, Verdict
+from .verify import Verification
+
+log = get_logger("inverter-bridge")
+
+TICK_S = 0.2  # watchdog resolution: lease, heartbeat and verification deadlines
+POLL_GROUPS = ("realtime", "energy")
+INFO_GROUP = "info"
+COMMAND_QUEUE = 64
+IDENTITY_FIELDS = (
+    "serial_number",
+    "software_version",
+    "hardware_version",
+    "production_code",
+    "battery_type",
+    "battery_capacity_ah",
+    "battery_max_charge_current_a",
+    "battery_max_discharge_current_a",
+)
+
+
+class ConfigProblem(ValueError):
+    """A configured inverter this bridge cannot drive; the message says why."""
+
+
+def check_map(inverter: InverterConfig) -> RegisterMap:
+    try:
+        regmap = load_map(inverter.model)
+    except MapError as exc:
+        raise ConfigProblem(f"inverter {inverter.id}: {exc}") from None
+    if regmap.kind != "inverter":
+        raise ConfigProblem(f"inverter {inverter.id}: map {regmap.name} is a {regmap.kind} map")
+    missing = [f for f in (STANDBY, CHARGE, DISCHARGE, AUTO) if f not in {p.field for p in regmap.points}]
+    if missing:
+        raise ConfigProblem(f"inverter {inverter.id}: map {regmap.name} has no passive-mode points {missing}")
+    return regmap
+
+
+def budget_path(inverter: InverterConfig) -> Path:
+    return Path(inverter.state_dir) / f"inverter-{inverter.id}-writes.json"
+
+
+class InverterBridge:
+    def __init__(self, cfg: InverterConfig, site: str, bus: Bus, link: Link, regmap: RegisterMap) -> None:
+        self.cfg = cfg
+        self.site = site
+        self.bus = bus
+        self.link = link
+        self.regmap = regmap
+        self.unit = cfg.transport.unit  # type: ignore[union-attr]
+        self.poller = MapPoller(
+            cfg.id, regmap, link, self.unit, group_intervals(regmap, [g for g in POLL_GROUPS], cfg.poll_s)
+        )
+        self.availability = DeviceAvailability(log, f"inverter {cfg.id}", cfg.id)
+        self.store = BudgetStore(budget_path(cfg))
+        self.policy = CommandPolicy(
+            cfg.id,
+            InverterLimits.from_config(cfg, regmap),
+            self._load_budget(),
+            heartbeat_s=cfg.heartbeat_s,
+            verify_s=cfg.verify_s,
+        )
+        self.battery: BatteryState | None = None
+        self.identity_sent = False
+        self._lock = asyncio.Lock()
+        self._commands: asyncio.Queue[InverterCommand] = asyncio.Queue(COMMAND_QUEUE)
+        self._heartbeats = EpisodeLog(log, f"inverter {cfg.id} heartbeat", device=cfg.id)
+        self._writes = EpisodeLog(log, f"inverter {cfg.id} writes", device=cfg.id)
+
+    # -- topics ---------------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        return self.cfg.id
+
+    def _topic(self, stream: str) -> str:
+        return topics.topic(self.site, Kind.INVERTER, self.device, stream)
+
+    async def _publish(self, topic: str, message: Message) -> None:
+        await self.bus.publish(topic, message)
+
+    async def _event(self, level: EventLevel, code: str, message: str, **details: Any) -> None:
+        event = Event(ts=utc_now(), level=level, code=code, message=message, device=self.device, details=details)
+        await self._publish(topics.event(self.site, Kind.INVERTER, self.device), event)
+
+    async def _counters(self) -> None:
+        budget = self.policy.budget
+        budget.roll(utc_now().date())
+        await self._publish(topics.inverter_counters(self.site, self.device), budget.counters(self.device, utc_now()))
+
+    async def _ack(self, ack: CommandAck) -> None:
+        await self._publish(topics.inverter_ack(self.site, self.device), ack)
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _load_budget(self) -> WriteBudget:
+        today = utc_now().date()
+        try:
+            return self.store.load(self.cfg.write_budget_per_day, today)
+        except BudgetFileError as exc:
+            aside = self.store.quarantine()
+            log.error("%s; moved to %s, counting from zero", exc, aside, extra={"device": self.cfg.id})
+            return WriteBudget(self.cfg.write_budget_per_day, today)
+
+    def subscribe(self) -> None:
+        self.bus.subscribe(topics.inverter_command(self.site, self.device), InverterCommand, self._on_command)
+        if self.cfg.battery is not None:
+            self.bus.subscribe(topics.battery_state(self.site, self.cfg.battery), BatteryState, self._on_battery)
+
+    async def _on_command(self, topic: str, command: InverterCommand) -> None:
+        try:
+            self._commands.put_nowait(command)
+        except asyncio.QueueFull:
+            await self._ack(
+                CommandAck(
+                    ts=utc_now(),
+                    command_id=command.id,
+                    device=self.device,
+                    status=AckStatus.ERROR,
+                    reason=f"busy: {COMMAND_QUEUE} commands already waiting",
+                )
+            )
+
+    async def _on_battery(self, topic: str, state: BatteryState) -> None:
+        self.battery = state
+
+    async def run(self) -> None:
+        await self._counters()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._poll_loop(), name=f"poll-{self.device}")
+            group.create_task(self._command_loop(), name=f"commands-{self.device}")
+            group.create_task(self._watchdog_loop(), name=f"watchdog-{self.device}")
+
+    # -- polling --------------------------------------------------------------------------------
+    async def poll_once(self) -> InverterState | None:
+        ts = utc_now()
+        try:
+            values = await self.poller.poll(time.monotonic())
+            state = to_inverter_state(self.regmap, values, device=self.device, ts=ts, control=self.policy.control)
+        except (PollFailed, ValueError) as exc:
+            await self._failed(exc)
+            return None
+        except Exception as exc:  # a bug must not stop polling, nor pass for a reading
+            log.exception("unexpected error polling %s", self.device, extra={"device": self.device})
+            await self._failed(exc)
+            return None
+        await self._publish(topics.inverter_state(self.site, self.device), state)
+        online = self.availability.succeeded(ts)
+        if online is not None:
+            await self._publish(topics.availability(self.site, Kind.INVERTER, self.device), online)
+        done = self.policy.observe(state)
+        if done is not None:
+            await self._verified(done, True, float(getattr(state, done.quantity)))
+        if not self.identity_sent:
+            await self._identity()
+        return state
+
+    async def _failed(self, error: Exception) -> None:
+        offline = self.availability.failed(error, utc_now())
+        if offline is not None:
+            await self._publish(topics.availability(self.site, Kind.INVERTER, self.device), offline)
+
+    async def _poll_loop(self) -> None:
+        next_at = time.monotonic()
+        while True:
+            await self.poll_once()
+            # A fixed schedule: polls do not drift later by the time each one takes.
+            next_at += self.cfg.poll_s
+            now = time.monotonic()
+            next_at = max(next_at, now)
+            await asyncio.sleep(next_at - now)
+
+    async def _identity(self) -> None:
+        """Once: what the inverter says it is (serial, firmware, battery set-up)."""
+        if INFO_GROUP not in self.regmap.groups:
+            self.identity_sent = True
+            return
+        try:
+            values = await MapPoller(self.device, self.regmap, self.link, self.unit, {INFO_GROUP: 3600.0}).read_groups(
+                [INFO_GROUP]
+            )
+        except PollFailed as exc:
+            log.info("identity not read yet: %s", exc, extra={"device": self.device})
+            return
+        self.identity_sent = True
+        details = {k: values[k] for k in IDENTITY_FIELDS if k in values}
+        name = f"{self.regmap.manufacturer} {self.regmap.models[0]}"
+        await self._event(
+            EventLevel.INFO, "inverter_identity", f"{name} serial {details.get('serial_number', '?')}", **details
+        )
+
+    # -- commands -------------------------------------------------------------------------------
+    async def _command_loop(self) -> None:
+        while True:
+            command = await self._commands.get()
+            async with self._lock:
+                await self.execute(command)
+
+    async def execute(self, command: InverterCommand) -> CommandAck:
+        now = utc_now()
+        bms = fresh_bms(self.battery, now)
+        policy = self.policy
+        decision = policy.decide(command, now, bms, bms_expected=self.cfg.battery is not None)
+        if decision.verdict is Verdict.REPLAY:
+            ack = policy.replay_ack(decision, now)
+            await self._ack(ack)
+            return ack
+        if decision.verdict is Verdict.REJECT:
+            policy.rejected(decision, now)
+            ack = policy.ack(decision, now, AckStatus.REJECTED)
+        elif decision.verdict is Verdict.SKIP:
+            policy.skipped(decision, now)
+            ack = policy.ack(decision, now, AckStatus.ACCEPTED)
+        else:
+            ack = await self._write_command(decision, now)
+        self._save_budget()
+        log.info(
+            "command %s (%s) -> %s: %s",
+            command.id,
+            command.mode.value,
+            ack.status.value,
+            ack.reason or "ok",
+            extra={"device": self.device},
+        )
+        await self._ack(ack)
+        await self._counters()
+        return ack
+
+    async def _write_command(self, decision: Decision, now: Any) -> CommandAck:
+        setpoint = decision.setpoint
+        assert setpoint is not None
+        self.policy.will_write(setpoint, now)
+        try:
+            status = await self._write(setpoint)
+        except (LinkError, RegisterError) as exc:
+            self._writes.failure(exc)
+            self.policy.write_failed(decision, now)
+            return self.policy.ack(decision, now, AckStatus.ERROR, f"write failed: {exc}")
+        self._writes.success()
+        if not status.accepted:
+            self.policy.written(decision, now, accepted=False)
+            return self.policy.ack(decision, now, AckStatus.REJECTED, f"inverter refused: {_status_text(status)}")
+        self.policy.written(decision, now, accepted=True)
+        return self.policy.ack(decision, now, AckStatus.ACCEPTED, f"wrote {setpoint.describe()}")
+
+    async def _write(self, setpoint: Setpoint) -> PassiveStatus:
+        request = encode_write(self.regmap, setpoint.field, setpoint.value)
+        if request.function != 0x42:
+            raise RegisterError(
+                f"{setpoint.field} is written with function {request.function}, not 0x42",
+                field=setpoint.field,
+                address=request.address,
+            )
+        return await self.link.passive_mode(request.address, request.registers[0], self.unit)
+
+    def _save_budget(self) -> None:
+        try:
+            self.store.save(self.policy.budget)
+        except OSError as exc:
+            log.error("cannot save write counters to %s: %s", self.store.path, exc, extra={"device": self.device})
+
+    # -- time: lease, heartbeat, verification ---------------------------------------------------
+    async def _watchdog_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            async with self._lock:
+                await self.tick()
+
+    async def tick(self) -> None:
+        now = utc_now()
+        for action in self.policy.tick(now):
+            if action.kind is ActionKind.HANDBACK:
+                await self._handback(now)
+            elif action.kind is ActionKind.HEARTBEAT:
+                await self._heartbeat(now)
+            elif action.verification is not None:
+                last = self.policy.last_state
+                observed = None if last is None else float(getattr(last, action.verification.quantity))
+                await self._verified(action.verification, False, observed)
+
+    async def _heartbeat(self, now: Any) -> None:
+        try:
+            await self.link.heartbeat(self.unit)
+        except LinkError as exc:
+            self._heartbeats.failure(exc)
+            self.policy.heartbeat_sent(now, ok=False)
+            return
+        self._heartbeats.success()
+        self.policy.heartbeat_sent(now, ok=True)
+
+    async def _handback(self, now: Any) -> None:
+        """The lease lapsed: back to the inverter's own self-use mode."""
+        lease_until = self.policy.lease_until
+        setpoint = self.policy.handback_setpoint()
+        wrote, error = False, None
+        if self.policy.handback_writes(now):
+            self.policy.will_write(setpoint, now)
+            try:
+                status = await self._write(setpoint)
+                wrote = status.accepted
+                if not status.accepted:
+                    error = f"inverter refused: {_status_text(status)}"
+            except (LinkError, RegisterError) as exc:
+                error = str(exc)
+            self._save_budget()
+        else:
+            error = "write budget exhausted"
+        self.policy.handed_back(now)
+        how = (
+            "0x42 auto 0 W written (self-use); heartbeats stopped"
+            if wrote
+            else f"could not write auto ({error}); heartbeats stopped, the inverter leaves passive mode "
+            "on its own timeout"
+        )
+        log.warning("lease expired: %s", how, extra={"device": self.device})
+        await self._event(
+            EventLevel.WARNING,
+            "watchdog_expired",
+            f"no command renewed the lease: inverter handed back to self-use ({how})",
+            lease_until=None if lease_until is None else lease_until.isoformat(),
+            wrote=wrote,
+            error=error,
+        )
+        await self._counters()
+
+    async def _verified(self, verification: Verification, ok: bool, observed_w: float | None) -> None:
+        ack = self.policy.verified_ack(verification, ok, observed_w, utc_now())
+        if ack is not None:
+            await self._ack(ack)
+        await self._event(
+            EventLevel.INFO if ok else EventLevel.WARNING,
+            "setpoint_verified" if ok else "setpoint_not_reached",
+            ack.reason if ack is not None and ack.reason else verification.quantity,
+            command_id=verification.command_id,
+            **verification.details(observed_w),
+        )
+
+
+def _status_text(status: PassiveStatus) -> str:
+    flags = [
+        name
+        for name, on in (
+            ("battery full", status.battery_full),
+            ("battery flat", status.battery_flat),
+            ("charge disabled", not status.charge_enabled),
+            ("discharge disabled", not status.discharge_enabled),
+        )
+        if on
+    ]
+    return status.result_text + (f" ({', '.join(flags)})" if flags else "")
+
+
+def make_bridges(cfg: OngridConfig, bus: Bus) -> list[InverterBridge]:
+    bridges = []
+    for inverter in cfg.inverters:
+        regmap = check_map(inverter)
+        if not isinstance(inverter.transport, ModbusTransport):
+            raise ConfigProblem(
+                f"inverter {inverter.id}: transport kind {inverter.transport.kind!r} does not carry Modbus; "
+                "use modbus_tcp, modbus_rtu, rtu_over_tcp or solarman_v5"
+            )
+        bridges.append(InverterBridge(inverter, cfg.site, bus, open_link(inverter.transport), regmap))
+    return bridges
+
+
+async def run(cfg: OngridConfig, bus: Bus) -> None:
+    if not cfg.inverters:
+        log.error("no inverters in the configuration: nothing to do")
+        raise SystemExit(2)
+    try:
+        bridges = make_bridges(cfg, bus)
+    except ConfigProblem as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
+    for bridge in bridges:
+        bridge.subscribe()
+    try:
+        async with asyncio.TaskGroup() as group:
+            for bridge in bridges:
+                group.create_task(bridge.run(), name=f"inverter-{bridge.device}")
+    finally:
+        await close_links()

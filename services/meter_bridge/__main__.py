@@ -1,0 +1,15 @@
+"""``python -m services.meter_bridge --config FILE`` (or ``ongrid meter-bridge``)."""
+
+from __future__ import annotations
+
+from shared.service import service_main
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .service import run
+
+    service_main("meter-bridge", run, argv, help_text="Read CT/energy meters over Modbus and publish them.")
+
+
+if __name__ == "__main__":
+    main()
