@@ -118,8 +118,8 @@ def summary_rows(cfg: OngridConfig, days: list[DailyStats], now: datetime) -> li
     tags = {"site": cfg.site, "kind": Kind.STATS.value}
     for month, figures in monthly(days).items():
         when = datetime.fromisoformat(f"{month}-01T00:00:00+00:00")
-        fields = {k: v for k, v in figures.items() if isinstance(v, int | float)}
-        rows.append(Row.make("monthly_stats", tags, fields, ns(when)))
+        sums = {k: v for k, v in figures.items() if isinstance(v, int | float)}
+        rows.append(Row.make("monthly_stats", tags, sums, ns(when)))
     if cfg.recorder.battery_cost is not None and days:
         result = payback(days, cfg.recorder.battery_cost)
         band = result.get("payback_band_years") or [None, None]

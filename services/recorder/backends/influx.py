@@ -141,6 +141,7 @@ class InfluxV2Writer:
     def __init__(self, cfg: InfluxConfig) -> None:
         assert cfg.token is not None and cfg.bucket and cfg.org  # the config validator guarantees it
         self.cfg = cfg
+        self.bucket, self.org = cfg.bucket, cfg.org
         self.name = "influxdb-v2"
         self.client = InfluxDBClient(
             url=cfg.url,
@@ -157,10 +158,10 @@ class InfluxV2Writer:
             return
         try:
             self.api.write(
-                bucket=self.cfg.bucket,
-                org=self.cfg.org,
+                bucket=self.bucket,
+                org=self.org,
                 record=[row.to_point() for row in rows],
-                write_precision=WritePrecision.NS,
+                write_precision=WritePrecision.NS,  # type: ignore[arg-type]  # the stub types it as str
             )
         except ApiException as exc:
             message = f"InfluxDB {self.cfg.url} write answered {exc.status}: {str(exc.body)[:300]}"

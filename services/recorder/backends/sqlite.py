@@ -10,7 +10,7 @@ import json
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..rows import Row
@@ -28,6 +28,21 @@ CREATE TABLE IF NOT EXISTS points (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS points_by_time ON points (measurement, ts_ns);
 """
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+# InfluxQL's aggregates over one bucket's values, in time order.
+_REDUCE: dict[str, Callable[[list[float]], float]] = {
+    "mean": _mean,
+    "max": max,
+    "min": min,
+    "last": lambda values: values[-1],
+    "sum": sum,
+    "count": lambda values: float(len(values)),
+}
 
 
 class SqliteStore:
@@ -92,14 +107,7 @@ class SqliteStore:
                 continue
             label = f"{query.group_by}={point.tags.get(query.group_by, '')}" if query.group_by else query.name
             buckets[label][point.ts_ns // step * step].append(float(value))
-        reduce = {
-            "mean": lambda v: sum(v) / len(v),
-            "max": max,
-            "min": min,
-            "last": lambda v: v[-1],
-            "sum": sum,
-            "count": lambda v: float(len(v)),
-        }[query.agg]
+        reduce = _REDUCE[query.agg]
         return {label: [(t, float(reduce(v))) for t, v in sorted(b.items())] for label, b in buckets.items()}
 
     def count(self, measurement: str) -> int:
