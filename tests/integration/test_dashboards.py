@@ -148,5 +148,5 @@ def test_statistics_were_published_and_stored(loaded: Loaded) -> None:
 
 
 def test_filter_by_another_site_returns_nothing(loaded: Loaded) -> None:
-    _, title, query = panel_targets()[0]
+    query = panel_targets()[0][2]
     assert run_influxql(loaded.server, grafana_substitute(query, "nosuchsite", loaded.start_ns, loaded.end_ns)) == []
