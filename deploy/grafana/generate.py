@@ -102,9 +102,13 @@ datasources:
     type: influxdb
     access: proxy
     url: ${{INFLUXDB_URL:-http://influxdb:8086}}
+    # Grafana only reads: the compose file gives it InfluxDB's read-only user.
+    user: ${{INFLUXDB_READ_USER:-grafana}}
     jsonData:
       dbName: ${{INFLUXDB_DATABASE:-ongrid}}
       httpMode: GET
+    secureJsonData:
+      password: ${{INFLUXDB_READ_PASSWORD:-}}
     isDefault: true
 """
 

@@ -1,7 +1,7 @@
 """Daily and monthly statistics from recorded readings. Pure: arrays in, figures out.
 
 Where the backtest computes the same figure, its code is used rather than a second copy:
-the tariff's ``Tariff.prices``, the export-cause rule (``engine._export_cause``), self
+the tariff's ``Tariff.prices``, the export-cause rule (``engine.export_cause``), self
 sufficiency (``PolicyResult.self_sufficiency_pct``) and the payback band (``report.payback``).
 
 Energies are integrated over a fixed grid of ``step_s`` buckets: each source's readings are
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pvlib
 
-from services.dispatcher.backtest.engine import PolicyResult, _export_cause
+from services.dispatcher.backtest.engine import PolicyResult, export_cause
 from services.dispatcher.backtest.report import payback as backtest_payback
 from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.tariff import Tariff
@@ -149,7 +149,7 @@ def daily_stats(
         intent = Intent.DISCHARGE if setpoint[k] > 0 else Intent.SELF_USE
         soc_wh = battery.wh(soc[k]) if not np.isnan(soc[k]) else 0.0
         battery_w = 0.0 if np.isnan(bat[k]) else float(bat[k])
-        _export_cause(causes, exp[k] * dt_h / 1000.0, battery_w, dt_h, intent, True, soc_wh, battery)
+        export_cause(causes, exp[k] * dt_h / 1000.0, battery_w, dt_h, intent, True, soc_wh, battery)
     by_cause = {k: round(v * 1000.0, 3) for k, v in causes.export_by_cause_kwh.items() if k != "no_battery"}
 
     cost = cost_without = None

@@ -263,7 +263,7 @@ def simulate(
         result.load_kwh += load * dt_h / 1000.0
         result.pv_kwh += pv * dt_h / 1000.0
         if exp_kwh > 0:
-            _export_cause(result, exp_kwh, battery_w, dt_h, intent, has_battery, soc_wh, b)
+            export_cause(result, exp_kwh, battery_w, dt_h, intent, has_battery, soc_wh, b)
         if progress is not None:
             progress(1)
     result.battery_cycles = result.discharge_kwh * 1000.0 / b.capacity_wh if has_battery else 0.0
@@ -271,7 +271,7 @@ def simulate(
     return result
 
 
-def _export_cause(
+def export_cause(
     result: PolicyResult,
     exp_kwh: float,
     battery_w: float,
