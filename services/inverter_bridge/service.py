@@ -13,7 +13,6 @@ from typing import Any
 
 from shared import topics
 from shared.bridge import DeviceAvailability, MapPoller, PollFailed
-from shared.bridge.map_poller import group_intervals
 from shared.bus import Bus
 from shared.config import InverterConfig, OngridConfig
 from shared.config.transports import ModbusTransport
@@ -86,9 +85,9 @@ class InverterBridge:
         self.link = link
         self.regmap = regmap
         self.unit = cfg.transport.unit  # type: ignore[union-attr]
-        self.poller = MapPoller(
-            cfg.id, regmap, link, self.unit, group_intervals(regmap, [g for g in POLL_GROUPS], cfg.poll_s)
-        )
+        # Every value InverterState carries is read on every poll (planned together: realtime and
+        # energy share transactions), so a published state never holds a value older than its ts.
+        self.poller = MapPoller(cfg.id, regmap, link, self.unit, {g: cfg.poll_s for g in POLL_GROUPS})
         self.availability = DeviceAvailability(log, f"inverter {cfg.id}", cfg.id)
         self.store = BudgetStore(budget_path(cfg))
         self.policy = CommandPolicy(

@@ -13,7 +13,6 @@ from datetime import datetime
 
 from shared import topics
 from shared.bridge import DeviceAvailability, MapPoller, PollFailed
-from shared.bridge.map_poller import group_intervals
 from shared.bus import Bus
 from shared.config import MeterConfig, OngridConfig
 from shared.config.transports import ModbusTransport
@@ -62,8 +61,10 @@ class MeterBridge:
         self.regmap = regmap
         self.spec = spec_for(regmap.name)
         unit = meter.transport.unit  # type: ignore[union-attr]
+        # Every group is read on every poll, planned together: a published state never carries a
+        # value (an energy counter) older than its timestamp.
         groups = [g for g in regmap.groups if regmap.readable_points({g})]
-        self.poller = MapPoller(meter.id, regmap, link, unit, group_intervals(regmap, groups, meter.poll_s))
+        self.poller = MapPoller(meter.id, regmap, link, unit, {g: meter.poll_s for g in groups})
         self.availability = DeviceAvailability(log, f"meter {meter.id}", meter.id)
 
     @property

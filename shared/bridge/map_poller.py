@@ -1,10 +1,11 @@
 """Poll a device described by a register map: per poll group, coalesced reads, one error type.
 
 The schedule is pure (``GroupSchedule``); ``MapPoller`` does the reads through a shared ``Link``.
-A poll reads every group that is due; if any read or decode fails the whole poll fails and nothing
-from it is used (a value that could not be read is never published). Values of slower groups
-(energy counters every 60 s) are carried between their reads: they were read, at their interval,
-and a slower group that is due and fails fails the poll.
+A poll reads every group that is due, planned together so adjacent groups share transactions; if
+any read or decode fails the whole poll fails and nothing from it is used (a value that could not
+be read is never published). Values of a slower group are carried between its reads; the bridges
+poll every group their published state needs at ``poll_s``, so a state never carries a value older
+than its timestamp, and keep slower schedules for what is not published every poll (identity).
 """
 
 from __future__ import annotations
@@ -83,28 +84,35 @@ class MapPoller:
         self.link = link
         self.unit = unit
         self.schedule = GroupSchedule(intervals)
-        # Planned once: the plan depends only on the map and the group.
-        self.plans: dict[str, list[ReadBlock]] = {
-            group: plan_reads(regmap, regmap.readable_points({group})) for group in intervals
-        }
+        # Planned once per set of due groups: the plan depends only on the map and the groups.
+        self._plans: dict[frozenset[str], list[ReadBlock]] = {}
         self._cache: dict[str, Value] = {}
         self.polls = 0
 
+    def plan(self, groups: Iterable[str]) -> list[ReadBlock]:
+        """The fewest reads covering ``groups`` together (adjacent groups share transactions)."""
+        key = frozenset(groups)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = plan_reads(self.regmap, self.regmap.readable_points(set(key)))
+        return plan
+
     async def read_groups(self, groups: Iterable[str]) -> dict[str, Value]:
-        """Read and decode every block of ``groups``; ``PollFailed`` on the first failure."""
+        """Read and decode every point of ``groups``; ``PollFailed`` on the first failure."""
         values: dict[str, Value] = {}
-        for group in groups:
-            for block in self.plans[group]:
-                try:
-                    registers = await self.link.read(block.function, block.address, block.count, self.unit)
-                    values.update(decode(self.regmap, block, registers))
-                except (LinkError, RegisterError) as exc:
-                    raise PollFailed(self.device, exc) from exc
+        for block in self.plan(groups):
+            try:
+                registers = await self.link.read(block.function, block.address, block.count, self.unit)
+                values.update(decode(self.regmap, block, registers))
+            except (LinkError, RegisterError) as exc:
+                raise PollFailed(self.device, exc) from exc
         return values
 
     async def poll(self, now: float) -> dict[str, Value]:
         """One scheduled poll: the due groups read now, merged with the latest values of the rest."""
         due = self.schedule.due(now)
+        if not due:
+            return dict(self._cache)
         try:
             fresh = await self.read_groups(due)
         except PollFailed:

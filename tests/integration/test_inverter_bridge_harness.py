@@ -245,6 +245,7 @@ async def reading_at_truth(
             after=mark,  # type: ignore[misc]
         )
         after = await sim.truth()
-        if before["sim_time"] == after["sim_time"]:
+        # load_w > 0: the house has stepped at least once (before that every flow reads 0).
+        if before["sim_time"] == after["sim_time"] and before["load_w"] > 0:
             return reading, before
     raise AssertionError(f"the simulator stepped during every one of {attempts} readings")
