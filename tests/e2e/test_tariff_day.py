@@ -1,0 +1,191 @@
+"""End to end: an Economy 7 night and morning run by the real fleet against the simulated house.
+
+Simulator (Modbus TCP inverter, RTU grid meter on a pty, Pylontech BMS on a pty) + inverter-bridge
++ meter-bridge + bms-bridge + dispatcher, each its own process, through a private Mosquitto, all
+following the simulator's clock at high speed. From 23:30 to 09:00 simulated time on a January
+night, with import at 9p from 00:30 to 07:30 and 30p otherwise and export at 5p (below the
+off-peak import price, so the plan is the plain LP), the simulator's ground truth (``SimTruth``)
+must show the battery charging from the grid in the cheap window and then carrying the house
+instead of the grid once the peak price starts.
+
+Durations the services keep in *simulated* seconds (lease, staleness, the simulated inverter's
+passive timeout) are scaled up for the speed, because polls and ticks stay in wall seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from services.demo import SCENARIO, Fleet, relocate_scenario
+from shared import topics
+from shared.bus import Bus
+from shared.config import MqttConfig
+from shared.localbroker import MOSQUITTO, Broker, free_port, running_broker
+from shared.messages import DispatcherDecision, InverterCommand, Plan, SimTruth
+
+SPEED = 450.0
+START = datetime(2026, 1, 14, 23, 30, tzinfo=UTC)  # January: London time is UTC
+END = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+CHEAP = (datetime(2026, 1, 15, 0, 30, tzinfo=UTC), datetime(2026, 1, 15, 7, 30, tzinfo=UTC))
+USED = ("inv1", "grid", "bat1")  # simulated endpoints the fleet reads; the others are not started
+
+pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed")
+
+
+def scenario(workdir: Path, broker: Broker) -> dict[str, Any]:
+    data = relocate_scenario(yaml.safe_load(SCENARIO.read_text()), workdir, free_port, broker.port)
+    sim = data["simulator"]
+    sim["devices"] = [d for d in sim["devices"] if d["id"] in USED]
+    sim["step_s"] = 5
+    # Nearly empty at bedtime, as after a winter evening: the night charge decides the morning.
+    sim["battery"]["initial_soc_pct"] = 25
+    # The bridge heartbeats every 0.2 s wall (90 simulated s at this speed).
+    sim["inverter"]["passive_timeout_s"] = 3600
+    sim["control"]["truth_interval_s"] = 0.25
+    data["tariff"]["export"] = {"kind": "flat", "price_per_kwh": 0.05}
+    state = str(workdir / "state")
+    data["inverters"][0].update(poll_s=1.0, state_dir=state)
+    data["meters"][0]["poll_s"] = 1.0
+    data["batteries"][0]["poll_s"] = 2.0
+    data["dispatcher"].update(
+        grid_meter="grid",
+        state_dir=state,
+        lease_s=3600,  # 8 s wall; renewed every 2.7 s
+        stale_after_s=3600,  # 8 s wall: several missed polls
+        replan_minutes=60,
+        default_daily_load_kwh=11.0,  # the simulated house in January (+25% in midwinter)
+    )
+    data["log_level"] = "INFO"
+    return data
+
+
+def read_endpoints(fleet: Fleet, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """The simulator prints one JSON line per endpoint, ``control`` last, once all listen."""
+    process = fleet.processes["simulator"]
+    assert process.stdout is not None
+    endpoints: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the simulator exited: {fleet.log_path('simulator').read_text()[-3000:]}")
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            endpoints.append(entry)
+            if entry.get("device") == "control":
+                return endpoints
+    raise RuntimeError("the simulator announced no control endpoint in time")
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    with running_broker() as b:
+        yield b
+
+
+async def observe(mqtt: MqttConfig, site: str, fleet: Fleet) -> tuple[list[SimTruth], list[Any]]:
+    truths: list[SimTruth] = []
+    fleet_out: list[Any] = []
+
+    async def on_truth(_topic: str, truth: SimTruth) -> None:
+        truths.append(truth)
+
+    async def on_other(_topic: str, message: Any) -> None:
+        fleet_out.append(message)
+
+    async with Bus(mqtt, site=site, service="e2e-observer", announce=False) as bus:
+        bus.subscribe(topics.simulator_truth(site), SimTruth, on_truth)
+        bus.subscribe(topics.dispatcher_decision(site), DispatcherDecision, on_other)
+        bus.subscribe(topics.dispatcher_plan(site), Plan, on_other)
+        bus.subscribe(topics.inverter_command(site, "inv1"), InverterCommand, on_other)
+        await bus.subscribed(10)
+        wall_limit = time.monotonic() + (END - START).total_seconds() / SPEED + 120
+        while not truths or truths[-1].sim_time < END:
+            dead = fleet.dead()
+            assert not dead, f"{dead} exited early; logs in {fleet.workdir / 'logs'}"
+            assert time.monotonic() < wall_limit, "the simulated night did not finish in time"
+            await asyncio.sleep(0.5)
+    return truths, fleet_out
+
+
+def between(truths: list[SimTruth], start: datetime, end: datetime) -> list[SimTruth]:
+    return [t for t in truths if start <= t.sim_time < end]
+
+
+def soc_at(truths: list[SimTruth], when: datetime) -> float:
+    return min(truths, key=lambda t: abs((t.sim_time - when).total_seconds())).soc_pct
+
+
+def test_economy7_night_charges_cheap_and_carries_the_morning(tmp_path: Path, broker: Broker) -> None:
+    data = scenario(tmp_path, broker)
+    config = tmp_path / "ongrid.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    fleet = Fleet(tmp_path, config)
+    env_speed = ("--speed", str(SPEED), "--start", START.isoformat(), "--mqtt")
+    try:
+        fleet.start("simulator", "services.simulator", *env_speed)
+        read_endpoints(fleet)
+        for service in ("inverter_bridge", "meter_bridge", "bms_bridge", "dispatcher"):
+            fleet.start(service, f"services.{service}")
+        mqtt = MqttConfig(host=broker.host, port=broker.port)
+        truths, out = asyncio.run(observe(mqtt, data["site"], fleet))
+    finally:
+        fleet.stop()
+    logs = {name: fleet.log_path(name).read_text(errors="replace") for name in fleet.processes}
+    context = f"\n--- dispatcher log tail ---\n{logs['dispatcher'][-4000:]}"
+
+    plans = [m for m in out if isinstance(m, Plan)]
+    commands = [m for m in out if isinstance(m, InverterCommand)]
+    decisions = [m for m in out if isinstance(m, DispatcherDecision)]
+    assert plans, "no plan was published" + context
+    assert commands and any(c.mode.value == "charge" for c in commands), "no charge command" + context
+    assert all(d.reason != "stale_inputs" for d in decisions[len(decisions) // 10:]), (
+        "inputs went stale during the run" + context
+    )
+
+    # The cheap window (from 01:00, leaving the first half hour for ramp-up and the first control
+    # cycles): the battery charges, and SoC rises well.
+    night = between(truths, CHEAP[0].replace(hour=1, minute=0), CHEAP[1])
+    assert len(night) > 50, f"only {len(night)} truth samples in the cheap window"
+    charging = [t.battery_w for t in night]
+    summary = (
+        f"\nSoC 00:30 {soc_at(truths, CHEAP[0]):.1f}%, 07:30 {soc_at(truths, CHEAP[1]):.1f}%, "
+        f"09:00 {soc_at(truths, END):.1f}%; window mean battery {statistics.mean(charging):.0f} W"
+    )
+    context = summary + context
+    print(summary)  # shown with -s: the night's figures
+    assert statistics.mean(charging) < -200.0, "the battery did not charge in the cheap window" + context
+    assert sum(1 for w in charging if w < -50.0) > 0.8 * len(charging), "charging only part of the window" + context
+    gain = soc_at(truths, CHEAP[1]) - soc_at(truths, CHEAP[0])
+    assert gain > 15.0, f"SoC rose only {gain:.1f} points in the cheap window" + context
+
+    # After the window (from 07:45, past the switch-over): no more charging from the grid, the
+    # battery carries the house, and the grid supplies only a small share of the load.
+    morning = between(truths, CHEAP[1].replace(minute=45), END)
+    assert len(morning) > 15
+    mean_battery = statistics.mean(t.battery_w for t in morning)
+    imported = sum(max(t.grid_w, 0.0) for t in morning)
+    load = sum(t.load_w for t in morning)
+    assert mean_battery > 0.0, f"mean battery power {mean_battery:.0f} W after the cheap window" + context
+    assert imported < 0.35 * load, f"grid imported {imported / load:.0%} of the load after 07:45" + context
+    assert sum(1 for t in morning if t.battery_w < -200.0) < 0.1 * len(morning), "still charging" + context
+    assert soc_at(truths, END) > 20.0  # the reserve was kept
+    print(f"after 07:45: mean battery {mean_battery:.0f} W, grid imported {imported / load:.0%} of the load; "
+          f"{len(commands)} commands, {len(plans)} plans, {len(decisions)} decisions")
+
+
+if __name__ == "__main__":  # pragma: no cover - run by hand for a look at the fleet's logs
+    raise SystemExit(subprocess.call(["pytest", "-s", __file__], env={**os.environ}))
