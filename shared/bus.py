@@ -22,7 +22,6 @@ import ssl
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import aiomqtt
@@ -30,7 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
-from shared import topics
+from shared import clock, topics
 from shared.config import MqttConfig
 from shared.contract import model_for_topic
 from shared.logs import EpisodeLog, get_logger
@@ -184,7 +183,10 @@ class Bus:
         broker for an offline bridge dies there instead of being acted on late.
         """
         if expiry_s is None and isinstance(message, InverterCommand) and message.expires_at is not None:
-            expiry_s = max(1.0, (message.expires_at - datetime.now(UTC)).total_seconds())
+            # expires_at is on the process clock (simulated time in an accelerated run); the broker
+            # counts wall seconds, so convert at the clock's speed.
+            speed = getattr(clock.current(), "speed", 1.0) or 1.0
+            expiry_s = max(1.0, (message.expires_at - utc_now()).total_seconds() / speed)
         return await self.publish_raw(
             topic,
             message.to_json(),
@@ -324,8 +326,13 @@ class Bus:
             await client.publish(self.availability_topic, online.to_json(), qos=1, retain=True)
         for sub in self._subs:
             await client.subscribe(sub.pattern, qos=sub.qos)
-        for topic, (data, qos) in list(self._retained.items()):
-            await client.publish(topic, data, qos=qos, retain=True)
+        # Until ``connected`` is set, publish() only records retained messages; one recorded while
+        # this loop awaits would otherwise be lost until the next reconnect, so loop until none is new.
+        sent: dict[str, bytes] = {}
+        while pending := [(t, d, q) for t, (d, q) in self._retained.items() if sent.get(t) != d]:
+            for topic, data, qos in pending:
+                await client.publish(topic, data, qos=qos, retain=True)
+                sent[topic] = data
         self.connected.set()
         log.info("connected to %s:%d as %s", self.mqtt.host, self.mqtt.port, self.client_id)
 
