@@ -32,7 +32,7 @@ def bus_options(cfg: OngridConfig) -> dict[str, object]:
 
 
 def subscription(cfg: OngridConfig) -> str:
-    pattern = topics.everything(cfg.site)
+    pattern = topics.everything(topics.ANY if cfg.recorder.all_sites else cfg.site)
     if cfg.recorder.share_group:
         return topics.shared(cfg.recorder.share_group, pattern)
     return pattern

@@ -50,6 +50,13 @@ class RecorderConfig(Section):
     spool_max_mb: Annotated[float, Field(gt=0)] = 512.0
     sqlite_path: str = Field("var/ongrid.sqlite", description="Embedded store when no influxdb is configured.")
     share_group: str | None = Field(None, description="MQTT 5 shared-subscription group to split load.")
+    all_sites: bool = Field(
+        False,
+        description=(
+            "Record every site on the broker (ongrid/+/#), not only this config's site: one recorder "
+            "(or a share_group of them) serving many homes."
+        ),
+    )
     session_expiry_s: Annotated[int, Field(ge=0)] = 86_400
     stats_interval_s: Annotated[float, Field(gt=0)] = 300.0
     status_interval_s: Annotated[float, Field(gt=0)] = Field(10.0, description="How often RecorderStatus is published.")
