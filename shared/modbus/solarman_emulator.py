@@ -145,7 +145,7 @@ class SolarmanEmulator:
         logger_serial: int,
         host: str = "127.0.0.1",
         port: int = 8899,
-        idle_timeout_s: float | None = None,
+        idle_timeout_s: float | Callable[[], float | None] | None = None,
     ) -> None:
         self.handler = handler
         self.logger_serial = logger_serial
@@ -156,6 +156,11 @@ class SolarmanEmulator:
         self.dropped = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+
+    def _idle_timeout(self) -> float | None:
+        # A callable lets a test switch the idle drop on and off while clients are connected.
+        value = self.idle_timeout_s
+        return value() if callable(value) else value
 
     @property
     def endpoint(self) -> str:
@@ -195,14 +200,15 @@ class SolarmanEmulator:
         self._writers.add(writer)
         try:
             while True:
+                idle = self._idle_timeout()
                 try:
-                    if self.idle_timeout_s is None:
+                    if idle is None:
                         frame = await self._read_frame(reader)
                     else:
-                        frame = await asyncio.wait_for(self._read_frame(reader), self.idle_timeout_s)
+                        frame = await asyncio.wait_for(self._read_frame(reader), idle)
                 except TimeoutError:
                     self.dropped += 1
-                    log.debug("dropping idle connection after %.1f s", self.idle_timeout_s)
+                    log.debug("dropping idle connection after %.1f s", idle)
                     return
                 try:
                     adu = parse_request(frame, self.logger_serial)

@@ -7,13 +7,10 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from services.simulator.devices.eastron import meter_values
 from services.simulator.devices.faults import DeviceFaults, FaultySource, corrupt_crc, trace_packet
 from services.simulator.devices.sofar import custom_handler, inverter_values
-from services.simulator.devices.solarman import V5Error, build_response, checksum, parse_request
 from services.simulator.physics.house import House, HouseParams, MeterSpec
 from services.simulator.physics.inverter import Control, PassiveMode, RunningState
 from services.simulator.physics.meters import PERFECT
@@ -123,35 +120,6 @@ def test_faults_validate_and_apply(house: House) -> None:
     assert hook(True, frame) == b""
 
 
-# ---- Solarman V5 -------------------------------------------------------------------------------
-
-
-def test_v5_request_golden() -> None:
-    # A read of 0x0200+36 for unit 1 through logger 2712345678, laid out as pysolarmanv5 builds it.
-    rtu = bytes.fromhex("01030200002445A9")
-    payload = bytes([0x02, 0, 0]) + bytes(12) + rtu
-    body = bytes([0xA5]) + struct.pack("<HHHI", len(payload), 0x4510, 0x0107, 2712345678) + payload
-    frame = bytearray(body + b"\x00\x15")
-    frame[-2] = sum(frame[1:-2]) & 0xFF
-    request = parse_request(bytes(frame))
-    assert (request.sequence, request.logger_serial, request.rtu) == (0x0107, 2712345678, rtu)
-    frame[-2] ^= 1
-    with pytest.raises(V5Error, match="checksum"):
-        parse_request(bytes(frame))
-
-
-@given(st.integers(0, 0xFFFF), st.integers(1, 0xFFFFFFFF), st.binary(min_size=5, max_size=64))
-def test_v5_response_frame_is_well_formed(seq: int, serial: int, rtu: bytes) -> None:
-    frame = build_response(seq, serial, rtu, uptime_s=5)
-    assert frame[0] == 0xA5 and frame[-1] == 0x15 and frame[-2] == checksum(frame)
-    length, control, echoed, sn = struct.unpack("<HHHI", frame[1:11])
-    assert (length, control, echoed, sn) == (len(frame) - 13, 0x1510, seq, serial)
-    assert frame[25:-2] == rtu
-
-
-@given(st.binary(max_size=80))
-def test_v5_parser_never_crashes_on_garbage(data: bytes) -> None:
-    try:
-        parse_request(data)
-    except V5Error:
-        pass
+# Solarman V5 framing is the shared emulator's (shared/modbus/solarman_emulator.py), tested in
+# tests/unit/test_modbus_framing.py; the simulator's logger is exercised end to end in the
+# integration tests.
