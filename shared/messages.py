@@ -174,7 +174,7 @@ class InverterCommand(Message):
     mode: CommandMode
     power_w: Annotated[float, Field(ge=0, le=100_000, allow_inf_nan=False)] = 0.0
     grid_target_w: Annotated[float, Field(ge=-100_000, le=100_000, allow_inf_nan=False)] = 0.0
-    lease_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    lease_s: Annotated[float, Field(gt=0, le=86_400)] = 120.0
     expires_at: UtcDatetime | None = Field(None, description="After this time the command is void.")
     source: str = Field("dispatcher", max_length=64)
     reason: str | None = Field(None, max_length=200)

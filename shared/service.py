@@ -103,7 +103,8 @@ def service_main(
 ) -> None:
     """The ``main`` of a long-running service. ``bus_options(cfg)`` may ask for a persistent session."""
 
-    app = typer.Typer(add_completion=False, help=help_text or f"Run the ongrid {name}.")
+    # Plain tracebacks: they end up in container logs and journald, not on a colour terminal.
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=help_text or f"Run the ongrid {name}.")
 
     @app.command()
     def start(config: ConfigOption = None, log_level: LogLevelOption = None) -> None:
@@ -116,6 +117,10 @@ def service_main(
             asyncio.run(run_until_stopped(_serve(name, run, cfg, **options)))
         except KeyboardInterrupt:
             pass
+        except Exception:
+            # The supervisor (Docker's restart policy, systemd) restarts us; say why we died first.
+            log.exception("crashed")
+            raise typer.Exit(1) from None
         log.info("stopped")
 
     app(args=sys.argv[1:] if argv is None else argv, prog_name=f"ongrid {name}", standalone_mode=True)

@@ -28,7 +28,9 @@ async def _run(sim: Simulator, mqtt: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    app = typer.Typer(add_completion=False, help="Run the simulated house and serve its devices.")
+    app = typer.Typer(
+        add_completion=False, pretty_exceptions_enable=False, help="Run the simulated house and serve its devices."
+    )
 
     @app.command()
     def simulate(

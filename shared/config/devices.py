@@ -27,7 +27,7 @@ class InverterConfig(Section):
         1000, description="Most register writes a day before commands are refused (flash wear)."
     )
     heartbeat_s: Annotated[float, Field(gt=0, le=60)] = 9.0
-    verify_s: Annotated[float, Field(gt=0, le=600)] = Field(
+    verify_s: Annotated[float, Field(gt=0, le=86_400)] = Field(
         30.0, description="Time the battery power has to move toward a new setpoint."
     )
     battery: Name | None = Field(None, description="Battery whose BMS limits clamp this inverter's commands.")

@@ -47,7 +47,7 @@ class DispatcherConfig(Section):
     dwell_s: Annotated[float, Field(ge=0)] = 300.0
     ramp_w_per_s: Positive = 200.0
     quantum_w: Positive = 50.0
-    lease_s: Positive = 120.0
+    lease_s: Annotated[float, Field(gt=0, le=86_400)] = 120.0
     stale_after_s: Positive = 60.0
     export_limit_w: Annotated[float, Field(ge=0)] | None = None
     top_up_margin_pct: Annotated[float, Field(ge=0, le=50)] = 5.0
