@@ -9,12 +9,12 @@ import sys
 import uuid
 from pathlib import Path
 
+from services.cli import COMMANDS
 from shared import topics
 from shared.bus import Bus
 from shared.config import MqttConfig
 from shared.examples import EXAMPLES
 from shared.messages import Availability, AvailabilityState, BatteryState, InverterState, MeterState, utc_now
-from services.cli import COMMANDS
 from tests.helpers import Broker
 
 ONGRID = [sys.executable, "-m", "services"]
