@@ -42,8 +42,10 @@ docs: venv
 	$(BIN)/python -m shared.asyncapi
 	$(BIN)/python -m shared.config.reference
 
-bench: venv
-	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+# Every benchmark, one after another, JSON collected in var/bench/results.json (about an hour;
+# `make bench BENCH_ARGS=--quick` for reduced sizes, see benchmarks/run_all.py).
+bench: system-deps-test venv
+	$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
