@@ -114,13 +114,15 @@ class Fleet:
     workdir: Path
     config: Path
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    commands: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
 
     def log_path(self, name: str) -> Path:
         return self.workdir / "logs" / f"{name}.log"
 
-    def start(self, name: str, module: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, module: str, *args: str, append: bool = False) -> subprocess.Popen[bytes]:
         self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
-        log = self.log_path(name).open("wb")
+        self.commands[name] = (module, args)
+        log = self.log_path(name).open("ab" if append else "wb")
         process = subprocess.Popen(
             [sys.executable, "-m", module, "--config", str(self.config), *args],
             stdout=subprocess.PIPE if name == "simulator" else log,
@@ -130,6 +132,20 @@ class Fleet:
         )
         self.processes[name] = process
         return process
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send ``sig`` to one process and wait for it to end; its exit status."""
+        process = self.processes[name]
+        if process.poll() is None:
+            process.send_signal(sig)
+        return process.wait(15)
+
+    def restart(self, name: str) -> subprocess.Popen[bytes]:
+        """Start a process again with the command it was started with, its log continued."""
+        if self.processes[name].poll() is None:
+            self.kill(name, signal.SIGTERM)
+        module, args = self.commands[name]
+        return self.start(name, module, *args, append=True)
 
     def dead(self) -> dict[str, int]:
         return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}

@@ -7,6 +7,7 @@ import contextlib
 import json
 import socket
 import sys
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ log = get_logger("simulator")
 # Real seconds between physics catch-ups; steps themselves are fixed in simulated time.
 TICK_S = 0.05
 MAX_STEPS_PER_TICK = 20_000
+WRITE_LOG_MAX = 100_000
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -64,7 +66,11 @@ class Simulator:
     faults: dict[str, DeviceFaults] = field(init=False, default_factory=dict)
     endpoints: dict[str, str] = field(init=False, default_factory=dict)
     control_port: int = field(init=False, default=0)
+    write_seq: int = field(init=False, default=0)
     _bms_faults: dict[str, Any] = field(init=False, default_factory=dict)
+    # Every 0x42/0x49 request any inverter endpoint received, in order: what actually reached the
+    # inverter, for tests that must show no command outside limits got through (``GET /writes``).
+    writes: deque[dict[str, Any]] = field(init=False, default_factory=lambda: deque(maxlen=WRITE_LOG_MAX))
     _closers: list[Callable[[], Any]] = field(init=False, default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
 
@@ -173,7 +179,20 @@ class Simulator:
             def custom(unit: int, function: int, register: int, value: int) -> int:
                 if faults.exception is not None:
                     raise ServeError(faults.exception)
-                return handler(unit, function, register, value)
+                status = handler(unit, function, register, value)
+                self.writes.append(
+                    {
+                        "seq": self.write_seq,
+                        "device": device.id,
+                        "sim_time": house.sim_time.isoformat(),
+                        "function": function,
+                        "register": register,
+                        "value": value,
+                        "status": status & 0xFF,
+                    }
+                )
+                self.write_seq += 1
+                return status
 
             return RegisterContext({device.unit: FaultySource(source, faults)}, custom=custom), faults
         if device.role == "meter":
@@ -261,6 +280,8 @@ class Simulator:
         parts = [p for p in path.split("?")[0].split("/") if p]
         if parts == ["truth"] and method == "GET":
             return 200, self._truth_json()
+        if parts == ["writes"] and method == "GET":
+            return 200, {"total": self.write_seq, "writes": list(self.writes)}
         if parts == ["faults"] and method == "GET":
             return 200, {
                 **{k: v.as_dict() for k, v in self.faults.items()},

@@ -1,0 +1,301 @@
+"""The fault suite's fleet: a private Mosquitto, an InfluxDB 1.x, the simulator and every service.
+
+One fleet is shared by the fault tests (see conftest.py); each test breaks one thing, checks how
+the fleet copes, and leaves it healthy again for the next. Processes are started by
+``services.demo.Fleet`` from a copy of the seed scenario with free ports and ptys
+(``relocate_scenario``), tuned for fast failure detection: short polls, short Modbus timeouts and
+quick MQTT reconnects. Durations the services count in *simulated* seconds (lease, staleness,
+the simulated inverter's passive timeout) are set for the simulator speed used here.
+
+What the tests see of the fleet:
+
+* ``Observer``: every payload on ``ongrid/{site}/#`` as raw bytes with its arrival time. It
+  subscribes raw (no validation), so it never answers anything itself: it is a passive tap.
+* ``SimControl``: the simulator's HTTP side channel (ground truth, fault switches, the inverter's
+  received 0x42/0x49 requests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.demo import SCENARIO, Fleet, relocate_scenario
+from services.recorder.devdb import Server, influxd_available, running_influxd
+from shared import topics
+from shared.bus import Bus
+from shared.config import MqttConfig
+from shared.contract import model_for_topic
+from shared.localbroker import Broker, free_port, running_broker
+from shared.messages import Message
+from shared.topics import Kind
+
+SPEED = 20.0
+START = datetime(2026, 6, 21, 9, 0, tzinfo=UTC)
+SITE = "faults"
+# Simulated devices the fleet reads: the inverter over Modbus TCP, the grid meter on an RTU pty,
+# the BMS on its own pty. The other endpoints of the seed scenario are not started.
+USED_DEVICES = ("inv1", "grid", "bat1")
+SERVICES = {
+    "inverter-bridge": "services.inverter_bridge",
+    "meter-bridge": "services.meter_bridge",
+    "bms-bridge": "services.bms_bridge",
+    "dispatcher": "services.dispatcher",
+    "recorder": "services.recorder",
+}
+INVERTER_POLL_S = 0.5
+METER_POLL_S = 0.5
+BMS_POLL_S = 1.0
+MODBUS_TIMEOUT_S = 0.5
+MODBUS_RETRIES = 1
+# In simulated seconds: 120 s is 6 s of wall time at 20x, renewed every 2 s.
+LEASE_S = 120.0
+PASSIVE_TIMEOUT_S = 120.0
+# Limits of the bridge that the fuzzer checks at the simulated inverter: below the device's
+# 3000 W rating, so a clamp by the bridge (not the inverter's own refusal) is what keeps them.
+MAX_CHARGE_W = 2500.0
+MAX_DISCHARGE_W = 2000.0
+
+
+def scenario(workdir: Path, broker: Broker, influx_url: str | None) -> dict[str, Any]:
+    data = relocate_scenario(yaml.safe_load(SCENARIO.read_text()), workdir, free_port, broker.port)
+    data["site"] = SITE
+    data["log_level"] = "INFO"
+    data["log_format"] = "json"  # the tests read the bridge's command log line by line
+    data["mqtt"].update(reconnect_min_s=0.2, reconnect_max_s=1.0, keepalive_s=5)
+    sim = data["simulator"]
+    sim["devices"] = [d for d in sim["devices"] if d["id"] in USED_DEVICES]
+    sim["inverter"]["passive_timeout_s"] = PASSIVE_TIMEOUT_S
+    sim["control"]["truth_interval_s"] = 0.5
+    state = str(workdir / "state")
+    inverter = data["inverters"][0]
+    inverter.update(
+        poll_s=INVERTER_POLL_S,
+        state_dir=state,
+        max_charge_w=MAX_CHARGE_W,
+        max_discharge_w=MAX_DISCHARGE_W,
+        write_budget_per_day=1_000_000,
+    )
+    inverter["transport"].update(timeout_s=MODBUS_TIMEOUT_S, retries=MODBUS_RETRIES)
+    meter = data["meters"][0]
+    meter["poll_s"] = METER_POLL_S
+    meter["transport"].update(timeout_s=MODBUS_TIMEOUT_S, retries=MODBUS_RETRIES)
+    battery = data["batteries"][0]
+    battery["poll_s"] = BMS_POLL_S
+    battery["transport"].update(timeout_s=MODBUS_TIMEOUT_S, retries=MODBUS_RETRIES)
+    data["dispatcher"].update(
+        grid_meter="grid",
+        state_dir=state,
+        lease_s=LEASE_S,
+        stale_after_s=60.0,  # 3 s of wall time: several missed meter polls
+        dwell_s=60.0,
+        replan_minutes=120,
+    )
+    data["recorder"].update(
+        flush_interval_s=0.2,
+        status_interval_s=1.0,
+        stats_interval_s=3600,
+        retry_max_s=0.5,
+        batch_size=200,
+    )
+    if influx_url is not None:
+        data["influxdb"] = {"api": "v1", "url": influx_url, "database": "ongrid", "timeout_s": 2, "retries": 0}
+    return data
+
+
+# -- the simulator's side channel -----------------------------------------------------------------
+
+
+@dataclass
+class SimControl:
+    url: str
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    def truth(self) -> dict[str, Any]:
+        return self._call("GET", "/truth")  # type: ignore[no-any-return]
+
+    def writes(self) -> dict[str, Any]:
+        return self._call("GET", "/writes")  # type: ignore[no-any-return]
+
+    def fault(self, device: str, **switches: Any) -> None:
+        self._call("POST", f"/faults/{device}", switches)
+
+    def clear(self, device: str) -> None:
+        self._call("POST", f"/faults/{device}/clear", {})
+
+
+# -- a passive tap on the site's topics -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    at: float  # time.monotonic() on arrival
+    topic: str
+    payload: bytes
+
+    def message(self) -> Message | None:
+        model = model_for_topic(self.topic)
+        if model is None:
+            return None
+        try:
+            return model.model_validate_json(self.payload)
+        except ValueError:
+            return None
+
+
+@dataclass
+class Observer:
+    """Every message of the site as it arrived; ``wait`` polls a predicate over them."""
+
+    mqtt: MqttConfig
+    site: str
+    seen: list[Seen] = field(default_factory=list)
+    bus: Bus | None = None
+
+    async def __aenter__(self) -> Observer:
+        self.bus = Bus(self.mqtt, site=self.site, service="observer-" + uuid.uuid4().hex[:6], announce=False)
+        await self.bus.__aenter__()
+
+        async def on(topic: str, payload: bytes) -> None:
+            self.seen.append(Seen(time.monotonic(), topic, payload))
+
+        self.bus.subscribe_raw(topics.everything(self.site), on)
+        await self.bus.subscribed(15)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.bus is not None:
+            await self.bus.close()
+
+    def on(self, topic: str, since: float = 0.0) -> list[Seen]:
+        return [s for s in self.seen if s.topic == topic and s.at >= since]
+
+    def messages(self, topic: str, since: float = 0.0) -> list[Any]:
+        return [m for m in (s.message() for s in self.on(topic, since)) if m is not None]
+
+    def latest(self, topic: str) -> Any | None:
+        for item in reversed(self.seen):
+            if item.topic == topic:
+                return item.message()
+        return None
+
+    async def wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{what}: not within {timeout:.0f} s")
+
+
+# -- the fleet ------------------------------------------------------------------------------------
+
+
+@dataclass
+class FaultFleet:
+    workdir: Path
+    broker: Broker
+    influx: Server | None
+    data: dict[str, Any]
+    fleet: Fleet
+    control: SimControl
+    endpoints: dict[str, str]
+
+    @property
+    def site(self) -> str:
+        return str(self.data["site"])
+
+    @property
+    def mqtt(self) -> MqttConfig:
+        return MqttConfig(host=self.broker.host, port=self.broker.port, reconnect_min_s=0.2, reconnect_max_s=1.0)
+
+    def observer(self) -> Observer:
+        return Observer(self.mqtt, self.site)
+
+    def service_availability(self, service: str) -> str:
+        return topics.service_availability(self.site, service)
+
+    def device_availability(self, kind: Kind, device: str) -> str:
+        return topics.availability(self.site, kind, device)
+
+    def log(self, name: str, tail: int = 4000) -> str:
+        path = self.fleet.log_path(name)
+        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
+
+    def logs(self) -> str:
+        return "".join(f"\n--- {name} ---\n{self.log(name, 2500)}" for name in self.fleet.processes)
+
+    def dead(self) -> dict[str, int]:
+        return self.fleet.dead()
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        self.fleet.kill(name, sig)
+
+    def restart(self, name: str) -> None:
+        self.fleet.restart(name)
+
+    def revive(self) -> None:
+        """Restart any service that is not running (a previous test may have left one down)."""
+        for name in self.dead():
+            if name != "simulator":
+                self.fleet.restart(name)
+        for device in USED_DEVICES:
+            with contextlib.suppress(OSError):
+                self.control.clear(device)
+
+
+def _read_endpoints(fleet: Fleet, timeout: float = 60.0) -> dict[str, str]:
+    process = fleet.processes["simulator"]
+    assert process.stdout is not None
+    endpoints: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the simulator exited: {fleet.log_path('simulator').read_text()[-3000:]}")
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            endpoints[entry["device"]] = entry["endpoint"]
+            if entry.get("device") == "control":
+                return endpoints
+    raise RuntimeError("the simulator announced no control endpoint in time")
+
+
+@contextlib.contextmanager
+def running_fleet(workdir: Path) -> Iterator[FaultFleet]:
+    with contextlib.ExitStack() as stack:
+        broker = stack.enter_context(running_broker())
+        influx = stack.enter_context(running_influxd()) if influxd_available() else None
+        data = scenario(workdir, broker, influx.url if influx else None)
+        config = workdir / "ongrid.yaml"
+        config.write_text(yaml.safe_dump(data, sort_keys=False))
+        fleet = Fleet(workdir, config)
+        stack.callback(fleet.stop)
+        fleet.start("simulator", "services.simulator", "--speed", str(SPEED), "--start", START.isoformat(), "--mqtt")
+        endpoints = _read_endpoints(fleet)
+        # Drain the simulator's stdout in the background so it can never block on a full pipe.
+        simulator = fleet.processes["simulator"]
+        assert simulator.stdout is not None
+        os.set_blocking(simulator.stdout.fileno(), False)
+        for name, module in SERVICES.items():
+            fleet.start(name, module)
+        yield FaultFleet(workdir, broker, influx, data, fleet, SimControl(endpoints["control"]), endpoints)
