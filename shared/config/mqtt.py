@@ -25,5 +25,9 @@ class MqttConfig(Section):
     tls: TlsConfig = TlsConfig()
     keepalive_s: Annotated[int, Field(ge=5, le=3600)] = 30
     reconnect_min_s: Annotated[float, Field(gt=0)] = 0.5
-    reconnect_max_s: Annotated[float, Field(gt=0)] = 30.0
+    # A service must be back within 5 s of the broker (issue 8): with +-20 % jitter a 4 s cap
+    # reconnects at most 4.8 s after the broker returns, however long it was away.
+    reconnect_max_s: Annotated[float, Field(gt=0)] = Field(
+        4.0, description="Longest wait between reconnect attempts (backoff doubles up to it, +-20 % jitter)."
+    )
     client_id_prefix: str = Field("ongrid", description="MQTT client ids are prefix-site-service[-random].")
