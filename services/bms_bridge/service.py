@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
+from shared.bridge.schedule import run_every
 from shared.bus import Bus
 from shared.config import BatteryConfig, OngridConfig
 from shared.logs import get_logger
@@ -42,8 +42,9 @@ async def poll_forever(bus: Bus, site: str, poller: StackPoller) -> None:
     battery = poller.battery
     coordinator = BatteryCoordinator(site, battery.id, log, model=battery.model)
     identity_sent = False
-    next_at = time.monotonic()
-    while True:
+
+    async def poll_once() -> None:
+        nonlocal identity_sent
         ts = utc_now()
         try:
             readings = await poller.read()
@@ -58,12 +59,8 @@ async def poll_forever(bus: Bus, site: str, poller: StackPoller) -> None:
             await bus.publish(topic, message)
         if outcome.state is not None and not identity_sent:
             identity_sent = await _send_identity(bus, coordinator, poller)
-        # A fixed schedule, not sleep(poll_s) after the work: polls do not drift later and later.
-        next_at += battery.poll_s
-        now = time.monotonic()
-        if next_at < now:
-            next_at = now
-        await asyncio.sleep(next_at - now)
+
+    await run_every(battery.poll_s, poll_once)
 
 
 async def _send_identity(bus: Bus, coordinator: BatteryCoordinator, poller: StackPoller) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 
 from shared import topics
 from shared.bridge import DeviceAvailability, MapPoller, PollFailed
+from shared.bridge.schedule import run_every
 from shared.bus import Bus
 from shared.config import InverterConfig, OngridConfig
 from shared.config.transports import ModbusTransport
@@ -196,14 +197,7 @@ class InverterBridge:
             await self._publish(topics.availability(self.site, Kind.INVERTER, self.device), offline)
 
     async def _poll_loop(self) -> None:
-        next_at = time.monotonic()
-        while True:
-            await self.poll_once()
-            # A fixed schedule: polls do not drift later by the time each one takes.
-            next_at += self.cfg.poll_s
-            now = time.monotonic()
-            next_at = max(next_at, now)
-            await asyncio.sleep(next_at - now)
+        await run_every(self.cfg.poll_s, self.poll_once)
 
     async def _identity(self) -> None:
         """Once: what the inverter says it is (serial, firmware, battery set-up)."""

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from shared import topics
 from shared.bridge import DeviceAvailability, MapPoller, PollFailed
+from shared.bridge.schedule import run_every
 from shared.bus import Bus
 from shared.config import MeterConfig, OngridConfig
 from shared.config.transports import ModbusTransport
@@ -95,13 +96,7 @@ class MeterBridge:
             await self.bus.publish(topics.availability(self.site, Kind.METER, self.device), offline)
 
     async def run(self) -> None:
-        next_at = time.monotonic()
-        while True:
-            await self.poll_once()
-            next_at += self.meter.poll_s
-            now = time.monotonic()
-            next_at = max(next_at, now)
-            await asyncio.sleep(next_at - now)
+        await run_every(self.meter.poll_s, self.poll_once)
 
 
 def make_bridges(cfg: OngridConfig, bus: Bus) -> list[MeterBridge]:

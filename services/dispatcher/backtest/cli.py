@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from services.dispatcher.core.battery import BatteryModel
@@ -84,8 +84,12 @@ def backtest(
     ) as bar:
         for name in policies:
             task = bar.add_task(f"{name:>9}", total=len(series.times))
+
+            def advance(steps: int, task: TaskID = task) -> None:
+                bar.advance(task, steps)
+
             try:
-                results[name] = simulate(series, name, setup, progress=lambda n, t=task: bar.advance(t, n))
+                results[name] = simulate(series, name, setup, progress=advance)
             except (TariffError, ValueError) as exc:
                 err.print(f"error: {exc}", markup=False, highlight=False)
                 raise typer.Exit(2) from None

@@ -162,19 +162,7 @@ def simulate(
         raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
     b = setup.battery
     d = setup.dispatcher
-    params = ControlParams(
-        battery=b,
-        deadband_w=d.deadband_w,
-        dwell_s=d.dwell_s,
-        ramp_w_per_s=d.ramp_w_per_s,
-        quantum_w=d.quantum_w,
-        stale_after_s=d.stale_after_s,
-        export_limit_w=d.export_limit_w,
-        top_up_margin_pct=d.top_up_margin_pct,
-        top_up_power_w=d.top_up_power_w,
-        battery_priority=d.battery_priority,
-        surplus_on_w=d.surplus_on_w,
-    )
+    params = ControlParams.from_section(d, b)
     has_battery = policy != "none"
     planning = policy in ("planner", "perfect")
     forecaster = _Forecaster(series, setup) if planning else None

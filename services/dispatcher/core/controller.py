@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from shared.config import OngridConfig
+from shared.config import DispatcherConfig, LoadConfig, OngridConfig
 from shared.config.loads import DiverterLoad, EvLoad, HeatPumpLoad
 from shared.messages import (
     CommandMode,
@@ -54,7 +54,12 @@ class ControlParams:
 
     @classmethod
     def from_config(cls, cfg: OngridConfig, battery: BatteryModel) -> ControlParams:
-        d = cfg.dispatcher
+        return cls.from_section(cfg.dispatcher, battery, tuple(cfg.loads))
+
+    @classmethod
+    def from_section(
+        cls, d: DispatcherConfig, battery: BatteryModel, loads: tuple[LoadConfig, ...] = ()
+    ) -> ControlParams:
         return cls(
             battery=battery,
             deadband_w=d.deadband_w,
@@ -67,7 +72,7 @@ class ControlParams:
             top_up_power_w=d.top_up_power_w,
             battery_priority=d.battery_priority,
             surplus_on_w=d.surplus_on_w,
-            loads=tuple(cfg.loads),
+            loads=loads,
         )
 
 
