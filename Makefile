@@ -36,7 +36,7 @@ lint: venv
 	$(BIN)/ruff check .
 
 typecheck: venv
-	$(BIN)/mypy shared
+	$(BIN)/mypy shared services
 
 docs: venv
 	$(BIN)/python -m shared.asyncapi

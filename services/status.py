@@ -87,9 +87,9 @@ def render(view: FleetView, now: datetime | None = None) -> Group:
         )
     for parts, message in view.of(topics.Kind.METER, topics.Stream.STATE):
         assert isinstance(message, m.MeterState)
-        column = {"grid": 5, "pv": 6}.get(message.role.value, 7)
+        slot = {"grid": 0, "pv": 1}.get(message.role.value, 2)
         cells = ["", "", ""]
-        cells[column - 5] = _w(message.power_w) + ("~" if message.below_accurate_range else "")
+        cells[slot] = _w(message.power_w) + ("~" if message.below_accurate_range else "")
         devices.add_row(
             parts.device, f"meter/{message.role.value}", view.availability(parts.kind, parts.device), "", "",
             *cells, f"{message.voltage_v:.0f} V", _age(message.ts, now),

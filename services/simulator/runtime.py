@@ -125,6 +125,7 @@ class Simulator:
         """Serve until cancelled; publish ground truth on ``bus`` when one is given."""
         if bus is None:
             await asyncio.Event().wait()
+            return
         topic = topics.simulator_truth(self.cfg.site)
         while True:
             await bus.publish(topic, self.truth())

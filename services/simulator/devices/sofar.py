@@ -47,14 +47,14 @@ def inverter_values(house: House, serial: str) -> dict[str, Value]:
     battery_w = flows.battery_w
     voltage = house.grid_voltage_v()
     eps_w = flows.load_w if flows.eps and not flows.blackout else 0.0
-    faults = ["ID01"] if inv.faulted else []  # ID01: grid over-voltage, the usual first fault
+    faults: tuple[str, ...] = ("ID01",) if inv.faulted else ()  # ID01: grid over-voltage, the usual first fault
     return {
         "running_state": _RUNNING[inv.running],
         "fault_1": faults,
-        "fault_2": [],
-        "fault_3": [],
-        "fault_4": [],
-        "fault_5": [],
+        "fault_2": (),
+        "fault_3": (),
+        "fault_4": (),
+        "fault_5": (),
         "grid_voltage_v": voltage,
         "grid_current_a": battery_w / voltage if voltage > 0 else 0.0,
         "grid_frequency_hz": house.grid_frequency_hz(),
@@ -77,16 +77,16 @@ def inverter_values(house: House, serial: str) -> dict[str, Value]:
         "export_energy_total_wh": c.export_total_wh,
         "import_energy_total_wh": c.import_total_wh,
         "load_energy_total_wh": c.load_total_wh,
-        "inverter_alerts": [],
+        "inverter_alerts": (),
         "battery_cycles": pack.cycles,
         "inverter_temp_c": round(pack.temp_c + 12 + abs(battery_w) / 250.0),
         "heatsink_temp_c": round(pack.temp_c + 8 + abs(battery_w) / 200.0),
         "country_code": 4,
-        "battery_fault_1": [],
-        "battery_fault_2": [],
-        "battery_fault_3": [],
-        "battery_fault_4": [],
-        "battery_fault_5": [],
+        "battery_fault_1": (),
+        "battery_fault_2": (),
+        "battery_fault_3": (),
+        "battery_fault_4": (),
+        "battery_fault_5": (),
         "generation_time_today_min": min(1440.0, round(c.minutes_generating_today)),
         "generation_time_total_h": round(c.hours_generating_total),
         "battery_type": "pylon",
