@@ -20,6 +20,7 @@ import json
 import random
 import ssl
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,9 @@ log = get_logger("bus")
 
 Handler = Callable[[str, Any], Awaitable[None]]
 RawHandler = Callable[[str, bytes], Awaitable[None]]
+# Messages a persistent session delivers before the service has subscribed its handler (see
+# ``Bus._dispatch``): kept, up to this many, for the handler that claims them.
+UNCLAIMED_MAX = 100_000
 ModelChoice = type[Message] | Callable[[str], type[Message] | None]
 
 
@@ -124,6 +128,8 @@ class Bus:
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._pending_subs: set[asyncio.Task[None]] = set()
+        self._unclaimed: deque[tuple[str, bytes]] = deque(maxlen=UNCLAIMED_MAX)
+        self._claims: set[asyncio.Task[None]] = set()
         self._closing = False
         self._episode = EpisodeLog(log, f"broker {mqtt.host}:{mqtt.port}", service=service)
 
@@ -245,6 +251,14 @@ class Bus:
 
     def _add(self, sub: _Subscription) -> None:
         self._subs.append(sub)
+        claimed = [(t, p) for t, p in self._unclaimed if aiomqtt.Topic(t).matches(sub.match)]
+        if claimed:
+            self._unclaimed = deque(
+                ((t, p) for t, p in self._unclaimed if not aiomqtt.Topic(t).matches(sub.match)), maxlen=UNCLAIMED_MAX
+            )
+            claim = asyncio.get_running_loop().create_task(self._deliver(sub, claimed))
+            self._claims.add(claim)
+            claim.add_done_callback(self._claims.discard)
         client = self._client
         if client is not None and self.connected.is_set():
             task = asyncio.get_running_loop().create_task(self._subscribe_one(client, sub))
@@ -340,9 +354,19 @@ class Bus:
 
     async def _dispatch(self, topic: str, payload: bytes) -> None:
         self.stats.received += 1
-        for sub in self._subs:
-            if not aiomqtt.Topic(topic).matches(sub.match):
-                continue
+        matched = [sub for sub in self._subs if aiomqtt.Topic(topic).matches(sub.match)]
+        if not matched and self.persistent_session:
+            # A persistent session's queued messages arrive as soon as the broker accepts the
+            # connection, before the service has (re)subscribed its handler (the service runner
+            # connects first, then runs the service). Dropping them here lost everything published
+            # while the recorder was down; keep them for the subscription that claims them.
+            self._unclaimed.append((topic, payload))
+            return
+        for sub in matched:
+            await self._deliver(sub, [(topic, payload)])
+
+    async def _deliver(self, sub: _Subscription, items: list[tuple[str, bytes]]) -> None:
+        for topic, payload in items:
             if sub.model is None:
                 await self._call(sub, topic, payload)
                 continue

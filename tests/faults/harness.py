@@ -300,3 +300,48 @@ def running_fleet(workdir: Path) -> Iterator[FaultFleet]:
         for name, module in SERVICES.items():
             fleet.start(name, module)
         yield FaultFleet(workdir, broker, influx, data, fleet, SimControl(endpoints["control"]), endpoints)
+
+
+# -- published versus stored ----------------------------------------------------------------------
+
+# Rows not keyed by the message's own time (plan steps, forecast points at their start; statistics
+# at their day) or not queued for a recorder that is away (the simulator's truth is QoS 0).
+NOT_COUNTED = {
+    "sim_truth", "plan", "plan_step", "forecast", "forecast_point", "daily_stats", "monthly_stats", "payback"
+}
+
+RowKey = tuple[str, tuple[tuple[str, str], ...], int]
+
+
+def expected_rows(seen: list[Seen], t0_ns: int, t1_ns: int) -> set[RowKey]:
+    """The rows the recorder must hold for what was published, by the recorder's own layout."""
+    from services.recorder.points import to_rows
+
+    keys: set[RowKey] = set()
+    for item in seen:
+        message = item.message()
+        if message is None:
+            continue
+        for row in to_rows(topics.parse(item.topic), message):
+            if row.measurement not in NOT_COUNTED and t0_ns <= row.ts_ns <= t1_ns:
+                keys.add((row.measurement, row.tags, row.ts_ns))
+    return keys
+
+
+def stored_rows(influx_url: str, measurements: set[str], t0_ns: int, t1_ns: int) -> list[RowKey]:
+    """Every point InfluxDB holds for the site in the window, one entry per (series, time)."""
+    import urllib.parse
+
+    keys: list[RowKey] = []
+    for measurement in sorted(measurements):
+        q = (
+            f'SELECT * FROM "{measurement}" WHERE "site" = \'{SITE}\' '
+            f"AND time >= {t0_ns} AND time <= {t1_ns} GROUP BY *"
+        )
+        url = f"{influx_url}/query?" + urllib.parse.urlencode({"db": "ongrid", "q": q, "epoch": "ns"})
+        with urllib.request.urlopen(url, timeout=10) as response:
+            data = json.loads(response.read())
+        for series in data["results"][0].get("series", []):
+            tags = tuple(sorted((k, v) for k, v in (series.get("tags") or {}).items() if v != ""))
+            keys.extend((measurement, tags, int(value[0])) for value in series["values"])
+    return keys

@@ -1,0 +1,72 @@
+"""Regression (issue 8, found by tests/faults/test_recorder_faults.py): a persistent session's
+queued messages arrive as soon as the broker accepts the connection, before the service runner
+has run the service that subscribes its handler. The bus used to drop them, so everything
+published while the recorder was down was lost despite the persistent session."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from shared import topics
+from shared.bus import Bus
+from shared.config import MqttConfig
+from shared.messages import MeterRole, MeterState
+from tests.helpers import Broker
+
+
+def reading(i: int) -> MeterState:
+    return MeterState(
+        ts=datetime(2026, 3, 1, tzinfo=UTC) + timedelta(seconds=i),
+        device="grid",
+        model="eastron_sdm120",
+        role=MeterRole.GRID,
+        power_w=float(i),
+        voltage_v=240.0,
+        current_a=0.1,
+        frequency_hz=50.0,
+        import_energy_wh=0.0,
+        export_energy_wh=0.0,
+    )
+
+
+async def test_messages_queued_for_a_persistent_session_reach_a_handler_subscribed_after_connect(
+    mosquitto: Broker,
+) -> None:
+    mqtt = MqttConfig(host=mosquitto.host, port=mosquitto.port, reconnect_min_s=0.1, reconnect_max_s=0.5)
+    site = "t" + uuid.uuid4().hex[:10]
+    client_id = f"persistent-{site}"
+    pattern = topics.everything(site)
+
+    async def ignore(_topic: str, _message: MeterState) -> None:
+        return None
+
+    def recorder_bus() -> Bus:
+        return Bus(
+            mqtt, site=site, service="recorder", client_id=client_id, persistent_session=True, session_expiry_s=600
+        )
+
+    # First life: subscribe, so the broker keeps the subscription in the session.
+    async with recorder_bus() as first:
+        first.subscribe(pattern, MeterState, ignore)
+        await first.subscribed(10)
+    async with Bus(mqtt, site=site, service="publisher", announce=False) as publisher:
+        await publisher.wait_connected(10)
+        for i in range(5):
+            assert await publisher.publish(topics.meter_state(site, "grid"), reading(i), retain=False)
+
+    # Second life: connected (the broker delivers the queue now), then the handler subscribes.
+    got: list[float] = []
+
+    async def keep(_topic: str, message: MeterState) -> None:
+        got.append(message.power_w)
+
+    async with recorder_bus() as second:
+        await second.wait_connected(10)
+        await asyncio.sleep(0.5)  # the queued messages have arrived before anyone asked for them
+        second.subscribe(pattern, MeterState, keep)
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(got) < 5 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+    assert sorted(got) == [0.0, 1.0, 2.0, 3.0, 4.0]
