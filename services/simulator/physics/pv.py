@@ -131,6 +131,18 @@ def _fill_night(values: np.ndarray) -> np.ndarray:
 
 
 def _read_weather(source: WeatherFile) -> tuple[pd.DataFrame, float, float]:
+    """Read a weather file; whatever pvlib's reader chokes on becomes one error naming the file."""
+    try:
+        return _read_weather_file(source)
+    except (OSError, KeyError, IndexError, ValueError, pd.errors.ParserError) as exc:
+        if isinstance(exc, ValueError) and str(source.path) in str(exc):
+            raise
+        raise ValueError(
+            f"weather file {source.path} is not a readable {source.format} file ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _read_weather_file(source: WeatherFile) -> tuple[pd.DataFrame, float, float]:
     path = str(source.path)
     if source.format == "epw":
         data, meta = pvlib.iotools.read_epw(path)
