@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from services.dispatcher.backtest.cli import _silence_highs_banner
 from services.dispatcher.backtest.data import Series, read_series
 from services.dispatcher.backtest.engine import Setup, simulate
 from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.forecast import PvArray
 from services.dispatcher.core.tariff import tariff_from_config
+from services.dispatcher.highs import silence_highs_banner
 from shared.config.dispatcher import DispatcherConfig
 from shared.config.tariff import TariffConfig
 
@@ -88,5 +88,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _silence_highs_banner()
+    silence_highs_banner()
     main()

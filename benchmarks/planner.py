@@ -13,11 +13,11 @@ import time
 import numpy as np
 import pandas as pd
 
-from services.dispatcher.backtest.cli import _silence_highs_banner
 from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.forecast import PvArray, clear_sky_pv_w, default_load_shape
 from services.dispatcher.core.planner import PlanInputs, plan, reference_milp
 from services.dispatcher.core.tariff import tariff_from_config
+from services.dispatcher.highs import silence_highs_banner
 from shared.config.tariff import TariffConfig
 
 
@@ -74,5 +74,5 @@ def measure(export: float, repeats: int = 5) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    _silence_highs_banner()
+    silence_highs_banner()
     print(json.dumps({"benchmark": "planner_48h", "cases": [measure(0.05), measure(0.15, repeats=1)]}, indent=2))
