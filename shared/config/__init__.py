@@ -170,10 +170,14 @@ def read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text: byte {exc.start}: {exc.reason}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests too deeply to be a configuration") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -191,5 +195,7 @@ def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) ->
         return OngridConfig(**overrides)
     except ValidationError as exc:
         raise ConfigError(format_errors(exc, source)) from None
+    except RecursionError:
+        raise ConfigError(f"invalid configuration in {source}: nested too deeply") from None
     finally:
         _yaml_data.reset(token)
