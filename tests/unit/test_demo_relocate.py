@@ -26,3 +26,15 @@ def test_relocated_scenario_is_a_consistent_config(tmp_path: Path) -> None:
     # simulated-time durations are at least 30 wall seconds at 60x
     assert cfg.dispatcher.lease_s >= 30 * 60
     assert data["simulator"]["inverter"]["passive_timeout_s"] >= 60 * 60
+
+
+def test_compose_demo_house_durations_fit_its_speed() -> None:
+    """The compose demo runs at a fixed speed without relocate_scenario: its file must already
+    give every simulated-time duration the wall-clock room the local demo would give it."""
+    from services.demo import _scale_durations
+
+    path = SCENARIO.parents[1] / "compose" / "demo-house.yaml"
+    data = yaml.safe_load(path.read_text())
+    scaled = yaml.safe_load(path.read_text())
+    _scale_durations(scaled, float(data["simulator"]["speed"]))
+    assert scaled == data, "deploy/compose/demo-house.yaml: raise the durations _scale_durations changes"
