@@ -509,6 +509,11 @@ class Dispatcher:
             log.error("planning failed: %s", exc)
             await self._event(EventLevel.ERROR, "plan_failed", str(exc), reason=reason)
             return None
+        except Exception as exc:
+            # A solver or data bug must not take the control loop down with it: keep the last plan.
+            log.exception("planning failed unexpectedly")
+            await self._event(EventLevel.ERROR, "plan_failed", f"{type(exc).__name__}: {exc}", reason=reason)
+            return None
         message = schedule.to_message(now, reason)
         await self.bus.publish(topics.dispatcher_plan(self.site), message)
         self.schedule = schedule

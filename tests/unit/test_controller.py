@@ -81,10 +81,9 @@ def test_force_charge_hold_force_discharge_off() -> None:
     assert result[2][1] == "no_plan"  # until passed: auto resumes (no plan: zero the grid)
     assert run([snap(0, grid=900, mode=ModeState(DispatcherModeName.HOLD))]) == [(0, "hold")]
     assert run([snap(0, mode=ModeState(DispatcherModeName.FORCE_DISCHARGE))]) == [(3000, "force_discharge")]
-    # force_discharge stops at the reserve whatever the target asked
-    assert run([snap(0, soc=20, mode=ModeState(DispatcherModeName.FORCE_DISCHARGE, target_soc_pct=5))]) == [
-        (0, "reserve_floor")
-    ]
+    # force_discharge stops at the reserve whatever the target asked (and the mode ends there)
+    [(battery_w, reason)] = run([snap(0, soc=20, mode=ModeState(DispatcherModeName.FORCE_DISCHARGE, target_soc_pct=5))])
+    assert battery_w <= 0 and reason != "force_discharge"
     decision, _memory = control(snap(0, mode=ModeState(DispatcherModeName.OFF)), None, Memory(), PARAMS)
     assert decision.command is None and not decision.commanding and decision.reason == "mode_off"
 
@@ -247,7 +246,8 @@ def test_properties_on_noisy_load(loads, pv, soc, charge_limit, discharge_limit,
         decision, memory = control(s, None, memory, params)
         b = decision.battery_w
         if mode is DispatcherModeName.OFF:
-            assert decision.command is None
+            # off hands back to the inverter; only the mains top-up below the floor may command
+            assert decision.command is None or (decision.reason == "top_up_floor" and decision.battery_w <= 0)
             continue
         # one signed setpoint: never charge and discharge at once, and the command agrees with it
         assert (
@@ -291,3 +291,30 @@ def test_properties_on_noisy_load(loads, pv, soc, charge_limit, discharge_limit,
     if export_limit is None:
         for (a, _), (c, _) in itertools.pairwise(reversals):
             assert (c - a).total_seconds() >= params.dwell_s
+
+
+def test_force_modes_end_where_the_controller_stops_not_at_an_unreachable_target() -> None:
+    # A charge target above the 97 % ceiling ends at the ceiling instead of parking the battery.
+    charge = ModeState(DispatcherModeName.FORCE_CHARGE, target_soc_pct=100)
+    decision, _ = control(snap(0, soc=97, grid=2500, mode=charge), None, Memory(), PARAMS)
+    assert decision.mode_finished and decision.mode == "auto"
+    # A discharge target below the 20 % reserve ends at the reserve.
+    discharge = ModeState(DispatcherModeName.FORCE_DISCHARGE, target_soc_pct=5)
+    decision, _ = control(snap(0, soc=20, mode=discharge), None, Memory(), PARAMS)
+    assert decision.mode_finished
+    # A BMS that refuses charge (full, tapering below the target) also ends a force charge.
+    decision, _ = control(snap(0, soc=95, mode=charge, charge_limit_w=0.0), None, Memory(), PARAMS)
+    assert decision.mode_finished
+
+
+def test_mode_off_hands_back_but_keeps_the_mains_top_up_below_the_floor() -> None:
+    off = ModeState(DispatcherModeName.OFF)
+    decision, memory = control(snap(0, soc=50, mode=off), None, Memory(), PARAMS)
+    assert decision.command is None and not decision.commanding and decision.reason == "mode_off"
+    decision, memory = control(snap(10, soc=9, mode=off), None, memory, PARAMS)
+    assert decision.command is CommandMode.CHARGE and decision.battery_w < 0 and decision.reason == "top_up_floor"
+    # hysteresis: keeps charging until floor + margin, then hands back again
+    decision, memory = control(snap(20, soc=12, mode=off), None, memory, PARAMS)
+    assert decision.reason == "top_up_floor"
+    decision, memory = control(snap(30, soc=10 + PARAMS.top_up_margin_pct, mode=off), None, memory, PARAMS)
+    assert decision.command is None and decision.reason == "mode_off"

@@ -131,10 +131,16 @@ def mode_finished(snap: Snapshot, battery: BatteryModel) -> bool:
     mode = snap.mode
     if mode.until is not None and snap.now >= mode.until:
         return True
+    # A target beyond what the controller will ever reach (above the ceiling, below the reserve)
+    # ends where the controller stops, or the mode would park the battery idle for good.
     if mode.mode is DispatcherModeName.FORCE_CHARGE:
-        return snap.soc_pct >= (mode.target_soc_pct if mode.target_soc_pct is not None else battery.ceiling_pct)
+        target = min(mode.target_soc_pct if mode.target_soc_pct is not None else 100.0, battery.ceiling_pct)
+        bms_full = snap.charge_limit_w is not None and snap.charge_limit_w <= 0
+        return snap.soc_pct >= target or bms_full
     if mode.mode is DispatcherModeName.FORCE_DISCHARGE:
-        return snap.soc_pct <= (mode.target_soc_pct if mode.target_soc_pct is not None else battery.reserve_pct)
+        target = max(mode.target_soc_pct if mode.target_soc_pct is not None else 0.0, battery.reserve_pct)
+        bms_empty = snap.discharge_limit_w is not None and snap.discharge_limit_w <= 0
+        return snap.soc_pct <= target or bms_empty
     return False
 
 
@@ -205,6 +211,31 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
     finished = mode_finished(snap, b)
     mode = DispatcherModeName.AUTO if finished else snap.mode.mode
     if mode is DispatcherModeName.OFF:
+        # The inverter runs on its own, except that the mains top-up below the floor is always on.
+        topping_up = snap.soc_pct < b.floor_pct or (
+            memory.topping_up and snap.soc_pct < b.floor_pct + params.top_up_margin_pct
+        )
+        if topping_up:
+            charge_max = b.max_charge_w
+            if snap.charge_limit_w is not None:
+                charge_max = min(charge_max, max(0.0, snap.charge_limit_w))
+            power = _quantise(min(params.top_up_power_w, charge_max), params.quantum_w)
+            decision = Decision(
+                mode=mode.value,
+                battery_w=-power + 0.0,
+                command=_command(-power),
+                intent=Intent.CHARGE,
+                reason="top_up_floor",
+                detail="mode off, but the battery is below its floor: mains top-up",
+                numbers={"soc_pct": snap.soc_pct, "floor_pct": b.floor_pct, "setpoint_w": -power},
+                commanding=True,
+            )
+            charging = -1 if power else memory.direction
+            return decision, replace(
+                memory, commanding=True, at=snap.now, setpoint_w=-power + 0.0, topping_up=True,
+                direction=charging,
+                direction_since=memory.direction_since if memory.direction == charging else snap.now,
+            )
         decision = Decision(
             mode=mode.value,
             battery_w=0.0,
@@ -213,7 +244,7 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
             reason="mode_off",
             commanding=False,
         )
-        return decision, replace(memory, commanding=False, at=snap.now, setpoint_w=0.0)
+        return decision, replace(memory, commanding=False, at=snap.now, setpoint_w=0.0, topping_up=False)
 
     loads: LoadsOutcome = arbitrate(snap, memory, params)
     # What the battery must do to bring the grid to zero, leaving out the flexible loads it may
