@@ -176,6 +176,20 @@ def _battery(mode: CommandMode, power_w: float, inverter_cap: float, quantum: fl
     return Clamped(Setpoint(mode, CHARGE if charging else DISCHARGE, value), clamped, tuple(reasons))
 
 
+def _blocked_directions(bms: BmsLimits) -> list[str]:
+    """Why the BMS blocks charge or discharge right now (flags, temperature windows)."""
+    blocked = []
+    for allowed, word, window in (
+        (bms.charge_allowed, "charge", CHARGE_TEMP_C),
+        (bms.discharge_allowed, "discharge", DISCHARGE_TEMP_C),
+    ):
+        if not allowed:
+            blocked.append(f"BMS forbids {word}")
+        elif (outside := _window(bms.temp_min_c, bms.temp_max_c, window)) is not None:
+            blocked.append(f"{outside}: no {word}")
+    return blocked
+
+
 def clamp(command: InverterCommand, limits: InverterLimits, bms: BmsLimits | None) -> Clamped:
     """The setpoint a command becomes under the inverter's and the BMS's limits."""
     mode = command.mode
@@ -189,8 +203,13 @@ def clamp(command: InverterCommand, limits: InverterLimits, bms: BmsLimits | Non
         return _battery(mode, command.power_w, limits.max_discharge_w, limits.quantum_w, bms)
     # grid_target: the inverter steers the battery itself to hold the grid at the target; the
     # vendor register takes the opposite sign (+ pushes the battery to discharge/export).
-    if bms is not None and not bms.charge_allowed and not bms.discharge_allowed:
-        return Clamped(STANDBY_SETPOINT, True, ("BMS forbids both charge and discharge: standby",))
+    # In this mode the inverter picks the battery's direction itself, so the bridge cannot cap one
+    # direction: when the BMS blocks either (flag or temperature), the command becomes standby.
+    # (The inverter applies the BMS's current limits itself over its own BMS link.)
+    if bms is not None:
+        blocked = _blocked_directions(bms)
+        if blocked:
+            return Clamped(STANDBY_SETPOINT, True, (f"grid target refused, standby: {'; '.join(blocked)}",))
     target = command.grid_target_w
     cap = limits.grid_target_max_w
     clamped = abs(target) > cap

@@ -313,3 +313,22 @@ def test_budget_is_never_exceeded_and_no_id_executes_twice(
             execute(p, c, now, accepted)
         assert p.budget.used <= budget
     assert len(executed) == len(set(executed))
+
+
+@pytest.mark.parametrize(
+    ("bms", "why"),
+    [
+        (BmsLimits(3000, 3000, discharge_allowed=False), "BMS forbids discharge"),
+        (BmsLimits(3000, 3000, charge_allowed=False), "BMS forbids charge"),
+        (BmsLimits(3000, 3000, temp_min_c=20, temp_max_c=60), "above"),
+        (BmsLimits(3000, 3000, temp_min_c=-5, temp_max_c=2), "below"),
+    ],
+)
+def test_grid_target_is_refused_when_the_bms_blocks_a_direction(bms: BmsLimits, why: str) -> None:
+    """In grid-target mode the inverter picks the direction, so a blocked direction means standby."""
+    result = clamp(cmd(CommandMode.GRID_TARGET, grid_target_w=-3000), LIMITS, bms)
+    assert result.setpoint.mode is CommandMode.STANDBY and result.clamped
+    assert why in result.reasons[0]
+    healthy = clamp(cmd(CommandMode.GRID_TARGET, grid_target_w=-3000), LIMITS, BmsLimits(3000, 3000, temp_min_c=20,
+                                                                                         temp_max_c=25))
+    assert healthy.setpoint.mode is CommandMode.GRID_TARGET
