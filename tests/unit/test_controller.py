@@ -318,3 +318,15 @@ def test_mode_off_hands_back_but_keeps_the_mains_top_up_below_the_floor() -> Non
     assert decision.reason == "top_up_floor"
     decision, memory = control(snap(30, soc=10 + PARAMS.top_up_margin_pct, mode=off), None, memory, PARAMS)
     assert decision.command is None and decision.reason == "mode_off"
+
+
+def test_a_reading_from_far_in_the_future_is_not_fresh() -> None:
+    from services.dispatcher.core.failsafe import stale_inputs
+
+    now = T0
+    skewed = Snapshot(now=now, soc_pct=50, battery_w=0, grid_w=0, mode=ModeState(),
+                      inverter_at=now + timedelta(hours=2), meter_at=now)
+    assert "future" in (stale_inputs(skewed, 60) or "")
+    slight = Snapshot(now=now, soc_pct=50, battery_w=0, grid_w=0, mode=ModeState(),
+                      inverter_at=now + timedelta(seconds=5), meter_at=now)
+    assert stale_inputs(slight, 60) is None
