@@ -75,7 +75,12 @@ class Spool:
 
     def _recover(self) -> None:
         """Seal what a previous run left open; count what waits for replay."""
-        paths = sorted((p for p in self.dir.iterdir() if p.suffix in (OPEN, SEALED)), key=_seq)
+        candidates = [p for p in self.dir.iterdir() if p.suffix in (OPEN, SEALED)]
+        strays = [p for p in candidates if not p.name.split(".", 1)[0].isdigit()]
+        for stray in strays:
+            # Not one of ours (a copy, an editor's backup): leave it alone rather than refuse to start.
+            log.warning("spool: ignoring %s, not a segment name", stray)
+        paths = sorted((p for p in candidates if p not in strays), key=_seq)
         for path in paths:
             if path.suffix == OPEN:
                 target = path.with_suffix(SEALED)

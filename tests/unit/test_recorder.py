@@ -236,3 +236,13 @@ async def test_unwritable_spool_falls_back_to_memory(tmp_path: Path) -> None:
     assert recorder.counters.lost_rows == 2
     assert await recorder.flush()
     assert backend.store.count("meter") == 3
+
+
+def test_spool_ignores_files_that_are_not_its_segments(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, 10**9)
+    spool.append(rows(2))
+    spool.seal()
+    (tmp_path / "backup copy.seg").write_text("not ours\n")
+    (tmp_path / "notes.open").write_text("")
+    again = Spool(tmp_path, 10**9)
+    assert again.backlog_rows == 2
