@@ -543,6 +543,8 @@ class RecorderStatus(Message):
     points_spooled: int = 0
     backlog_points: int = 0
     backlog_bytes: int = 0
+    points_lost: int = Field(0, description="Dropped: spool over its bound or memory buffer full (disk full).")
+    points_rejected: int = Field(0, description="Refused by the database as malformed; not retried.")
     database_ok: bool = True
     last_error: str | None = None
 

@@ -201,6 +201,8 @@ class Recorder:
             points_spooled=self.spool.stats.appended_rows,
             backlog_points=self.spool.backlog_rows + len(self._memory),
             backlog_bytes=self.spool.backlog_bytes,
+            points_lost=self.spool.stats.dropped_rows + self.counters.lost_rows,
+            points_rejected=self.counters.rejected,
             database_ok=self.database_ok,
             last_error=(self.last_error or None) and self.last_error[:500],
         )

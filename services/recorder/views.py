@@ -229,7 +229,15 @@ QUALITY = Dashboard(
             "percentunit",
             (q("meter", "below_accurate_range", "mean", group_by="device"),),
         ),
-        Panel("Recorder backlog", "none", (q("recorder", "backlog_points", "max", label="Backlog points"),)),
+        Panel(
+            "Recorder backlog and losses",
+            "none",
+            (
+                q("recorder", "backlog_points", "max", label="Backlog points"),
+                q("recorder", "points_lost", "max", label="Points lost (spool bound, disk full)"),
+                q("recorder", "points_rejected", "max", label="Points rejected by the database"),
+            ),
+        ),
         Panel("Events by code", "none", (q("event", "count", "sum", group_by="code"),), kind="bars"),
     ),
 )
