@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -116,6 +116,18 @@ class OngridConfig(BaseSettings):
                 raise ValueError(f"id {item.id!r} appears twice")
             seen.add(item.id)
         return value
+
+    @model_validator(mode="after")
+    def _one_setpoint_step(self) -> OngridConfig:
+        # The dispatcher quantises what it asks and the bridge what it writes: with two different
+        # steps the inverter would be written values no decision showed (and verified against).
+        inverter = self.inverter(self.dispatcher.inverter)
+        if inverter is not None and inverter.quantum_w != self.dispatcher.quantum_w:
+            raise ValueError(
+                f"dispatcher.quantum_w ({self.dispatcher.quantum_w:g}) must equal the quantum_w of inverter "
+                f"{inverter.id!r} ({inverter.quantum_w:g})"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -114,3 +114,13 @@ def test_fuzzed_config_only_ever_raises_config_error(
         load_config(path)
     except ConfigError as exc:
         assert "invalid configuration" in str(exc) or "config file" in str(exc)
+
+
+def test_dispatcher_and_inverter_quantise_alike(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "inverters:\n  - {id: inv, quantum_w: 100, transport: {kind: modbus_tcp, host: h}}\n"
+        "dispatcher: {quantum_w: 50}\n",
+    )
+    with pytest.raises(ConfigError, match=r"dispatcher.quantum_w \(50\) must equal the quantum_w of inverter 'inv'"):
+        load_config(path)
