@@ -167,10 +167,15 @@ class Recorder:
         try:
             await asyncio.to_thread(self.backend.write, rows)
         except BackendRejected as exc:
-            # Not retryable: the database will never take these rows. Counted and logged, not kept.
-            self.counters.rejected += len(rows)
+            if len(rows) > 1:
+                # One bad row must not cost its batch: halve until the refused rows are alone.
+                # Rewriting rows the database already took is harmless (same series and time).
+                middle = len(rows) // 2
+                return await self._write(rows[:middle]) and await self._write(rows[middle:])
+            # Not retryable: the database will never take this row. Counted and logged, not kept.
+            self.counters.rejected += 1
             self.last_error = str(exc)
-            log.error("database refused %d rows (dropped): %s", len(rows), exc)
+            log.error("database refused a row (dropped): %s: %s", rows[0].measurement, exc)
             return True
         except Exception as exc:  # BackendDown, or a bug in a client library: keep the rows, retry
             if not isinstance(exc, BackendDown):

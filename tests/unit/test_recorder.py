@@ -246,3 +246,21 @@ def test_spool_ignores_files_that_are_not_its_segments(tmp_path: Path) -> None:
     (tmp_path / "notes.open").write_text("")
     again = Spool(tmp_path, 10**9)
     assert again.backlog_rows == 2
+
+
+async def test_one_bad_row_costs_only_itself_not_its_batch(tmp_path: Path) -> None:
+    class RefusesOne(FlakyStore):
+        def write(self, batch: Sequence[Row]) -> None:
+            self.calls += 1
+            if any(r.fields.get("power_w") == 13.0 for r in batch):
+                raise BackendRejected("field type conflict on power_w (test)")
+            self.store.write(batch)
+
+    backend = RefusesOne(tmp_path / "db.sqlite")
+    recorder = Recorder(backend, Spool(tmp_path / "spool", 10**9), recorder_id="r", batch_size=50)
+    for i in range(40):
+        await recorder.handle("ongrid/home/meter/grid/state", meter(float(i), T0 + timedelta(seconds=i)))
+    assert await recorder.flush()
+    assert backend.store.count("meter") == 39
+    assert recorder.counters.rejected == 1 and recorder.status().points_rejected == 1
+    assert recorder.spool.backlog_rows == 0
