@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from shared.battery_limits import BmsLimits
 from shared.config import InverterConfig
 from shared.messages import BatteryState, CommandMode, InverterCommand
 from shared.registers import RegisterMap
@@ -23,10 +24,6 @@ CHARGE = "passive_charge_w"
 DISCHARGE = "passive_discharge_w"
 AUTO = "passive_auto_grid_w"
 
-# Pylontech US2000/US3000 datasheets: charge 0..50 degC, discharge -10..50 degC. The BMS reports
-# its own limits too (0x92 currents drop to 0 outside them); these catch a BMS that lags.
-CHARGE_TEMP_C = (0.0, 50.0)
-DISCHARGE_TEMP_C = (-10.0, 50.0)
 # BMS limits older than this are not used: the BMS bridge polls every 10 s by default.
 BMS_MAX_AGE_S = 120.0
 
@@ -53,30 +50,6 @@ class InverterLimits:
             max_discharge_w=cap(DISCHARGE, cfg.max_discharge_w),
             quantum_w=cfg.quantum_w,
             grid_target_max_w=grid_max,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class BmsLimits:
-    """The BMS's word on what the battery may do now, in W."""
-
-    charge_w: float
-    discharge_w: float
-    charge_allowed: bool = True
-    discharge_allowed: bool = True
-    temp_min_c: float | None = None
-    temp_max_c: float | None = None
-
-    @classmethod
-    def from_state(cls, state: BatteryState) -> BmsLimits:
-        lim = state.limits
-        return cls(
-            charge_w=max(0.0, lim.charge_current_a * state.voltage_v),
-            discharge_w=max(0.0, lim.discharge_current_a * state.voltage_v),
-            charge_allowed=lim.charge_allowed,
-            discharge_allowed=lim.discharge_allowed,
-            temp_min_c=state.temp_min_c,
-            temp_max_c=state.temp_max_c,
         )
 
 
@@ -143,14 +116,6 @@ def quantise(power_w: float, quantum_w: float, cap_w: float) -> int:
     return int(min(round(power_w / quantum_w) * quantum_w, top))
 
 
-def _window(temp_min: float | None, temp_max: float | None, window: tuple[float, float]) -> str | None:
-    if temp_min is not None and temp_min < window[0]:
-        return f"battery at {temp_min:g} degC, below {window[0]:g} degC"
-    if temp_max is not None and temp_max > window[1]:
-        return f"battery at {temp_max:g} degC, above {window[1]:g} degC"
-    return None
-
-
 def _battery(mode: CommandMode, power_w: float, inverter_cap: float, quantum: float, bms: BmsLimits | None) -> Clamped:
     """Charge or discharge: cap by the inverter, then the BMS, then quantise."""
     charging = mode is CommandMode.CHARGE
@@ -158,13 +123,10 @@ def _battery(mode: CommandMode, power_w: float, inverter_cap: float, quantum: fl
     reasons: list[str] = []
     cap, why = inverter_cap, f"inverter {word} limit {inverter_cap:g} W"
     if bms is not None:
-        allowed = bms.charge_allowed if charging else bms.discharge_allowed
-        too_hot_or_cold = _window(bms.temp_min_c, bms.temp_max_c, CHARGE_TEMP_C if charging else DISCHARGE_TEMP_C)
-        bms_w = bms.charge_w if charging else bms.discharge_w
-        if not allowed:
-            cap, why = 0.0, f"BMS forbids {word}"
-        elif too_hot_or_cold is not None:
-            cap, why = 0.0, f"{too_hot_or_cold}: no {word}"
+        blocked = bms.blocked(charging)
+        bms_w = bms.cap_w(charging)
+        if blocked is not None:
+            cap, why = 0.0, blocked
         elif bms_w < cap:
             cap, why = bms_w, f"BMS {word} limit {bms_w:.0f} W"
     clamped = power_w > cap
@@ -174,20 +136,6 @@ def _battery(mode: CommandMode, power_w: float, inverter_cap: float, quantum: fl
     if value == 0:
         return Clamped(STANDBY_SETPOINT, clamped, tuple(reasons))
     return Clamped(Setpoint(mode, CHARGE if charging else DISCHARGE, value), clamped, tuple(reasons))
-
-
-def _blocked_directions(bms: BmsLimits) -> list[str]:
-    """Why the BMS blocks charge or discharge right now (flags, temperature windows)."""
-    blocked = []
-    for allowed, word, window in (
-        (bms.charge_allowed, "charge", CHARGE_TEMP_C),
-        (bms.discharge_allowed, "discharge", DISCHARGE_TEMP_C),
-    ):
-        if not allowed:
-            blocked.append(f"BMS forbids {word}")
-        elif (outside := _window(bms.temp_min_c, bms.temp_max_c, window)) is not None:
-            blocked.append(f"{outside}: no {word}")
-    return blocked
 
 
 def clamp(command: InverterCommand, limits: InverterLimits, bms: BmsLimits | None) -> Clamped:
@@ -207,7 +155,7 @@ def clamp(command: InverterCommand, limits: InverterLimits, bms: BmsLimits | Non
     # direction: when the BMS blocks either (flag or temperature), the command becomes standby.
     # (The inverter applies the BMS's current limits itself over its own BMS link.)
     if bms is not None:
-        blocked = _blocked_directions(bms)
+        blocked = [why for why in (bms.blocked(True), bms.blocked(False)) if why is not None]
         if blocked:
             return Clamped(STANDBY_SETPOINT, True, (f"grid target refused, standby: {'; '.join(blocked)}",))
     target = command.grid_target_w

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from shared.battery_limits import BmsLimits
 from shared.messages import BatteryState, DispatcherMode, DispatcherModeName, InverterState, MeterState
 
 __all__ = ["LoadReading", "ModeState", "Snapshot"]
@@ -69,9 +70,9 @@ class Snapshot:
         soc = inverter.battery_soc_pct
         if battery is not None:
             soc = battery.soc_pct
-            limits = battery.limits
-            charge_limit = limits.charge_current_a * battery.voltage_v if limits.charge_allowed else 0.0
-            discharge_limit = limits.discharge_current_a * battery.voltage_v if limits.discharge_allowed else 0.0
+            # The same reading of the BMS the inverter bridge clamps commands with.
+            limits = BmsLimits.from_state(battery)
+            charge_limit, discharge_limit = limits.cap_w(charging=True), limits.cap_w(charging=False)
         return cls(
             now=now,
             soc_pct=soc,
