@@ -41,6 +41,7 @@ typecheck: venv
 docs: venv
 	$(BIN)/python -m shared.asyncapi
 	$(BIN)/python -m shared.config.reference
+	$(BIN)/python deploy/grafana/generate.py
 
 # Every benchmark, one after another, JSON collected in var/bench/results.json (about an hour;
 # `make bench BENCH_ARGS=--quick` for reduced sizes, see benchmarks/run_all.py).
