@@ -146,20 +146,28 @@ class SimControl:
 # -- a passive tap on the site's topics -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
+_UNPARSED: Any = object()
+
+
+@dataclass(eq=False)
 class Seen:
     at: float  # time.monotonic() on arrival
     topic: str
     payload: bytes
+    _parsed: Any = field(default=_UNPARSED, repr=False)
 
     def message(self) -> Message | None:
-        model = model_for_topic(self.topic)
-        if model is None:
-            return None
-        try:
-            return model.model_validate_json(self.payload)
-        except ValueError:
-            return None
+        """The payload as its topic's model (None when it is not one), parsed once."""
+        if self._parsed is _UNPARSED:
+            model = model_for_topic(self.topic)
+            parsed = None
+            if model is not None:
+                try:
+                    parsed = model.model_validate_json(self.payload)
+                except (ValueError, RecursionError):
+                    parsed = None
+            self._parsed = parsed
+        return self._parsed  # type: ignore[no-any-return]
 
 
 @dataclass
@@ -169,6 +177,7 @@ class Observer:
     mqtt: MqttConfig
     site: str
     seen: list[Seen] = field(default_factory=list)
+    by_topic: dict[str, list[Seen]] = field(default_factory=dict)
     bus: Bus | None = None
 
     async def __aenter__(self) -> Observer:
@@ -176,7 +185,9 @@ class Observer:
         await self.bus.__aenter__()
 
         async def on(topic: str, payload: bytes) -> None:
-            self.seen.append(Seen(time.monotonic(), topic, payload))
+            item = Seen(time.monotonic(), topic, payload)
+            self.seen.append(item)
+            self.by_topic.setdefault(topic, []).append(item)
 
         self.bus.subscribe_raw(topics.everything(self.site), on)
         await self.bus.subscribed(15)
@@ -187,16 +198,14 @@ class Observer:
             await self.bus.close()
 
     def on(self, topic: str, since: float = 0.0) -> list[Seen]:
-        return [s for s in self.seen if s.topic == topic and s.at >= since]
+        return [s for s in self.by_topic.get(topic, ()) if s.at >= since]
 
     def messages(self, topic: str, since: float = 0.0) -> list[Any]:
         return [m for m in (s.message() for s in self.on(topic, since)) if m is not None]
 
     def latest(self, topic: str) -> Any | None:
-        for item in reversed(self.seen):
-            if item.topic == topic:
-                return item.message()
-        return None
+        items = self.by_topic.get(topic)
+        return items[-1].message() if items else None
 
     async def wait(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
         deadline = time.monotonic() + timeout
