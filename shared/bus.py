@@ -55,6 +55,8 @@ RawHandler = Callable[[str, bytes], Awaitable[None]]
 # ``Bus._dispatch``): kept, up to this many, for the handler that claims them.
 UNCLAIMED_MAX = 100_000
 ModelChoice = type[Message] | Callable[[str], type[Message] | None]
+# (client, message id, qos) of a message to acknowledge once handled (persistent sessions only).
+_Ack = tuple[aiomqtt.Client, int, int]
 
 
 @dataclass
@@ -128,7 +130,7 @@ class Bus:
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._pending_subs: set[asyncio.Task[None]] = set()
-        self._unclaimed: deque[tuple[str, bytes]] = deque(maxlen=UNCLAIMED_MAX)
+        self._unclaimed: deque[tuple[str, bytes, _Ack | None]] = deque(maxlen=UNCLAIMED_MAX)
         self._claims: set[asyncio.Task[None]] = set()
         self._closing = False
         self._episode = EpisodeLog(log, f"broker {mqtt.host}:{mqtt.port}", service=service)
@@ -251,12 +253,13 @@ class Bus:
 
     def _add(self, sub: _Subscription) -> None:
         self._subs.append(sub)
-        claimed = [(t, p) for t, p in self._unclaimed if aiomqtt.Topic(t).matches(sub.match)]
+        claimed = [item for item in self._unclaimed if aiomqtt.Topic(item[0]).matches(sub.match)]
         if claimed:
             self._unclaimed = deque(
-                ((t, p) for t, p in self._unclaimed if not aiomqtt.Topic(t).matches(sub.match)), maxlen=UNCLAIMED_MAX
+                (item for item in self._unclaimed if not aiomqtt.Topic(item[0]).matches(sub.match)),
+                maxlen=UNCLAIMED_MAX,
             )
-            claim = asyncio.get_running_loop().create_task(self._deliver(sub, claimed))
+            claim = asyncio.get_running_loop().create_task(self._claim(sub, claimed))
             self._claims.add(claim)
             claim.add_done_callback(self._claims.discard)
         client = self._client
@@ -293,7 +296,7 @@ class Bus:
                 keyfile=self.mqtt.tls.key_file,
                 cert_reqs=ssl.CERT_REQUIRED,
             )
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self.mqtt.host,
             self.mqtt.port,
             username=self.mqtt.username,
@@ -310,6 +313,13 @@ class Bus:
             tls_insecure=self.mqtt.tls.insecure if self.mqtt.tls.enabled else None,
             timeout=10,
         )
+        if self.persistent_session:
+            # paho acknowledges a QoS 1 message on receipt, before the handler has seen it: a
+            # SIGKILL then loses what waits in aiomqtt's queue. A persistent session (the recorder)
+            # acknowledges after its handler returned instead, so the broker redelivers the rest.
+            # aiomqtt 2.5 has no option for it; its paho client is the documented way in.
+            client._client.manual_ack_set(True)
+        return client
 
     async def _run(self) -> None:
         backoff = self.mqtt.reconnect_min_s
@@ -319,7 +329,8 @@ class Bus:
                     await self._on_connect(client)
                     backoff = self.mqtt.reconnect_min_s
                     async for message in client.messages:
-                        await self._dispatch(str(message.topic), bytes(message.payload or b""))
+                        ack = (client, message.mid, message.qos) if self.persistent_session else None
+                        await self._dispatch(str(message.topic), bytes(message.payload or b""), ack)
             except aiomqtt.MqttError as exc:
                 self._episode.failure(exc)
             finally:
@@ -352,18 +363,34 @@ class Bus:
 
     # -- incoming ----------------------------------------------------------------------------
 
-    async def _dispatch(self, topic: str, payload: bytes) -> None:
+    async def _dispatch(self, topic: str, payload: bytes, ack: _Ack | None = None) -> None:
         self.stats.received += 1
         matched = [sub for sub in self._subs if aiomqtt.Topic(topic).matches(sub.match)]
         if not matched and self.persistent_session:
             # A persistent session's queued messages arrive as soon as the broker accepts the
             # connection, before the service has (re)subscribed its handler (the service runner
             # connects first, then runs the service). Dropping them here lost everything published
-            # while the recorder was down; keep them for the subscription that claims them.
-            self._unclaimed.append((topic, payload))
+            # while the recorder was down; keep them (unacknowledged) for the subscription that
+            # claims them.
+            self._unclaimed.append((topic, payload, ack))
             return
         for sub in matched:
             await self._deliver(sub, [(topic, payload)])
+        self._ack(ack)
+
+    async def _claim(self, sub: _Subscription, items: list[tuple[str, bytes, _Ack | None]]) -> None:
+        for topic, payload, ack in items:
+            await self._deliver(sub, [(topic, payload)])
+            self._ack(ack)
+
+    def _ack(self, ack: _Ack | None) -> None:
+        if ack is None:
+            return
+        client, mid, qos = ack
+        # On a connection that has since gone, the broker redelivers instead (at least once; the
+        # recorder's rows overwrite by series and time).
+        if qos > 0 and client is self._client:
+            client._client.ack(mid, qos)
 
     async def _deliver(self, sub: _Subscription, items: list[tuple[str, bytes]]) -> None:
         for topic, payload in items:

@@ -70,3 +70,55 @@ async def test_messages_queued_for_a_persistent_session_reach_a_handler_subscrib
         while len(got) < 5 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
     assert sorted(got) == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+async def test_a_persistent_session_acknowledges_only_what_its_handler_has_taken(mosquitto: Broker) -> None:
+    # Regression (issue 8, tests/faults/test_recorder_faults.py lost a point now and then): paho
+    # acknowledged QoS 1 messages on receipt, so what waited in aiomqtt's queue when the recorder
+    # was SIGKILLed was gone for good. Here the first life dies while its handler holds message 0
+    # and messages 1-2 wait behind it: none of them was acknowledged, so all come back.
+    mqtt = MqttConfig(host=mosquitto.host, port=mosquitto.port, reconnect_min_s=0.1, reconnect_max_s=0.5)
+    site = "t" + uuid.uuid4().hex[:10]
+    pattern = topics.everything(site)
+
+    def recorder_bus() -> Bus:
+        return Bus(
+            mqtt,
+            site=site,
+            service="recorder",
+            client_id=f"acks-{site}",
+            persistent_session=True,
+            session_expiry_s=600,
+            announce=False,
+        )
+
+    holding = asyncio.Event()
+
+    async def stuck(_topic: str, _message: MeterState) -> None:
+        holding.set()
+        await asyncio.Event().wait()  # never returns: the process dies here
+
+    first = recorder_bus()
+    await first.__aenter__()
+    first.subscribe(pattern, MeterState, stuck)
+    await first.subscribed(10)
+    async with Bus(mqtt, site=site, service="publisher", announce=False) as publisher:
+        await publisher.wait_connected(10)
+        for i in range(3):
+            assert await publisher.publish(topics.meter_state(site, "grid"), reading(i), retain=False)
+        await asyncio.wait_for(holding.wait(), 5)
+        await asyncio.sleep(0.3)  # messages 1 and 2 have reached the client and wait behind 0
+    await first.close()
+
+    got: list[float] = []
+
+    async def keep(_topic: str, message: MeterState) -> None:
+        got.append(message.power_w)
+
+    async with recorder_bus() as second:
+        second.subscribe(pattern, MeterState, keep)
+        await second.subscribed(10)
+        deadline = asyncio.get_running_loop().time() + 5
+        while len(set(got)) < 3 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+    assert sorted(set(got)) == [0.0, 1.0, 2.0]
