@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# The fault suite and the fuzzers run the whole fleet (~4-5 min on 2 cores): their own target,
+# which .ci/run calls after `make test`.
+.PHONY: test-faults
+
 .PHONY: demo test check lint typecheck docs bench clean venv system-deps-demo system-deps-test
 
 $(STAMP): pyproject.toml
@@ -26,7 +30,10 @@ demo: system-deps-demo venv
 	$(BIN)/ongrid demo
 
 test: system-deps-test venv check
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --ignore=tests/faults --ignore=tests/fuzz
+
+test-faults: system-deps-test venv
+	$(BIN)/pytest -q tests/faults tests/fuzz
 
 check: lint typecheck
 	$(BIN)/python -m shared.asyncapi --check

@@ -9,10 +9,10 @@ the database acknowledged all of its rows. So:
   the oldest rows are dropped, logged and counted);
 * recorder stopped or SIGKILLed: messages not yet received stay queued in the broker (persistent
   session, QoS 1) and arrive on restart; messages already appended to the spool are replayed.
-  The one window is between the client library's PUBACK (sent on receipt; aiomqtt has no manual
-  acknowledgement) and the append: the few messages in the client's in-memory queue at the
-  instant of a SIGKILL. An OS crash can also lose what was appended but not yet sealed
-  (at most one flush interval), since appends reach the page cache, not the disk;
+  The bus acknowledges a message only after this handler returned (manual ack on persistent
+  sessions, shared/bus.py), so nothing acknowledged is lost with the process. An OS crash can
+  lose what was appended but not yet sealed (at most one flush interval), since appends reach
+  the page cache, not the disk;
 * replay never doubles a point: rows carry their series and time, and both InfluxDB and the
   SQLite store overwrite on (series, time).
 """
