@@ -36,7 +36,7 @@ from shared.config import MqttConfig
 from shared.localbroker import MOSQUITTO, Broker, free_port, running_broker
 from shared.messages import DispatcherDecision, InverterCommand, Plan, SimTruth
 
-SPEED = 450.0
+SPEED = 400.0
 START = datetime(2026, 1, 14, 23, 30, tzinfo=UTC)  # January: London time is UTC
 END = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
 CHEAP = (datetime(2026, 1, 15, 0, 30, tzinfo=UTC), datetime(2026, 1, 15, 7, 30, tzinfo=UTC))
@@ -52,7 +52,7 @@ def scenario(workdir: Path, broker: Broker) -> dict[str, Any]:
     sim["step_s"] = 5
     # Nearly empty at bedtime, as after a winter evening: the night charge decides the morning.
     sim["battery"]["initial_soc_pct"] = 25
-    # The bridge heartbeats every 0.2 s wall (90 simulated s at this speed).
+    # The bridge heartbeats every 0.2 s wall (80 simulated s at this speed).
     sim["inverter"]["passive_timeout_s"] = 3600
     sim["control"]["truth_interval_s"] = 0.25
     data["tariff"]["export"] = {"kind": "flat", "price_per_kwh": 0.05}
@@ -63,8 +63,8 @@ def scenario(workdir: Path, broker: Broker) -> dict[str, Any]:
     data["dispatcher"].update(
         grid_meter="grid",
         state_dir=state,
-        lease_s=3600,  # 8 s wall; renewed every 2.7 s
-        stale_after_s=3600,  # 8 s wall: several missed polls
+        lease_s=3600,  # 9 s wall; renewed every 3 s
+        stale_after_s=3600,  # 9 s wall: several missed polls
         replan_minutes=60,
         default_daily_load_kwh=11.0,  # the simulated house in January (+25% in midwinter)
     )
@@ -172,20 +172,21 @@ def test_economy7_night_charges_cheap_and_carries_the_morning(tmp_path: Path, br
     gain = soc_at(truths, CHEAP[1]) - soc_at(truths, CHEAP[0])
     assert gain > 15.0, f"SoC rose only {gain:.1f} points in the cheap window" + context
 
-    # After the window (from 07:45, past the switch-over): no more charging from the grid, the
-    # battery carries the house, and the grid supplies only a small share of the load.
-    morning = between(truths, CHEAP[1].replace(minute=45), END)
+    # After the window (from 08:00: at this speed a control cycle is minutes of simulated time, and
+    # on a loaded CI machine the switch-over takes a few of them): no more charging from the grid,
+    # the battery carries the house, and the grid supplies only a small share of the load.
+    morning = between(truths, CHEAP[1].replace(hour=8, minute=0), END)
     assert len(morning) > 15
     mean_battery = statistics.mean(t.battery_w for t in morning)
     imported = sum(max(t.grid_w, 0.0) for t in morning)
     load = sum(t.load_w for t in morning)
     assert mean_battery > 0.0, f"mean battery power {mean_battery:.0f} W after the cheap window" + context
-    # Not zero: a control cycle per poll is 7.5 simulated minutes at this speed, so kettles and
+    # Not zero: a control cycle per poll is nearly 7 simulated minutes at this speed, so kettles and
     # showers between polls are imported (one run measured 32%); without the battery it is ~100%.
-    assert imported < 0.5 * load, f"grid imported {imported / load:.0%} of the load after 07:45" + context
+    assert imported < 0.5 * load, f"grid imported {imported / load:.0%} of the load after 08:00" + context
     assert sum(1 for t in morning if t.battery_w < -200.0) < 0.1 * len(morning), "still charging" + context
     assert soc_at(truths, END) > 20.0  # the reserve was kept
-    print(f"after 07:45: mean battery {mean_battery:.0f} W, grid imported {imported / load:.0%} of the load; "
+    print(f"after 08:00: mean battery {mean_battery:.0f} W, grid imported {imported / load:.0%} of the load; "
           f"{len(commands)} commands, {len(plans)} plans, {len(decisions)} decisions")
 
 
