@@ -51,6 +51,10 @@ class Broker:
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\n"
+            # As deploy/mosquitto/mosquitto.conf: the recorder's session queue is bounded by bytes,
+            # not by mosquitto's default 1000 messages.
+            "max_queued_messages 10000000\n"
+            "max_queued_bytes 268435456\n"
             f"log_dest file {self.workdir}/mosquitto.log\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             + self.extra_conf

@@ -298,7 +298,17 @@ async def test_ten_thousand_hostile_payloads(fleet: FaultFleet) -> None:
             by_service = {s: rejections(s) for s in ("dispatcher", "recorder", "inverter-bridge")}
             return all(by_service[s][t] >= n for t, n in invalid.items() for s in readers[t])
 
-        await observer.wait(events_all_in, 120, "an invalid_payload event for every invalid state payload")
+        try:
+            await observer.wait(events_all_in, 120, "an invalid_payload event for every invalid state payload")
+        except AssertionError as exc:
+            by_service = {s: rejections(s) for s in ("dispatcher", "recorder", "inverter-bridge")}
+            short = {
+                (s, t.rsplit("/", 3)[-3]): (by_service[s][t], n)
+                for t, n in invalid.items()
+                for s in readers[t]
+                if by_service[s][t] < n
+            }
+            raise AssertionError(f"{exc}: (answered, invalid) {short}; dead {fleet.dead()}") from None
 
         mode_set = topics.mode_set(site)
         mode_payloads = [p for t, p, _ in payloads if t == mode_set]

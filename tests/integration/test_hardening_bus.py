@@ -122,3 +122,51 @@ async def test_a_persistent_session_acknowledges_only_what_its_handler_has_taken
         while len(set(got)) < 3 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
     assert sorted(set(got)) == [0.0, 1.0, 2.0]
+
+
+async def test_a_recorder_away_for_more_than_a_thousand_messages_gets_them_all(mosquitto: Broker) -> None:
+    # Regression (issue 8, tests/fuzz/test_topic_fuzz.py): mosquitto queues at most 1000 messages
+    # per session by default and drops the rest silently; the broker configs bound by bytes.
+    mqtt = MqttConfig(host=mosquitto.host, port=mosquitto.port, reconnect_min_s=0.1, reconnect_max_s=0.5)
+    site = "t" + uuid.uuid4().hex[:10]
+    pattern = topics.everything(site)
+
+    async def ignore(_topic: str, _message: MeterState) -> None:
+        return None
+
+    def recorder_bus() -> Bus:
+        return Bus(
+            mqtt, site=site, service="recorder", client_id=f"queue-{site}", persistent_session=True,
+            session_expiry_s=600, announce=False,
+        )
+
+    async with recorder_bus() as first:
+        first.subscribe(pattern, MeterState, ignore)
+        await first.subscribed(10)
+    count = 3000
+    async with Bus(mqtt, site=site, service="publisher", announce=False) as publisher:
+        await publisher.wait_connected(10)
+        topic = topics.meter_state(site, "grid")
+        for start in range(0, count, 200):
+            sent = await asyncio.gather(
+                *(publisher.publish(topic, reading(i), retain=False) for i in range(start, start + 200))
+            )
+            assert all(sent)
+    got: set[float] = set()
+
+    async def keep(_topic: str, message: MeterState) -> None:
+        got.add(message.power_w)
+
+    async with recorder_bus() as second:
+        second.subscribe(pattern, MeterState, keep)
+        deadline = asyncio.get_running_loop().time() + 30
+        while len(got) < count and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+    assert len(got) == count
+
+
+def test_the_deployed_broker_bounds_session_queues_by_bytes() -> None:
+    from pathlib import Path
+
+    conf = (Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
+    assert "max_queued_messages 10000000" in conf and "max_queued_bytes" in conf
