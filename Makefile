@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-# The fault suite and the fuzzers run the whole fleet (~4-5 min on 2 cores): their own target,
+# The fault suite and the fuzzers run the whole fleet (~7 min on 2 cores): their own target,
 # which .ci/run calls after `make test`.
 .PHONY: test-faults
 
