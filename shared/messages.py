@@ -516,7 +516,8 @@ class LoadState(Message):
 class ForecastPoint(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     start: UtcDatetime
-    power_w: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    # 10 MW: far above any home, low enough that a planner never sees an absurd number.
+    power_w: Annotated[float, Field(ge=0, le=10_000_000, allow_inf_nan=False)]
 
 
 class Forecast(Message):
