@@ -8,17 +8,14 @@ exactly as ``ongrid demo`` does. Not a benchmark itself.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from services.demo import SCENARIO, relocate_scenario
-from shared.localbroker import Broker, free_port
+from shared.localbroker import free_port
 
 FLEET_SERVICES = ("inverter_bridge", "bms_bridge", "meter_bridge", "dispatcher", "recorder")
 
@@ -56,25 +53,9 @@ def scenario_config(
     sections = {k: v for k, v in overrides.items() if k not in ("inverter", "meter", "battery")}
     data = merge(data, sections)
     relocated = relocate_scenario(data, workdir, free_port, broker_port)
-    relocated["dispatcher"] = {**relocated.get("dispatcher", {}), "state_dir": str(workdir / "state")}
-    for inverter in relocated.get("inverters", []):
-        inverter["state_dir"] = str(workdir / "state")
     path = workdir / "ongrid.yaml"
     path.write_text(yaml.safe_dump(relocated, sort_keys=False))
     return path
-
-
-@contextlib.contextmanager
-def private_broker(workdir: Path) -> Iterator[Broker]:
-    mqtt_dir = workdir / "mqtt"
-    shutil.rmtree(mqtt_dir, ignore_errors=True)
-    mqtt_dir.mkdir(parents=True)
-    broker = Broker("127.0.0.1", free_port(), mqtt_dir)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 def percentile(values: list[float], pct: float) -> float:

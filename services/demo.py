@@ -236,7 +236,8 @@ async def _watch(
 
 
 @contextlib.contextmanager
-def _private_broker(workdir: Path) -> Iterator[Broker]:
+def private_broker(workdir: Path) -> Iterator[Broker]:
+    """A fresh Mosquitto of the run's own under ``workdir/mqtt``, stopped on exit."""
     mqtt_dir = workdir / "mqtt"
     shutil.rmtree(mqtt_dir, ignore_errors=True)
     mqtt_dir.mkdir(parents=True)
@@ -259,7 +260,7 @@ def run_demo(
         elif target.exists():
             target.unlink()
     workdir.mkdir(parents=True, exist_ok=True)
-    with _private_broker(workdir) as broker:
+    with private_broker(workdir) as broker:
         data = yaml.safe_load(scenario.read_text())
         config_path = workdir / "ongrid.yaml"
         relocated = relocate_scenario(data, workdir, free_port, broker.port, speed)
