@@ -405,10 +405,7 @@ class Bus:
             try:
                 value = model.model_validate_json(payload)
             except (ValidationError, ValueError) as exc:
-                # Only a subscriber that asked for this model by name is the addressee (the bridge for
-                # its commands, the dispatcher for mode requests); a wildcard reader such as the
-                # recorder reports on its own event topic instead of answering in the owner's name.
-                await self._reject(topic, payload, exc, addressee=isinstance(sub.model, type))
+                await self._reject(topic, payload, exc)
                 continue
             await self._call(sub, topic, value)
 
@@ -431,10 +428,8 @@ class Bus:
                 ),
             )
 
-    async def _reject(
-        self, topic: str, payload: bytes, error: ValidationError | ValueError, *, addressee: bool = True
-    ) -> None:
-        """Never act on it; say so where the sender will look (when we are the one it was sent to)."""
+    async def _reject(self, topic: str, payload: bytes, error: ValidationError | ValueError) -> None:
+        """Never act on it; say so where the sender will look."""
         self.stats.invalid_payloads += 1
         self.stats.invalid_by_topic[topic] = self.stats.invalid_by_topic.get(topic, 0) + 1
         reason = _short(error)
@@ -442,8 +437,6 @@ class Bus:
         try:
             parts = topics.parse(topic)
         except ValueError:
-            parts = None
-        if not addressee:
             parts = None
         if parts is not None and parts.stream is Stream.COMMAND:
             ack = CommandAck(
