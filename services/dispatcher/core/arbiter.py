@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from shared.config.loads import DiverterLoad, EvLoad, HeatPumpLoad
 
+from . import soc_limits
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams) -> LoadsOut
     surplus = flexible - snap.grid_w - snap.battery_w
     was_on = dict(memory.loads_on)
     b = params.battery
-    headroom = b.max_charge_w if snap.soc_pct < b.ceiling_pct else 0.0
+    headroom = b.max_charge_w if soc_limits.may_charge(b, snap.soc_pct) else 0.0
 
     dt_s = 0.0 if memory.at is None else max(0.0, (snap.now - memory.at).total_seconds())
     budgets: dict[str, tuple[datetime, float]] = {name: (start, used) for name, start, used in memory.budgets}

@@ -1,12 +1,20 @@
 """The real-time controller: ``control(snapshot, plan, memory, params) -> (decision, memory)``.
 
-Runs on every meter update. Pure: the time comes in the snapshot, the past in ``memory``. The
-battery setpoint is built in a fixed order of goals and constraints, highest priority last so
-it wins: goal of the mode (plan step, zero grid, forced power) -> export limit -> device and BMS
-limits -> SoC band (reserve, ceiling) -> mains top-up below the floor -> dwell (no reversal sooner
-than ``dwell_s`` after the last) -> ramp (magnitude grows at most ``ramp_w_per_s``) -> deadband
-(changes under ``deadband_w`` are not sent) -> quantisation toward zero. Every decision carries the
-reason code of the step that shaped it and the numbers behind it.
+Runs on every meter update. Pure: the time comes in the snapshot, the past in ``memory``. First the
+failsafe (stale inputs: hand back) and mode ``off`` (hand back, but top up below the floor); then
+the battery setpoint passes eight steps, each a small function below, a later one overriding an
+earlier one:
+
+1. ``goal``: what the mode wants (plan step, zero grid, forced power);
+2. ``export_limit``: charge (or discharge less) to keep the export within the limit;
+3. ``limits``: device, BMS and SoC band (reserve, ceiling; ``soc_limits`` owns the band);
+4. ``top_up``: mains top-up below the floor;
+5. ``dwell``: no reversal sooner than ``dwell_s`` after the last;
+6. ``ramp``: the magnitude grows at most ``ramp_w_per_s``;
+7. ``quantise``: toward zero, to ``quantum_w``;
+8. ``deadband``: changes under ``deadband_w`` are not sent.
+
+Every decision carries the reason code of the step that last shaped it and the numbers behind it.
 
 Sign convention: battery discharge ``+``, charge ``-``; grid import ``+``, export ``-``.
 """
@@ -28,13 +36,30 @@ from shared.messages import (
     Setpoints,
 )
 
+from . import soc_limits
 from .arbiter import LoadsOutcome, arbitrate
 from .battery import BatteryModel
 from .failsafe import stale_inputs
 from .planner import Schedule
 from .snapshot import Snapshot
 
-__all__ = ["ControlParams", "Decision", "Memory", "control", "mode_finished"]
+__all__ = [
+    "ControlParams",
+    "Decision",
+    "Limits",
+    "Memory",
+    "Target",
+    "control",
+    "deadband",
+    "dwell",
+    "export_limit",
+    "goal",
+    "limits",
+    "mode_finished",
+    "quantise",
+    "ramp",
+    "top_up",
+]
 
 
 @dataclass(frozen=True)
@@ -134,20 +159,49 @@ def mode_finished(snap: Snapshot, battery: BatteryModel) -> bool:
     # A target beyond what the controller will ever reach (above the ceiling, below the reserve)
     # ends where the controller stops, or the mode would park the battery idle for good.
     if mode.mode is DispatcherModeName.FORCE_CHARGE:
-        target = min(mode.target_soc_pct if mode.target_soc_pct is not None else 100.0, battery.ceiling_pct)
         bms_full = snap.charge_limit_w is not None and snap.charge_limit_w <= 0
-        return snap.soc_pct >= target or bms_full
+        return snap.soc_pct >= soc_limits.charge_stop_pct(battery, mode.target_soc_pct) or bms_full
     if mode.mode is DispatcherModeName.FORCE_DISCHARGE:
-        target = max(mode.target_soc_pct if mode.target_soc_pct is not None else 0.0, battery.reserve_pct)
         bms_empty = snap.discharge_limit_w is not None and snap.discharge_limit_w <= 0
-        return snap.soc_pct <= target or bms_empty
+        return snap.soc_pct <= soc_limits.discharge_stop_pct(battery, mode.target_soc_pct) or bms_empty
     return False
 
 
-def _goal(
+@dataclass(frozen=True)
+class Target:
+    """The setpoint on its way through the steps: W (discharge ``+``) and the step that last shaped it."""
+
+    w: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How far the battery may go now, each side with the rule that set it (the reason code)."""
+
+    charge_max_w: float
+    discharge_max_w: float
+    charge_why: str = "device_limit"
+    discharge_why: str = "device_limit"
+
+    def clamp(self, target: Target) -> Target:
+        if target.w > self.discharge_max_w:
+            return Target(self.discharge_max_w, self.discharge_why)
+        if target.w < -self.charge_max_w:
+            return Target(-self.charge_max_w, self.charge_why)
+        return target
+
+    def bound(self, w: float) -> float:
+        return max(-self.charge_max_w, min(self.discharge_max_w, w))
+
+
+# -- the eight steps, in order -------------------------------------------------------------------
+
+
+def goal(
     mode: DispatcherModeName, snap: Snapshot, plan: Schedule | None, zero_grid: float, b: BatteryModel
 ) -> tuple[float, Intent, str, dict[str, float]]:
-    """What the mode wants before any limit: (battery W, intent, reason, numbers)."""
+    """1. What the mode wants before any limit: (battery W, intent, reason, numbers)."""
     numbers: dict[str, float] = {"zero_grid_w": zero_grid}
     if mode is DispatcherModeName.SELF_USE:
         return zero_grid, Intent.SELF_USE, "self_use", numbers
@@ -179,8 +233,90 @@ def _goal(
     return zero_grid, intent, "plan_self_use", numbers
 
 
+def export_limit(target: Target, snap: Snapshot, limit_w: float | None) -> Target:
+    """2. The battery may have to charge (or discharge less) to keep the export within the limit."""
+    if limit_w is None:
+        return target
+    most = snap.battery_w + snap.grid_w + limit_w
+    return Target(most, "export_limit") if target.w > most else target
+
+
+def limits(snap: Snapshot, b: BatteryModel) -> Limits:
+    """3. Device, BMS and SoC band (reserve, ceiling): the most each way, and which rule says so."""
+    charge_max, charge_why = b.max_charge_w, "device_limit"
+    discharge_max, discharge_why = b.max_discharge_w, "device_limit"
+    if snap.charge_limit_w is not None and snap.charge_limit_w < charge_max:
+        charge_max, charge_why = max(0.0, snap.charge_limit_w), "bms_limit"
+    if snap.discharge_limit_w is not None and snap.discharge_limit_w < discharge_max:
+        discharge_max, discharge_why = max(0.0, snap.discharge_limit_w), "bms_limit"
+    if not soc_limits.may_charge(b, snap.soc_pct):
+        charge_max, charge_why = 0.0, "soc_ceiling"
+    if not soc_limits.may_discharge(b, snap.soc_pct):
+        discharge_max, discharge_why = 0.0, "reserve_floor"
+    return Limits(charge_max, discharge_max, charge_why, discharge_why)
+
+
+def top_up(target: Target, active: bool, power_w: float, lim: Limits) -> Target:
+    """4. Mains top-up below the floor (``active`` from ``soc_limits.topping_up``): charge at least
+    ``power_w``, within the charge limit."""
+    if not active:
+        return target
+    power = min(power_w, lim.charge_max_w)
+    return Target(-power, "top_up_floor") if target.w > -power else target
+
+
+def dwell(target: Target, memory: Memory, now: datetime, dwell_s: float) -> Target:
+    """5. No reversal of direction sooner than ``dwell_s`` after the last one: 0 W instead."""
+    direction = _sign(target.w)
+    if (
+        direction != 0
+        and memory.direction != 0
+        and direction != memory.direction
+        and memory.direction_since is not None
+        and (now - memory.direction_since).total_seconds() < dwell_s
+    ):
+        return Target(0.0, "dwell")
+    return target
+
+
+def ramp(target: Target, memory: Memory, now: datetime, w_per_s: float) -> Target:
+    """6. The magnitude grows at most ``w_per_s`` per second; shrinking (toward safety) is immediate."""
+    if memory.at is None:
+        return target
+    step = w_per_s * max(0.0, (now - memory.at).total_seconds())
+    last = memory.setpoint_w if (memory.setpoint_w > 0) == (target.w > 0) else 0.0
+    if abs(target.w) > abs(last) + step:
+        return Target(math.copysign(abs(last) + step, target.w), "ramp")
+    return target
+
+
+def quantise(target: Target, quantum_w: float) -> Target:
+    """7. Toward zero, so a quantised setpoint never exceeds the limit it was clamped to."""
+    return replace(target, w=_quantise(target.w, quantum_w))
+
+
+def deadband(target: Target, memory: Memory, width_w: float, keep_lo_w: float, keep_hi_w: float) -> Target:
+    """8. Keep the last setpoint when the change is under ``width_w``, the last is still within
+    ``[keep_lo_w, keep_hi_w]`` and it points the way the battery last moved."""
+    last = memory.setpoint_w
+    if (
+        memory.commanding
+        and abs(target.w - last) < width_w
+        and keep_lo_w <= last <= keep_hi_w
+        and (last == 0 or _sign(last) == memory.direction)
+    ):
+        return target if target.w == last else Target(last, "deadband")
+    return target
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _sign(w: float) -> int:
+    return 0 if w == 0 else (1 if w > 0 else -1)
+
+
 def _quantise(value: float, quantum: float) -> float:
-    # Toward zero, so a quantised setpoint never exceeds the limit it was clamped to.
     return math.trunc(value / quantum) * quantum if quantum > 0 else value
 
 
@@ -192,52 +328,26 @@ def _command(battery_w: float) -> CommandMode:
     return CommandMode.STANDBY
 
 
-def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: ControlParams) -> tuple[Decision, Memory]:
-    """One decision. See the module docstring for the order of goals and limits."""
-    b = params.battery
-    stale = stale_inputs(snap, params.stale_after_s)
-    if stale is not None:
-        decision = Decision(
-            mode=snap.mode.mode.value,
-            battery_w=0.0,
-            command=None,
-            intent=Intent.OFF,
-            reason="stale_inputs",
-            detail=stale,
-            commanding=False,
-        )
-        return decision, replace(memory, commanding=False, at=snap.now, setpoint_w=0.0)
+def _stale(snap: Snapshot, memory: Memory, why: str) -> tuple[Decision, Memory]:
+    decision = Decision(
+        mode=snap.mode.mode.value,
+        battery_w=0.0,
+        command=None,
+        intent=Intent.OFF,
+        reason="stale_inputs",
+        detail=why,
+        commanding=False,
+    )
+    return decision, replace(memory, commanding=False, at=snap.now, setpoint_w=0.0)
 
-    finished = mode_finished(snap, b)
-    mode = DispatcherModeName.AUTO if finished else snap.mode.mode
-    if mode is DispatcherModeName.OFF:
-        # The inverter runs on its own, except that the mains top-up below the floor is always on.
-        topping_up = snap.soc_pct < b.floor_pct or (
-            memory.topping_up and snap.soc_pct < b.floor_pct + params.top_up_margin_pct
-        )
-        if topping_up:
-            charge_max = b.max_charge_w
-            if snap.charge_limit_w is not None:
-                charge_max = min(charge_max, max(0.0, snap.charge_limit_w))
-            power = _quantise(min(params.top_up_power_w, charge_max), params.quantum_w)
-            decision = Decision(
-                mode=mode.value,
-                battery_w=-power + 0.0,
-                command=_command(-power),
-                intent=Intent.CHARGE,
-                reason="top_up_floor",
-                detail="mode off, but the battery is below its floor: mains top-up",
-                numbers={"soc_pct": snap.soc_pct, "floor_pct": b.floor_pct, "setpoint_w": -power},
-                commanding=True,
-            )
-            charging = -1 if power else memory.direction
-            return decision, replace(
-                memory, commanding=True, at=snap.now, setpoint_w=-power + 0.0, topping_up=True,
-                direction=charging,
-                direction_since=memory.direction_since if memory.direction == charging else snap.now,
-            )
+
+def _off(snap: Snapshot, memory: Memory, params: ControlParams) -> tuple[Decision, Memory]:
+    """Mode ``off``: the inverter runs on its own, except that the mains top-up below the floor is
+    always on."""
+    b = params.battery
+    if not soc_limits.topping_up(b, snap.soc_pct, memory.topping_up, params.top_up_margin_pct):
         decision = Decision(
-            mode=mode.value,
+            mode=DispatcherModeName.OFF.value,
             battery_w=0.0,
             command=None,
             intent=Intent.OFF,
@@ -245,6 +355,42 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
             commanding=False,
         )
         return decision, replace(memory, commanding=False, at=snap.now, setpoint_w=0.0, topping_up=False)
+    charge_max = b.max_charge_w
+    if snap.charge_limit_w is not None:
+        charge_max = min(charge_max, max(0.0, snap.charge_limit_w))
+    power = _quantise(min(params.top_up_power_w, charge_max), params.quantum_w)
+    decision = Decision(
+        mode=DispatcherModeName.OFF.value,
+        battery_w=-power + 0.0,
+        command=_command(-power),
+        intent=Intent.CHARGE,
+        reason="top_up_floor",
+        detail="mode off, but the battery is below its floor: mains top-up",
+        numbers={"soc_pct": snap.soc_pct, "floor_pct": b.floor_pct, "setpoint_w": -power},
+        commanding=True,
+    )
+    charging = -1 if power else memory.direction
+    return decision, replace(
+        memory,
+        commanding=True,
+        at=snap.now,
+        setpoint_w=-power + 0.0,
+        topping_up=True,
+        direction=charging,
+        direction_since=memory.direction_since if memory.direction == charging else snap.now,
+    )
+
+
+def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: ControlParams) -> tuple[Decision, Memory]:
+    """One decision: the failsafe and mode ``off`` first, then the eight steps of the module docstring."""
+    b = params.battery
+    stale = stale_inputs(snap, params.stale_after_s)
+    if stale is not None:
+        return _stale(snap, memory, stale)
+    finished = mode_finished(snap, b)
+    mode = DispatcherModeName.AUTO if finished else snap.mode.mode
+    if mode is DispatcherModeName.OFF:
+        return _off(snap, memory, params)
 
     loads: LoadsOutcome = arbitrate(snap, memory, params)
     # What the battery must do to bring the grid to zero, leaving out the flexible loads it may
@@ -253,115 +399,51 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
     if zero_grid < 0 and params.loads:
         # Charge only from the surplus left after loads ranked above the battery.
         zero_grid = max(zero_grid, -loads.battery_share_w)
-    goal, intent, reason, numbers = _goal(mode, snap, plan, zero_grid, b)
+
+    goal_w, intent, reason, numbers = goal(mode, snap, plan, zero_grid, b)  # 1
     numbers.update(
-        goal_w=goal,
+        goal_w=goal_w,
         soc_pct=snap.soc_pct,
         grid_w=snap.grid_w,
         battery_w=snap.battery_w,
         not_from_battery_w=loads.not_from_battery_w,
     )
-    target = goal
+    target = export_limit(Target(goal_w, reason), snap, params.export_limit_w)  # 2
+    lim = limits(snap, b)  # 3
+    numbers.update(charge_max_w=lim.charge_max_w, discharge_max_w=lim.discharge_max_w)
+    target = lim.clamp(target)
+    topping_up = soc_limits.topping_up(b, snap.soc_pct, memory.topping_up, params.top_up_margin_pct)
+    target = top_up(target, topping_up, params.top_up_power_w, lim)  # 4
+    if target.reason == "top_up_floor":
+        intent = Intent.CHARGE
+    # Safety moves (the top-up, holding the export limit) are neither delayed nor slowed.
+    if target.reason not in ("top_up_floor", "export_limit"):
+        target = dwell(target, memory, snap.now, params.dwell_s)  # 5
+        target = ramp(target, memory, snap.now, params.ramp_w_per_s)  # 6
+    target = quantise(target, params.quantum_w)  # 7
+    keep_hi = -min(params.top_up_power_w, lim.charge_max_w) if topping_up else lim.discharge_max_w
+    target = deadband(target, memory, params.deadband_w, -lim.charge_max_w, keep_hi)  # 8
 
-    # Export limit: the battery may have to charge to keep the export within it.
-    if params.export_limit_w is not None:
-        most = snap.battery_w + snap.grid_w + params.export_limit_w
-        if target > most:
-            target, reason = most, "export_limit"
-
-    # Hard limits: device, BMS, SoC band.
-    charge_max, charge_why = b.max_charge_w, "device_limit"
-    discharge_max, discharge_why = b.max_discharge_w, "device_limit"
-    if snap.charge_limit_w is not None and snap.charge_limit_w < charge_max:
-        charge_max, charge_why = max(0.0, snap.charge_limit_w), "bms_limit"
-    if snap.discharge_limit_w is not None and snap.discharge_limit_w < discharge_max:
-        discharge_max, discharge_why = max(0.0, snap.discharge_limit_w), "bms_limit"
-    if snap.soc_pct >= b.ceiling_pct:
-        charge_max, charge_why = 0.0, "soc_ceiling"
-    if snap.soc_pct <= b.reserve_pct:
-        discharge_max, discharge_why = 0.0, "reserve_floor"
-    numbers.update(charge_max_w=charge_max, discharge_max_w=discharge_max)
-    if target > discharge_max:
-        target, reason = discharge_max, discharge_why
-    elif target < -charge_max:
-        target, reason = -charge_max, charge_why
-
-    # Mains top-up below the floor, with hysteresis up to floor + margin.
-    topping_up = memory.topping_up
-    if snap.soc_pct < b.floor_pct:
-        topping_up = True
-    elif snap.soc_pct >= b.floor_pct + params.top_up_margin_pct:
-        topping_up = False
-    forced = False
-    if topping_up:
-        power = min(params.top_up_power_w, charge_max)
-        if target > -power:
-            target, reason, intent, forced = -power, "top_up_floor", Intent.CHARGE, True
-
-    safety = forced or reason == "export_limit"
-    setpoint = target
-    direction = 0 if setpoint == 0 else (1 if setpoint > 0 else -1)
-
-    # Dwell: no reversal of direction within dwell_s of the last one (safety moves excepted).
-    if (
-        not safety
-        and direction != 0
-        and memory.direction != 0
-        and direction != memory.direction
-        and memory.direction_since is not None
-        and (snap.now - memory.direction_since).total_seconds() < params.dwell_s
-    ):
-        setpoint, reason = 0.0, "dwell"
-        direction = 0
-
-    # Ramp: growth of magnitude is limited; shrinking (toward safety) is immediate.
-    if memory.at is not None and not safety:
-        dt = max(0.0, (snap.now - memory.at).total_seconds())
-        step = params.ramp_w_per_s * dt
-        last = memory.setpoint_w if (memory.setpoint_w > 0) == (setpoint > 0) else 0.0
-        if abs(setpoint) > abs(last) + step:
-            setpoint = math.copysign(abs(last) + step, setpoint)
-            reason = "ramp"
-
-    setpoint = _quantise(setpoint, params.quantum_w)
-
-    # Deadband: keep the last setpoint when the change is small and the last is still allowed.
-    last = memory.setpoint_w
-    if (
-        memory.commanding
-        and abs(setpoint - last) < params.deadband_w
-        and -charge_max <= last <= discharge_max
-        and not (topping_up and last > -min(params.top_up_power_w, charge_max))
-        and (last == 0 or (1 if last > 0 else -1) == memory.direction)
-    ):
-        if setpoint != last:
-            reason = "deadband"
-        setpoint = last
-
-    setpoint = max(-charge_max, min(discharge_max, setpoint)) + 0.0  # + 0.0: no -0.0 on the wire
-    direction = 0 if setpoint == 0 else (1 if setpoint > 0 else -1)
-    since: datetime | None
-    if direction != 0 and direction != memory.direction:
-        new_direction, since = direction, snap.now
-    else:
-        new_direction, since = memory.direction, memory.direction_since
+    setpoint = lim.bound(target.w) + 0.0  # + 0.0: no -0.0 on the wire
     numbers["setpoint_w"] = setpoint
     decision = Decision(
         mode=mode.value,
         battery_w=setpoint,
         command=_command(setpoint),
         intent=intent,
-        reason=reason,
+        reason=target.reason,
         numbers=numbers,
         loads_on=dict(loads.on),
         commanding=True,
         mode_finished=finished,
     )
+    direction = _sign(setpoint)
+    turned = direction != 0 and direction != memory.direction
     new_memory = Memory(
         setpoint_w=setpoint,
         at=snap.now,
-        direction=new_direction,
-        direction_since=since,
+        direction=direction if turned else memory.direction,
+        direction_since=snap.now if turned else memory.direction_since,
         topping_up=topping_up,
         commanding=True,
         loads_on=tuple(sorted(loads.on.items())),

@@ -33,6 +33,7 @@ import numpy as np
 
 from shared.messages import Intent, Plan, PlanStep
 
+from . import soc_limits
 from .battery import BatteryModel
 
 __all__ = ["PlanError", "PlanInputs", "Schedule", "classify", "plan", "reference_milp"]
@@ -229,9 +230,7 @@ class _Model:
             # PV above the limit that the battery cannot absorb must go somewhere: the inverter
             # curtails it, the plan lets it through rather than call the problem infeasible.
             export_max = np.minimum(export_max, np.maximum(x.export_limit_w, -net - b.max_charge_w))
-        s0 = b.wh(x.soc_pct)
-        soc_lo = min(b.wh(b.reserve_pct), s0)
-        soc_hi = max(b.wh(b.ceiling_pct), s0)
+        soc_lo, soc_hi = soc_limits.plan_band_wh(b, x.soc_pct)
         lower = np.zeros(6 * n)
         upper = np.concatenate(
             [
@@ -451,7 +450,7 @@ def _dp_directions(inputs: PlanInputs, levels: int = 121) -> tuple[list[int], li
     b = inputs.battery
     dt_h = inputs.step_s / 3600.0
     s0 = b.wh(inputs.soc_pct)
-    lo, hi = min(b.wh(b.reserve_pct), s0), max(b.wh(b.ceiling_pct), s0)
+    lo, hi = soc_limits.plan_band_wh(b, inputs.soc_pct)
     grid = np.linspace(lo, hi, levels)
     net = inputs.load_w - inputs.pv_w
     wear = inputs.cycle_cost_per_kwh / 2.0 * dt_h / 1000.0

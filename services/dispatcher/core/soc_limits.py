@@ -1,0 +1,59 @@
+"""The SoC band, in one place: where the dispatcher stops discharging, stops charging, tops up.
+
+The planner bounds its SoC variables with it, the controller clamps setpoints and ends forced modes
+with it, the loads arbiter asks it whether the battery can still take surplus. Levels are percent of
+``BatteryModel.capacity_wh``:
+
+* ``floor_pct`` (``min_soc_pct``): the hard bottom. Below it the mains tops the battery up, in every
+  mode, until ``floor_pct + margin``.
+* ``reserve_pct`` (``reserve_soc_pct``): kept for power cuts; no discharge at or below it.
+* ``ceiling_pct`` (``max_soc_pct``): no charge at or above it.
+"""
+
+from __future__ import annotations
+
+from .battery import BatteryModel
+
+__all__ = [
+    "charge_stop_pct",
+    "discharge_stop_pct",
+    "may_charge",
+    "may_discharge",
+    "plan_band_wh",
+    "topping_up",
+]
+
+
+def may_discharge(battery: BatteryModel, soc_pct: float) -> bool:
+    return soc_pct > battery.reserve_pct
+
+
+def may_charge(battery: BatteryModel, soc_pct: float) -> bool:
+    return soc_pct < battery.ceiling_pct
+
+
+def topping_up(battery: BatteryModel, soc_pct: float, was: bool, margin_pct: float) -> bool:
+    """Mains top-up: on below the floor, off again at floor + margin (hysteresis, so it does not
+    chatter around the floor)."""
+    if soc_pct < battery.floor_pct:
+        return True
+    if soc_pct >= battery.floor_pct + margin_pct:
+        return False
+    return was
+
+
+def charge_stop_pct(battery: BatteryModel, target_pct: float | None) -> float:
+    """Where charging toward ``target_pct`` (None: full) really stops: never above the ceiling."""
+    return min(target_pct if target_pct is not None else 100.0, battery.ceiling_pct)
+
+
+def discharge_stop_pct(battery: BatteryModel, target_pct: float | None) -> float:
+    """Where discharging toward ``target_pct`` (None: empty) really stops: never below the reserve."""
+    return max(target_pct if target_pct is not None else 0.0, battery.reserve_pct)
+
+
+def plan_band_wh(battery: BatteryModel, soc_pct: float) -> tuple[float, float]:
+    """The stored energy a plan may move within, in Wh: reserve to ceiling, widened to include the
+    SoC now (a battery already below the reserve or above the ceiling is not an infeasible plan)."""
+    now_wh = battery.wh(soc_pct)
+    return min(battery.wh(battery.reserve_pct), now_wh), max(battery.wh(battery.ceiling_pct), now_wh)

@@ -1,0 +1,249 @@
+"""Each of the controller's eight steps on its own: a step table per step, and the SoC band's owner.
+
+Rows are (inputs..., expected output); the whole-controller tables are in test_controller.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from services.dispatcher.core import soc_limits
+from services.dispatcher.core.battery import BatteryModel
+from services.dispatcher.core.controller import (
+    Limits,
+    Memory,
+    Target,
+    deadband,
+    dwell,
+    export_limit,
+    goal,
+    limits,
+    quantise,
+    ramp,
+    top_up,
+)
+from services.dispatcher.core.planner import Schedule
+from services.dispatcher.core.snapshot import ModeState, Snapshot
+from shared.messages import DispatcherModeName as M
+from shared.messages import Intent
+
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+B = BatteryModel(
+    capacity_wh=10400, max_charge_w=3000, max_discharge_w=2500, floor_pct=10, reserve_pct=20, ceiling_pct=97
+)
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+def snap(*, soc: float = 50, battery: float = 0, grid: float = 0, mode: ModeState | None = None, **kw) -> Snapshot:
+    return Snapshot(now=T0, soc_pct=soc, battery_w=battery, grid_w=grid, mode=mode or ModeState(), **kw)
+
+
+PLAN = Schedule(
+    start=T0,
+    step_s=1800,
+    soc_pct_start=50,
+    battery_w=np.array([-2500.0, 800.0, 0.0, 600.0, 700.0, -500.0, -400.0]),
+    grid_w=np.array([2900.0, 0.0, 500.0, 200.0, -100.0, -300.0, 100.0]),
+    soc_pct_end=np.array([60.0, 56, 56, 54, 52, 54, 55]),
+    intents=(
+        Intent.CHARGE,
+        Intent.SELF_USE,
+        Intent.HOLD,
+        Intent.SELF_USE,
+        Intent.SELF_USE,
+        Intent.SELF_USE,
+        Intent.SELF_USE,
+    ),
+    import_price=np.zeros(7),
+    export_price=np.zeros(7),
+    pv_w=np.zeros(7),
+    load_w=np.full(7, 400.0),
+    cost=0.0,
+    objective=0.0,
+    solver="lp",
+)
+
+
+@pytest.mark.parametrize(
+    ("mode", "power", "plan_step", "zero_grid", "expected"),
+    [
+        (M.SELF_USE, None, None, 700, (700, Intent.SELF_USE, "self_use")),
+        (M.HOLD, None, None, 700, (0, Intent.HOLD, "hold")),
+        (M.FORCE_CHARGE, None, None, 700, (-3000, Intent.CHARGE, "force_charge")),
+        (M.FORCE_CHARGE, 1200, None, 700, (-1200, Intent.CHARGE, "force_charge")),
+        (M.FORCE_DISCHARGE, None, None, -700, (2500, Intent.DISCHARGE, "force_discharge")),
+        (M.AUTO, None, None, 700, (700, Intent.SELF_USE, "no_plan")),  # no plan: zero the grid
+        (M.AUTO, None, 0, 700, (-2500, Intent.CHARGE, "plan_track")),
+        (M.AUTO, None, 1, 700, (700, Intent.SELF_USE, "plan_self_use")),
+        (M.AUTO, None, 2, 700, (0, Intent.HOLD, "plan_hold")),
+        # the plan rations: discharging 600 W while still importing caps the battery at 600 W
+        (M.AUTO, None, 3, 900, (600, Intent.SELF_USE, "plan_self_use")),
+        (M.AUTO, None, 3, 400, (400, Intent.SELF_USE, "plan_self_use")),
+        # charging 500 W while still exporting: at most 500 W of charge
+        (M.AUTO, None, 5, -900, (-500, Intent.SELF_USE, "plan_self_use")),
+        # discharging into an export, or charging while importing: zero the grid
+        (M.AUTO, None, 4, -200, (-200, Intent.SELF_USE, "plan_self_use")),
+        (M.AUTO, None, 6, 300, (300, Intent.SELF_USE, "plan_self_use")),
+        (M.AUTO, None, 9, 300, (300, Intent.SELF_USE, "no_plan")),  # past the plan's horizon
+    ],
+)
+def test_goal(mode, power, plan_step, zero_grid, expected) -> None:
+    s = snap(mode=ModeState(mode, power_w=power))
+    if plan_step is not None:
+        s = Snapshot(now=at(1800 * plan_step + 1), soc_pct=50, battery_w=0, grid_w=0, mode=s.mode)
+    w, intent, reason, numbers = goal(mode, s, PLAN if plan_step is not None else None, zero_grid, B)
+    assert (w, intent, reason) == expected
+    assert numbers["zero_grid_w"] == zero_grid
+
+
+@pytest.mark.parametrize(
+    ("target", "battery", "grid", "limit", "expected"),
+    [
+        (Target(500, "self_use"), 0, 0, None, Target(500, "self_use")),  # no limit
+        # exporting 3 kW of PV, limit 2 kW: the battery must take at least 1 kW
+        (Target(0, "plan_hold"), 0, -3000, 2000, Target(-1000, "export_limit")),
+        (Target(-1500, "plan_track"), 0, -3000, 2000, Target(-1500, "plan_track")),  # already enough
+        # discharging 1 kW into a 500 W export with limit 0: discharge at most 500 W
+        (Target(1000, "self_use"), 1000, -500, 0, Target(500, "export_limit")),
+    ],
+)
+def test_export_limit(target, battery, grid, limit, expected) -> None:
+    assert export_limit(target, snap(battery=battery, grid=grid), limit) == expected
+
+
+@pytest.mark.parametrize(
+    ("soc", "charge_limit", "discharge_limit", "expected"),
+    [
+        (50, None, None, Limits(3000, 2500, "device_limit", "device_limit")),
+        (50, 1000, 4000, Limits(1000, 2500, "bms_limit", "device_limit")),
+        (50, -5, 800, Limits(0, 800, "bms_limit", "bms_limit")),  # a negative BMS limit is 0
+        (97, None, None, Limits(0, 2500, "soc_ceiling", "device_limit")),
+        (20, 1000, 800, Limits(1000, 0, "bms_limit", "reserve_floor")),
+        (20.1, None, None, Limits(3000, 2500, "device_limit", "device_limit")),
+    ],
+)
+def test_limits(soc, charge_limit, discharge_limit, expected) -> None:
+    assert limits(snap(soc=soc, charge_limit_w=charge_limit, discharge_limit_w=discharge_limit), B) == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        (Target(3000, "force_discharge"), Target(800, "bms_limit")),
+        (Target(-3000, "force_charge"), Target(0, "soc_ceiling")),
+        (Target(500, "self_use"), Target(500, "self_use")),
+    ],
+)
+def test_limits_clamp(target, expected) -> None:
+    assert Limits(0, 800, "soc_ceiling", "bms_limit").clamp(target) == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "active", "charge_max", "expected"),
+    [
+        (Target(500, "self_use"), False, 3000, Target(500, "self_use")),
+        (Target(500, "self_use"), True, 3000, Target(-1000, "top_up_floor")),
+        (Target(-2000, "plan_track"), True, 3000, Target(-2000, "plan_track")),  # charging more already
+        (Target(0, "reserve_floor"), True, 400, Target(-400, "top_up_floor")),  # within the BMS limit
+    ],
+)
+def test_top_up(target, active, charge_max, expected) -> None:
+    assert top_up(target, active, 1000, Limits(charge_max, 0)) == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "direction", "since_s", "now_s", "expected"),
+    [
+        (Target(-1500, "self_use"), 1, 0, 30, Target(0, "dwell")),  # reversal 30 s after the last
+        (Target(-1500, "self_use"), 1, 0, 300, Target(-1500, "self_use")),  # dwell_s has passed
+        (Target(800, "self_use"), 1, 0, 30, Target(800, "self_use")),  # same direction
+        (Target(0, "plan_hold"), 1, 0, 30, Target(0, "plan_hold")),  # stopping is not a reversal
+        (Target(-1500, "self_use"), 0, None, 30, Target(-1500, "self_use")),  # never moved
+    ],
+)
+def test_dwell(target, direction, since_s, now_s, expected) -> None:
+    memory = Memory(direction=direction, direction_since=None if since_s is None else at(since_s))
+    assert dwell(target, memory, at(now_s), 300) == expected
+
+
+@pytest.mark.parametrize(
+    ("target", "last", "dt", "expected"),
+    [
+        (Target(3000, "force_discharge"), 0, 2, Target(400, "ramp")),  # 200 W/s for 2 s
+        (Target(3000, "force_discharge"), 1000, 2, Target(1400, "ramp")),
+        (Target(300, "self_use"), 1000, 2, Target(300, "self_use")),  # shrinking is immediate
+        (Target(-3000, "plan_track"), 1000, 2, Target(-400, "ramp")),  # a reversal starts from 0
+        (Target(-3000, "plan_track"), -2900, 2, Target(-3000, "plan_track")),
+        (Target(3000, "force_discharge"), None, 2, Target(3000, "force_discharge")),  # first call
+    ],
+)
+def test_ramp(target, last, dt, expected) -> None:
+    memory = Memory() if last is None else Memory(setpoint_w=last, at=T0)
+    assert ramp(target, memory, at(dt), 200) == expected
+
+
+@pytest.mark.parametrize(
+    ("w", "expected"),
+    [(1234, 1200), (-1234, -1200), (49.9, 0), (-50, -50), (2999.9, 2950)],
+)
+def test_quantise_toward_zero(w, expected) -> None:
+    assert quantise(Target(w, "self_use"), 50) == Target(expected, "self_use")
+
+
+ON_1200 = Memory(setpoint_w=1200, direction=1, commanding=True)
+
+
+@pytest.mark.parametrize(
+    ("target", "memory", "hi", "expected"),
+    [
+        # a change under 100 W keeps the last setpoint
+        (Target(1250, "self_use"), ON_1200, 2500, Target(1200, "deadband")),
+        (Target(1200, "self_use"), ON_1200, 2500, Target(1200, "self_use")),
+        (Target(1350, "self_use"), ON_1200, 2500, Target(1350, "self_use")),
+        # not while the last is no longer allowed (a limit came down below it)
+        (Target(1000, "bms_limit"), replace(ON_1200, setpoint_w=1050), 1000, Target(1000, "bms_limit")),
+        # not when nothing was commanded before (after a hand-back)
+        (Target(50, "self_use"), Memory(setpoint_w=0, direction=1, commanding=False), 2500, Target(50, "self_use")),
+        # not when the last points against the way the battery last moved
+        (Target(-50, "self_use"), Memory(setpoint_w=-40, direction=1, commanding=True), 2500, Target(-50, "self_use")),
+    ],
+)
+def test_deadband(target, memory, hi, expected) -> None:
+    assert deadband(target, memory, 100, -3000, hi) == expected
+
+
+# -- the SoC band's one owner -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("soc", "may_discharge", "may_charge"),
+    [(19.9, False, True), (20, False, True), (20.1, True, True), (96.9, True, True), (97, True, False)],
+)
+def test_soc_band(soc, may_discharge, may_charge) -> None:
+    assert soc_limits.may_discharge(B, soc) is may_discharge
+    assert soc_limits.may_charge(B, soc) is may_charge
+
+
+@pytest.mark.parametrize(
+    ("soc", "was", "expected"),
+    [(9.9, False, True), (12, False, False), (12, True, True), (15, True, False), (10, True, True)],
+)
+def test_top_up_hysteresis(soc, was, expected) -> None:
+    assert soc_limits.topping_up(B, soc, was, margin_pct=5) is expected
+
+
+def test_forced_modes_stop_within_the_band_and_plans_move_within_it() -> None:
+    assert soc_limits.charge_stop_pct(B, None) == 97 and soc_limits.charge_stop_pct(B, 80) == 80
+    assert soc_limits.discharge_stop_pct(B, None) == 20 and soc_limits.discharge_stop_pct(B, 5) == 20
+    assert soc_limits.discharge_stop_pct(B, 40) == 40
+    assert soc_limits.plan_band_wh(B, 50) == pytest.approx((2080, 10088))
+    # a battery already outside the band is not an infeasible plan
+    assert soc_limits.plan_band_wh(B, 15) == pytest.approx((1560, 10088))
+    assert soc_limits.plan_band_wh(B, 99) == pytest.approx((2080, 10296))
