@@ -450,8 +450,22 @@ class DailyStats(Message):
     self_sufficiency_pct: Pct | None = None
     equivalent_cycles: Finite | None = None
     round_trip_efficiency_pct: Finite | None = None
-    reached_sunrise: bool | None = Field(None, description="Battery still above its floor at sunrise.")
-    soc_at_sunrise_pct: Pct | None = None
+    reached_sunrise: bool | None = Field(
+        None,
+        description="The night was made: SoC at first light above discharge_stop_pct by 1 point.",
+    )
+    soc_at_sunrise_pct: Pct | None = Field(None, description="SoC at first light (the first reading after sunrise).")
+    discharge_stop_pct: Pct | None = Field(
+        None,
+        description="Where the dispatcher stopped discharging that night: the reserve, or the floor in mode off.",
+    )
+    soc_min_pct: Pct | None = Field(None, description="Lowest SoC of the day.")
+    soc_max_pct: Pct | None = Field(None, description="Highest SoC of the day.")
+    peak_discharge_wh: Finite | None = Field(
+        None,
+        description="Energy the battery delivered in the peak window (import price in the upper half of the "
+        "day's range); None on a day with one price.",
+    )
     export_by_cause_wh: dict[str, Finite] = Field(default_factory=dict)
     balance_residual_wh: Finite | None = Field(None, description="load - pv - grid - battery, summed.")
     cost: Finite | None = None

@@ -30,7 +30,8 @@ from services.dispatcher.core.tariff import Tariff
 from shared.messages import DailyStats, Intent
 
 COLUMNS = ("grid_w", "pv_w", "load_w", "battery_w", "soc_pct", "setpoint_w")
-# A night "made it" when the battery still had this much above its floor at sunrise (as the backtest).
+# A night "made it" when the battery still had this much above where the dispatcher stops
+# discharging at first light: a battery stopped there reads within a point of it.
 SUNRISE_MARGIN_PCT = 1.0
 # Below this much charge in a day a round-trip efficiency is noise, not a figure.
 MIN_RTE_THROUGHPUT = 0.05
@@ -91,6 +92,28 @@ def _sum_wh(values: np.ndarray, dt_h: float) -> float:
     return float(np.nansum(values) * dt_h)
 
 
+def discharge_stop_pct(battery: BatteryModel, mode_off: bool = False) -> float:
+    """Where the battery stops discharging overnight: the dispatcher stops at the reserve; in mode
+    ``off`` the inverter runs on its own down to the floor."""
+    return battery.floor_pct if mode_off else battery.reserve_pct
+
+
+def night_made(soc_at_first_light_pct: float, stop_pct: float) -> bool:
+    """The battery reached first light with charge above where it stops discharging."""
+    return soc_at_first_light_pct > stop_pct + SUNRISE_MARGIN_PCT
+
+
+def peak_window(import_price: np.ndarray) -> np.ndarray | None:
+    """Buckets in the day's peak: import price in the upper half of the day's range (a two-rate
+    tariff's peak hours; an Agile day's dearer half). ``None`` on a day with one price."""
+    if not len(import_price):
+        return None
+    low, high = float(np.min(import_price)), float(np.max(import_price))
+    if high - low < 1e-9:
+        return None
+    return np.asarray(import_price >= (low + high) / 2.0)
+
+
 def daily_stats(
     day: date,
     frame: pd.DataFrame,
@@ -101,8 +124,13 @@ def daily_stats(
     *,
     ts: datetime,
     standing_charge: float = 0.0,
+    mode_off_at_sunrise: bool = False,
 ) -> DailyStats:
-    """One day's figures from its bucket frame (see ``day_frame``); ``ts`` is the period's end."""
+    """One day's figures from its bucket frame (see ``day_frame``); ``ts`` is the period's end.
+
+    ``mode_off_at_sunrise``: the dispatcher was in mode ``off`` at first light, so the night is
+    judged against the floor the inverter stops at, not the reserve.
+    """
     dt_h = step_s / 3600.0
     grid = frame["grid_w"].to_numpy(dtype=float)
     pv = frame["pv_w"].to_numpy(dtype=float)
@@ -134,7 +162,7 @@ def daily_stats(
         if into > 0:
             rte = round(100.0 * discharge_wh / into, 2)
 
-    soc_at_sunrise, reached = None, None
+    soc_at_sunrise, reached, stop_pct = None, None, None
     if sunrise_at is not None:
         after = frame.index >= pd.Timestamp(sunrise_at)
         if after.any():
@@ -142,7 +170,8 @@ def daily_stats(
             first = first[~np.isnan(first)]
             if len(first):
                 soc_at_sunrise = float(first[0])
-                reached = soc_at_sunrise > battery.floor_pct + SUNRISE_MARGIN_PCT
+                stop_pct = discharge_stop_pct(battery, mode_off_at_sunrise)
+                reached = night_made(soc_at_sunrise, stop_pct)
 
     causes = PolicyResult("actual")
     for k in np.nonzero(exp > 0)[0]:
@@ -152,9 +181,12 @@ def daily_stats(
         export_cause(causes, exp[k] * dt_h / 1000.0, battery_w, dt_h, intent, True, soc_wh, battery)
     by_cause = {k: round(v * 1000.0, 3) for k, v in causes.export_by_cause_kwh.items() if k != "no_battery"}
 
-    cost = cost_without = None
+    cost = cost_without = peak_discharge = None
     if len(frame):
         import_price, export_price = tariff.prices(frame.index, step_s)
+        peak = peak_window(import_price)
+        if peak is not None and not np.isnan(bat).all():
+            peak_discharge = round(_sum_wh(np.clip(bat, 0.0, None)[peak], dt_h), 3)
         with_battery = (imp * import_price - exp * export_price) * dt_h / 1000.0
         counterfactual = grid + np.nan_to_num(bat)  # no battery: the grid covers what it did
         cf_imp = np.where(counterfactual > 0, counterfactual, 0.0)
@@ -178,6 +210,10 @@ def daily_stats(
         round_trip_efficiency_pct=rte,
         reached_sunrise=reached,
         soc_at_sunrise_pct=None if soc_at_sunrise is None else round(min(100.0, max(0.0, soc_at_sunrise)), 2),
+        discharge_stop_pct=stop_pct,
+        soc_min_pct=_pct(valid_soc.min()) if len(valid_soc) else None,
+        soc_max_pct=_pct(valid_soc.max()) if len(valid_soc) else None,
+        peak_discharge_wh=peak_discharge,
         export_by_cause_wh=by_cause,
         balance_residual_wh=None if residual_wh is None else round(residual_wh, 3),
         cost=cost,
@@ -185,6 +221,10 @@ def daily_stats(
         savings=None if cost is None or cost_without is None else round(cost_without - cost, 4),
         samples=int(whole.sum()),
     )
+
+
+def _pct(value: float) -> float:
+    return round(min(100.0, max(0.0, float(value))), 2)
 
 
 MONTH_SUMS = (
@@ -199,16 +239,22 @@ MONTH_SUMS = (
     "cost",
     "cost_without_battery",
     "savings",
+    "peak_discharge_wh",
 )
 
 
 def monthly(days: Iterable[DailyStats]) -> dict[str, dict[str, Any]]:
-    """Per month (``YYYY-MM``): sums of the daily figures, self sufficiency from the sums, nights."""
+    """Per month (``YYYY-MM``): sums of the daily figures, self sufficiency from the sums, the
+    month's lowest and highest SoC, and nights: ``nights`` judged, ``nights_to_sunrise`` made."""
     out: dict[str, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(MONTH_SUMS, 0.0))
     for stats in days:
         month = out[stats.day.strftime("%Y-%m")]
         for key in MONTH_SUMS:
             month[key] += getattr(stats, key) or 0.0
+        if stats.soc_min_pct is not None:
+            month["soc_min_pct"] = min(month.get("soc_min_pct", 100.0), stats.soc_min_pct)
+        if stats.soc_max_pct is not None:
+            month["soc_max_pct"] = max(month.get("soc_max_pct", 0.0), stats.soc_max_pct)
         for cause, wh in stats.export_by_cause_wh.items():
             month[f"export_by_cause_wh_{cause}"] = month.get(f"export_by_cause_wh_{cause}", 0.0) + wh
         month["days"] = month.get("days", 0) + 1

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.tariff import Tariff, tariff_from_config
 from shared.config import OngridConfig
-from shared.messages import DailyStats
+from shared.messages import DailyStats, DispatcherModeName, utc_now
 from shared.topics import Kind, Stream, TopicParts
 
 from .backends import Reader, StoredPoint
@@ -71,6 +71,12 @@ def read_sources(reader: Reader, site: str, start_ns: int, end_ns: int) -> dict[
     }
 
 
+def mode_off_at(reader: Reader, site: str, when: datetime) -> bool:
+    """Whether the dispatcher's last decision before ``when`` (within an hour) was in mode ``off``."""
+    decisions = reader.points("decision", ns(when) - 3600 * 1_000_000_000, ns(when) + 1, {"site": site})
+    return bool(decisions) and decisions[-1].tags.get("mode") == DispatcherModeName.OFF.value
+
+
 def compute_day(cfg: OngridConfig, reader: Reader, tariff: Tariff, day: date, now: datetime) -> DailyStats | None:
     start, end = day_bounds(day, cfg.tariff.timezone)
     sources = read_sources(reader, cfg.site, ns(start) - SEED_S * 1_000_000_000, ns(min(end, now)))
@@ -80,15 +86,17 @@ def compute_day(cfg: OngridConfig, reader: Reader, tariff: Tariff, day: date, no
     # Buckets after "now" are the future, not missing data.
     frame = frame[frame.index < now]
     site = Site(cfg.dispatcher.latitude, cfg.dispatcher.longitude, cfg.tariff.timezone)
+    rise = sunrise(day, site)
     return daily_stats(
         day,
         frame,
         STEP_S,
         battery_model(cfg),
         tariff,
-        sunrise(day, site),
+        rise,
         ts=min(end, now),
         standing_charge=cfg.tariff.standing_charge_per_day,
+        mode_off_at_sunrise=rise is not None and rise < now and mode_off_at(reader, cfg.site, rise),
     )
 
 
@@ -154,7 +162,9 @@ class StatsJob:
         self.tariff = tariff_from_config(cfg.tariff, read_text=lambda path: Path(path).read_text())
 
     async def once(self, now: datetime | None = None) -> list[DailyStats]:
-        now = now or datetime.now(UTC)
+        # The process clock: wall time live, the simulator's against an accelerated demo, so the
+        # days cut are the days the readings were stamped in.
+        now = now or utc_now()
         today = now.astimezone(ZoneInfo(self.cfg.tariff.timezone)).date()
         results = []
         for day in (today - timedelta(days=1), today):

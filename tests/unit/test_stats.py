@@ -12,7 +12,16 @@ from hypothesis import strategies as st
 
 from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.tariff import tariff_from_config
-from services.recorder.stats import Site, daily_stats, day_bounds, day_frame, monthly, payback, sunrise
+from services.recorder.stats import (
+    Site,
+    daily_stats,
+    day_bounds,
+    day_frame,
+    discharge_stop_pct,
+    monthly,
+    payback,
+    sunrise,
+)
 from shared.config.tariff import Flat, TariffConfig, TwoRate, Window
 
 DAY = date(2026, 3, 10)
@@ -161,3 +170,73 @@ def test_day_bounds_on_a_dst_day() -> None:
     start, end = day_bounds(date(2026, 3, 29), "Europe/London")
     assert end - start == timedelta(hours=23)
     assert start == datetime(2026, 3, 29, 0, 0, tzinfo=UTC)
+
+
+E7 = tariff_from_config(
+    TariffConfig(
+        timezone="UTC",
+        import_=TwoRate(kind="two_rate", off_peak=Window(start="00:30", end="07:30", price_per_kwh=0.09),
+                        peak_price_per_kwh=0.30),
+        export=Flat(kind="flat", price_per_kwh=0.05),
+    )
+)  # fmt: skip
+
+
+def test_min_and_max_soc_and_the_peak_windows_discharge() -> None:
+    # Charged off-peak 01:00-05:00 at 2 kW, 2.4 kWh delivered 17:00-20:00 and 0.6 kWh 06:00-07:00 (off-peak).
+    battery = np.zeros(1440)
+    battery[60:300] = -2000.0
+    battery[360:420] = 600.0
+    battery[1020:1200] = 800.0
+    soc = np.r_[np.linspace(22.0, 96.5, 720), np.linspace(96.5, 31.0, 720)]
+    s = stats(frame(grid_w=0.0, pv_w=0.0, load_w=np.clip(battery, 0, None), battery_w=battery, soc_pct=soc), tariff=E7)
+    assert s.soc_min_pct == 22.0 and s.soc_max_pct == 96.5
+    assert s.peak_discharge_wh == pytest.approx(2400.0)
+    assert s.battery_discharge_wh == pytest.approx(3000.0)  # the 06:00 hour is off-peak, not counted
+    # One price all day: there is no peak window to speak of.
+    assert stats(frame(grid_w=0.0, pv_w=0.0, load_w=0.0, battery_w=battery, soc_pct=soc)).peak_discharge_wh is None
+    month = monthly([s, s.model_copy(update={"day": DAY + timedelta(days=1), "soc_min_pct": 18.0})])["2026-03"]
+    assert month["soc_min_pct"] == 18.0 and month["soc_max_pct"] == 96.5
+    assert month["peak_discharge_wh"] == pytest.approx(4800.0)
+
+
+def test_a_night_is_made_above_where_the_dispatcher_stops_not_above_the_floor() -> None:
+    battery = BatteryModel(capacity_wh=10_000.0, max_charge_w=3000.0, max_discharge_w=3000.0,
+                           floor_pct=10.0, reserve_pct=20.0)  # fmt: skip
+    at = START + timedelta(hours=6)
+    stopped = frame(grid_w=0.0, pv_w=0.0, load_w=0.0, battery_w=0.0, soc_pct=20.2)  # parked at the reserve
+    s = daily_stats(DAY, stopped, 60, battery, FLAT, at, ts=END)
+    assert s.reached_sunrise is False and s.discharge_stop_pct == 20.0 and s.soc_at_sunrise_pct == 20.2
+    # In mode off the inverter itself runs the battery down to the floor: 20.2 % is a night made.
+    s = daily_stats(DAY, stopped, 60, battery, FLAT, at, ts=END, mode_off_at_sunrise=True)
+    assert s.reached_sunrise is True and s.discharge_stop_pct == 10.0
+    assert discharge_stop_pct(battery) == 20.0
+
+
+def test_nights_to_sunrise_per_month_when_some_nights_fail() -> None:
+    """A January and February at the seed site, reserve 20 %: the battery reaches first light with
+    24 % on the nights listed, and is parked at the reserve (20.3 %) on the others."""
+    battery = BatteryModel(capacity_wh=10_400.0, max_charge_w=3000.0, max_discharge_w=3000.0,
+                           floor_pct=10.0, reserve_pct=20.0)  # fmt: skip
+    site = Site(53.6, -0.5, "Europe/London")
+    made = {date(2026, 1, d) for d in (3, 4, 17, 30)} | {date(2026, 2, d) for d in range(1, 15)}
+    days = []
+    for offset in range(59):
+        day = date(2026, 1, 1) + timedelta(days=offset)
+        start, end = day_bounds(day, site.timezone)
+        rise = sunrise(day, site)
+        assert rise is not None
+        index = pd.date_range(start, end, freq="60s", inclusive="left")
+        # Down from 60 % overnight to the reserve, or stopping short of it; charged again after sunrise.
+        low = 24.0 if day in made else 20.3
+        hours = np.asarray((index - index[0]).total_seconds() / 3600.0)
+        h_rise = (rise - start).total_seconds() / 3600.0
+        soc = np.where(hours < h_rise, 60.0 - (60.0 - low) * hours / h_rise, low + (hours - h_rise) / 2)
+        f = pd.DataFrame({c: 0.0 for c in ("grid_w", "pv_w", "load_w", "battery_w", "setpoint_w")}, index=index)
+        f["soc_pct"] = soc
+        days.append(daily_stats(day, f, 60, battery, FLAT, rise, ts=end))
+    months = monthly(days)
+    assert (months["2026-01"]["nights"], months["2026-01"]["nights_to_sunrise"]) == (31, 4)
+    assert (months["2026-02"]["nights"], months["2026-02"]["nights_to_sunrise"]) == (28, 14)
+    # The first reading after sunrise: within a minute of it, so within 0.01 points of the low.
+    assert [d.soc_at_sunrise_pct for d in days[:5]] == pytest.approx([20.3, 20.3, 24.0, 24.0, 20.3], abs=0.02)
