@@ -222,7 +222,7 @@ class CommandAck(Message):
 
 class CellState(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-    voltage_v: Finite
+    voltage_v: Finite | None = Field(description="null when the BMS sent a value no cell can have.")
     temp_c: Finite | None = None
 
 
@@ -231,13 +231,13 @@ class ModuleState(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
     index: int = Field(ge=0)
-    voltage_v: Finite
-    current_a: Finite = Field(description="Module current, discharge + / charge -.")
-    soc_pct: Pct
+    voltage_v: Finite | None = Field(description="null when the BMS sent a value no module can have.")
+    current_a: Finite | None = Field(description="Module current, discharge + / charge -; null when implausible.")
+    soc_pct: Pct | None = Field(description="null when the capacities the BMS sent are implausible.")
     remaining_ah: Finite | None = None
     full_ah: Finite | None = None
     cycles: int | None = None
-    temps_c: tuple[Finite, ...] = ()
+    temps_c: tuple[Finite | None, ...] = Field((), description="BMS board first, then cells; null if implausible.")
     cells: tuple[CellState, ...] = ()
     cell_spread_mv: Finite | None = None
     alarms: tuple[str, ...] = ()
@@ -257,7 +257,11 @@ class BatteryLimits(BaseModel):
 
 
 class BatteryState(Message):
-    """A battery stack as its BMS reports it. Current and power: discharge ``+``, charge ``-``."""
+    """A battery stack as its BMS reports it. Current and power: discharge ``+``, charge ``-``.
+
+    A value the BMS sent that no battery can have is published as ``null`` and named in
+    ``quality_flags``; the rest is published (vendors differ, DESIGN.md "Safety and failure").
+    """
 
     QOS: ClassVar[int] = 1
     RETAIN: ClassVar[bool] = True
@@ -265,8 +269,8 @@ class BatteryState(Message):
     device: Name
     model: str = "pylontech_rs485"
     voltage_v: Finite
-    current_a: Finite
-    power_w: Watts
+    current_a: Finite | None = Field(description="Stack current, discharge + / charge -; null if any module's is null.")
+    power_w: Watts | None = Field(description="Stack power, discharge + / charge -; null when current_a is.")
     soc_pct: Pct
     soh_pct: Pct | None = None
     temp_min_c: Finite | None = None
@@ -278,6 +282,11 @@ class BatteryState(Message):
     limits: BatteryLimits
     modules: tuple[ModuleState, ...] = ()
     alarms: tuple[str, ...] = ()
+    quality_flags: tuple[str, ...] = Field(
+        (),
+        description="Fields dropped because the BMS sent a value no battery can have, as module<i>.<field>.",
+        examples=[["module1.discharge_current_limit_a"]],
+    )
 
 
 class MeterRole(StrEnum):

@@ -75,6 +75,7 @@ class StackPoller:
             "charge_temp_max_c": charge_c[1],
             "discharge_temp_min_c": discharge_c[0],
             "discharge_temp_max_c": discharge_c[1],
-            "module_charge_current_limit_a": params.charge_current_limit_a,
-            "module_discharge_current_limit_a": params.discharge_current_limit_a,
+            # Either sign, as in 0x92: firmware differs (python-pylontech's README: -10.0).
+            "module_charge_current_limit_a": abs(params.charge_current_limit_a),
+            "module_discharge_current_limit_a": abs(params.discharge_current_limit_a),
         }

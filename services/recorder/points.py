@@ -120,11 +120,13 @@ def _battery(parts: TopicParts, msg: m.BatteryState, ts: int) -> list[Row]:
     for module in msg.modules:
         mtags = {**tags, "module": str(module.index)}
         fields = flatten(module, skip={"index", "cells", "temps_c"})
-        if module.temps_c:
-            fields["temp_min_c"] = min(module.temps_c)
-            fields["temp_max_c"] = max(module.temps_c)
-        if module.cells:
-            volts = [cell.voltage_v for cell in module.cells]
+        # A value the BMS sent implausibly is null (quality_flags says which): not a min or max.
+        temps = [t for t in module.temps_c if t is not None]
+        if temps:
+            fields["temp_min_c"] = min(temps)
+            fields["temp_max_c"] = max(temps)
+        volts = [cell.voltage_v for cell in module.cells if cell.voltage_v is not None]
+        if volts:
             fields["cell_min_v"] = min(volts)
             fields["cell_max_v"] = max(volts)
         rows.append(Row.make("battery_module", mtags, fields, ts))

@@ -304,18 +304,15 @@ class Simulator:
             bms = self._bms_faults[device]
             if clear:
                 bms.silent = bms.bad_checksum = bms.garbage = bms.out_of_range = False
+                bms.negative_discharge_limit = False
             else:
                 if not isinstance(body, dict):
                     raise ValueError("body must be a JSON object of faults")
                 aliases = {"crc": "bad_checksum"}
                 for name, value in body.items():
                     attr = aliases.get(name, name)
-                    if attr not in ("silent", "bad_checksum", "garbage", "out_of_range") or not isinstance(
-                        value, bool
-                    ):
-                        raise ValueError(
-                            f"BMS fault {name!r}={value!r}: use silent/crc/garbage/out_of_range: bool"
-                        )
+                    if attr not in BMS_SWITCHES or not isinstance(value, bool):
+                        raise ValueError(f"BMS fault {name!r}={value!r}: use {'/'.join(BMS_NAMES)}: bool")
                     setattr(bms, attr, value)
             return 200, _bms_dict(bms)
         faults = self.faults.get(device)
@@ -355,11 +352,11 @@ def _bool(body: Any, key: str) -> bool:
     return bool(body[key])
 
 
+# The simulated BMS's switches as the control channel names them (name -> attribute).
+BMS_NAMES = ("silent", "crc", "garbage", "out_of_range", "negative_discharge_limit")
+BMS_SWITCHES = ("silent", "bad_checksum", "garbage", "out_of_range", "negative_discharge_limit")
+
+
 def _bms_dict(faults: Any) -> dict[str, Any]:
-    return {
-        "silent": faults.silent,
-        "crc": faults.bad_checksum,
-        "garbage": faults.garbage,
-        "out_of_range": faults.out_of_range,
-    }
+    return {name: getattr(faults, attr) for name, attr in zip(BMS_NAMES, BMS_SWITCHES, strict=True)}
 

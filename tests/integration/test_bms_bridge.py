@@ -262,11 +262,45 @@ async def test_bridge_survives_noise_and_rejects_impossible_values(
 
         faults.noise = b""
         faults.out_of_range = True
-        await inbox.wait_for(avail_topic, lambda m: m["state"] == "offline")
-        count = inbox.count(state_topic)
-        await asyncio.sleep(1.0)
-        assert inbox.count(state_topic) == count
-        assert all(m["cell_max_v"] < 4.5 for t, m in inbox.messages if t == state_topic)
+        # Issue 15 item 2: cells at 65 V and -273 degC drop those fields, not the stack: the rest
+        # is published, flagged, and an event names field and value.
+        event_topic = topics.event(site, Kind.BMS, "stack")
+        event = await inbox.wait_for(
+            event_topic, lambda m: m["code"] == "implausible_value" and m["details"]["field"] == "cell1_voltage_v"
+        )
+        assert event["details"]["value"] == 65.0 and "cell1_voltage_v=65 outside" in event["message"]
+        flagged = await inbox.wait_for(state_topic, lambda m: m["quality_flags"])
+        assert "module0.cell1_voltage_v" in flagged["quality_flags"]
+        assert "module2.temp1_c" in flagged["quality_flags"]
+        assert flagged["cell_max_v"] is None and flagged["temp_min_c"] is None
+        assert all(c["voltage_v"] is None for m in flagged["modules"] for c in m["cells"])
+        assert flagged["soc_pct"] == pytest.approx(battery.snapshot().soc_pct, abs=0.02)
+        assert flagged["current_a"] < 0
+        assert all(m["cell_max_v"] is None or m["cell_max_v"] < 4.5 for t, m in inbox.messages if t == state_topic)
         faults.out_of_range = False
-        await inbox.wait_for(avail_topic, lambda m: m["state"] == "online")
+        clean = await inbox.wait_for(state_topic, lambda m: m["ts"] > flagged["ts"] and not m["quality_flags"])
+        assert_matches_truth(clean, battery.snapshot())
+        await inbox.wait_for(event_topic, lambda m: m["code"] == "implausible_value_cleared")
+        assert not [m for t, m in inbox.messages if t == avail_topic and m["state"] == "offline"]
+        assert bridge.proc.poll() is None
+
+
+async def test_a_negative_discharge_limit_is_read_as_its_magnitude_end_to_end(
+    tmp_path: Path, mosquitto: Broker, pty_pair: tuple[str, str]
+) -> None:
+    # Issue 15 item 2: Pylontech firmware may send the discharge current limit negative
+    # (python-pylontech README, github.com/Frankkkkk/python-pylontech: DischargeCurrentLimit = -10.0).
+    # Before, one such 0x92 field made the bridge publish nothing, ever.
+    battery = charging_battery()
+    faults = PylontechFaults(negative_discharge_limit=True)
+    async with bridge_against_sim(tmp_path, mosquitto, pty_pair, battery, faults) as (site, inbox, bridge):
+        state = await inbox.wait_for(topics.battery_state(site, "stack"))
+        assert_matches_truth(state, battery.snapshot())
+        assert state["quality_flags"] == []
+        assert state["limits"]["discharge_current_a"] > 0
+        identity = await inbox.wait_for(
+            topics.event(site, Kind.BMS, "stack"), lambda m: m["code"] == "bms_identity"
+        )
+        assert identity["details"]["module_discharge_current_limit_a"] == 50.0
+        await inbox.wait_for(topics.availability(site, Kind.BMS, "stack"), lambda m: m["state"] == "online")
         assert bridge.proc.poll() is None

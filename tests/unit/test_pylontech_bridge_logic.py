@@ -15,7 +15,7 @@ from services.bms_bridge.health import HealthConfig, HealthMonitor, slope
 from services.bms_bridge.state import ImplausibleReading, ModuleReading, build_state
 from services.simulator.devices.pylontech import PylontechFaults, answer
 from services.simulator.physics.battery import Battery, BatteryParams
-from shared.messages import AvailabilityState, BatteryState, ModuleState
+from shared.messages import AvailabilityState, BatteryState, Event, ModuleState
 from shared.pylontech import (
     AnalogResponse,
     ChargeDischarge,
@@ -25,6 +25,7 @@ from shared.pylontech import (
     ModuleAnalog,
     Rtn,
     SerialNumber,
+    SystemParameters,
     request,
 )
 from shared.pylontech.stream import FrameScanner
@@ -81,16 +82,49 @@ def test_state_alarms_are_prefixed_by_module() -> None:
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        (reading(cells=(65000, 3300)), "cell1_voltage_v=65 outside"),
-        (reading(total_mah=0), "total capacity 0 Ah"),
+        (reading(total_mah=0), "full_ah=0 outside"),
         (reading(remaining_mah=60_000), "remaining_ah=60 outside"),
-        (reading(charge_da=-10), "charge_current_limit_a=-1 outside"),
-        (reading(cells=()), "no cell voltages"),
     ],
 )
-def test_implausible_values_are_refused_with_field_and_value(bad: ModuleReading, message: str) -> None:
-    with pytest.raises(ImplausibleReading, match=message):
+def test_a_stack_with_no_plausible_state_of_charge_is_refused_with_field_and_value(
+    bad: ModuleReading, message: str
+) -> None:
+    with pytest.raises(ImplausibleReading, match=f"no module reported a plausible state of charge: .*{message}"):
         build_state("stack", [bad], T0)
+
+
+@pytest.mark.parametrize(
+    ("bad", "flag", "check"),
+    [
+        (reading(cells=(65000, 3300)), "module1.cell1_voltage_v", lambda s: s.modules[1].cells[0].voltage_v is None),
+        (reading(cells=()), "module1.cell_count", lambda s: s.modules[1].cells == ()),
+        (reading(charge_da=6000), "module1.charge_current_limit_a", lambda s: s.limits.charge_current_a == 25.0),
+        (reading(current_da=9000), "module1.current_a", lambda s: s.current_a is None and s.power_w is None),
+        (reading(total_mah=0), "module1.full_ah", lambda s: s.modules[1].soc_pct is None and s.soc_pct == 50.0),
+    ],
+)
+def test_an_impossible_value_drops_that_field_only(bad: ModuleReading, flag: str, check) -> None:  # type: ignore[no-untyped-def]
+    # Issue 15 item 2: one field no battery can have must not silence the module or the stack.
+    state = build_state("stack", [reading(2), bad], T0)
+    assert state.quality_flags == (flag,)
+    assert check(state)
+    assert state.modules[0].voltage_v == 49.5 and state.voltage_v == 49.5 and state.soc_pct == 50.0
+    assert state.cell_max_v is not None and state.cell_max_v < 4.5
+
+
+def test_current_limits_are_read_in_either_sign() -> None:
+    # python-pylontech's README (github.com/Frankkkkk/python-pylontech, README.md) shows a real
+    # pack's 0x47 with ``DischargeCurrentLimit = -10.0``; issue 15 saw a 0x92 limit of -37 A.
+    negative = ModuleReading(
+        2,
+        reading().analog,
+        reading().alarms,
+        ChargeDischarge(2, 53_200, 44_500, 250, -370, 0xC0),
+    )
+    state = build_state("stack", [negative, reading(3, charge_da=-250)], T0)
+    assert state.quality_flags == ()
+    assert state.limits.discharge_current_a == 37.0 + 25.0
+    assert state.limits.charge_current_a == 50.0
 
 
 def test_coordinator_availability_rules() -> None:
@@ -107,13 +141,33 @@ def test_coordinator_availability_rules() -> None:
     assert [getattr(m, "state", None) for _, m in back] == [None, AvailabilityState.ONLINE]
 
 
-def test_coordinator_counts_implausible_poll_as_failure_and_publishes_no_state() -> None:
+def test_coordinator_counts_a_poll_with_nothing_plausible_as_failure_and_publishes_no_state() -> None:
     c = BatteryCoordinator("home", "stack", logging.getLogger("test"))
     c.polled([reading()], T0)
-    assert c.polled([reading(cells=(65000,))], T0).publish == []
-    out = c.polled([reading(cells=(65000,))], T0)
+    first = c.polled([reading(total_mah=0)], T0).publish
+    assert [m.code for _, m in first] == ["implausible_value"]  # type: ignore[attr-defined]
+    out = c.polled([reading(total_mah=0)], T0)
     assert out.state is None
     assert [m.state for _, m in out.publish] == [AvailabilityState.OFFLINE]  # type: ignore[attr-defined]
+
+
+def test_coordinator_publishes_the_rest_and_names_a_dropped_field_once() -> None:
+    c = BatteryCoordinator("home", "stack", logging.getLogger("test"))
+    c.polled([reading(2), reading(3)], T0)
+    bad = ModuleReading(3, reading().analog, reading().alarms, ChargeDischarge(3, 53_200, 44_500, 250, 9990, 0xC0))
+    out = c.polled([reading(2), bad], T0)
+    assert out.state is not None and out.state.quality_flags == ("module1.discharge_current_limit_a",)
+    assert out.state.limits.discharge_current_a == 25.0  # the dropped module adds nothing
+    ((topic, event),) = [(t, m) for t, m in out.publish if isinstance(m, Event)]
+    assert topic == "ongrid/home/bms/stack/event"
+    assert event.code == "implausible_value"
+    assert event.details["field"] == "discharge_current_limit_a" and event.details["value"] == 999.0
+    assert "discharge_current_limit_a=999" in event.message
+    # Still implausible: no new event; back to sense: one 'cleared'.
+    again = c.polled([reading(2), bad], T0).publish
+    assert not [m for _, m in again if isinstance(m, Event)]
+    back = [m for _, m in c.polled([reading(2), reading(3)], T0).publish if isinstance(m, Event)]
+    assert [e.code for e in back] == ["implausible_value_cleared"]
 
 
 def test_coordinator_offline_when_never_read() -> None:
@@ -259,3 +313,15 @@ def test_server_sign_and_silent_module(pack) -> None:  # type: ignore[no-untyped
         answer(request(3, Cid2.ANALOG), battery.snapshot(), faults=PylontechFaults(silent_modules={1}))
         is None
     )
+
+
+def test_server_can_send_the_discharge_limit_negative(pack) -> None:  # type: ignore[no-untyped-def]
+    # The vendor convention the bridge must accept (python-pylontech README: -10.0), on the wire.
+    faults = PylontechFaults(negative_discharge_limit=True)
+    reply = answer(request(2, Cid2.CHARGE_DISCHARGE), pack, faults=faults)
+    assert reply is not None
+    limits = ChargeDischarge.decode(reply.info)
+    assert limits.discharge_current_da == -round(pack.modules[0].discharge_current_limit_a * 10) < 0
+    assert limits.charge_current_da > 0
+    params = answer(request(2, Cid2.SYSTEM_PARAMETERS), pack, faults=faults)
+    assert params is not None and SystemParameters.decode(params.info).discharge_current_limit_a == -50.0

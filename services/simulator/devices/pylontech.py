@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import os
 import random
@@ -71,6 +72,9 @@ class PylontechFaults:
     answer with random non-frame bytes. ``noise``: bytes sent before every answer (line noise).
     ``out_of_range``: report physically impossible values (cells at 65 V, -273 degC).
     ``silent_modules``: module indexes that do not answer.
+    ``negative_discharge_limit``: send the discharge current limits (0x92, 0x47) as negative
+    numbers, as some Pylontech firmware does (python-pylontech's README, a real pack's 0x47:
+    ``DischargeCurrentLimit = -10.0``); not a fault, a vendor convention the bridge must accept.
     """
 
     silent: bool = False
@@ -79,6 +83,7 @@ class PylontechFaults:
     noise: bytes = b""
     out_of_range: bool = False
     silent_modules: set[int] = field(default_factory=set)
+    negative_discharge_limit: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,7 +177,16 @@ def module_alarms(module: ModuleView, params: SystemParameters = SYSTEM_PARAMETE
     return ModuleAlarms(cells=cells, temps=temps, module_voltage=volts, status=(0, status2, status3, 0, 0))
 
 
-def charge_discharge(module: ModuleView, command: int) -> ChargeDischarge:
+def system_parameters(*, negative_discharge_limit: bool = False) -> SystemParameters:
+    if not negative_discharge_limit:
+        return SYSTEM_PARAMETERS
+    return dataclasses.replace(
+        SYSTEM_PARAMETERS, discharge_current_limit_da=-abs(SYSTEM_PARAMETERS.discharge_current_limit_da)
+    )
+
+
+def charge_discharge(module: ModuleView, command: int, *, negative_discharge_limit: bool = False) -> ChargeDischarge:
+    discharge_da = round(module.discharge_current_limit_a * 10)
     status = (
         (CHARGE_ENABLE if module.charge_enabled else 0)
         | (DISCHARGE_ENABLE if module.discharge_enabled else 0)
@@ -184,7 +198,7 @@ def charge_discharge(module: ModuleView, command: int) -> ChargeDischarge:
         charge_voltage_mv=round(module.charge_voltage_limit_v * 1000),
         discharge_voltage_mv=round(module.discharge_voltage_limit_v * 1000),
         charge_current_da=round(module.charge_current_limit_a * 10),
-        discharge_current_da=round(module.discharge_current_limit_a * 10),
+        discharge_current_da=-discharge_da if negative_discharge_limit else discharge_da,
         status=status,
     )
 
@@ -215,7 +229,7 @@ def answer(
         name = identity.device_name or modules[0].model.split("-")[0][:10]
         return reply(ManufacturerInfo(name, identity.software_version, identity.manufacturer).encode())
     if cid2 == Cid2.SYSTEM_PARAMETERS:
-        return reply(SYSTEM_PARAMETERS.encode())
+        return reply(system_parameters(negative_discharge_limit=faults.negative_discharge_limit).encode())
     if cid2 not in (Cid2.ANALOG, Cid2.ALARM, Cid2.CHARGE_DISCHARGE, Cid2.SERIAL_NUMBER):
         return reply(rtn=Rtn.CID2_INVALID)
 
@@ -238,7 +252,9 @@ def answer(
     if cid2 == Cid2.ALARM:
         return reply(AlarmResponse((module_alarms(module),), command).encode())
     if cid2 == Cid2.CHARGE_DISCHARGE:
-        return reply(charge_discharge(module, command).encode())
+        return reply(
+            charge_discharge(module, command, negative_discharge_limit=faults.negative_discharge_limit).encode()
+        )
     return reply(SerialNumber(command, module.serial[:16]).encode())
 
 
