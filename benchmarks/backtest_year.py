@@ -18,12 +18,12 @@ import pandas as pd
 
 from services.dispatcher.backtest.data import Series, read_series
 from services.dispatcher.backtest.engine import Setup, simulate
-from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.forecast import PvArray
-from services.dispatcher.core.tariff import tariff_from_config
 from services.dispatcher.highs import silence_highs_banner
 from shared.config.dispatcher import DispatcherConfig
 from shared.config.tariff import TariffConfig
+from shared.energy.battery import BatteryModel
+from shared.energy.tariff import tariff_from_config
 
 SEED = Path(__file__).parent.parent / "deploy/scenarios/seed-house-year.csv"
 

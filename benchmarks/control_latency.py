@@ -36,7 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.fleetrun import percentile, scenario_config
-from services.demo import Fleet, private_broker
+from services.devtools.demo import Fleet, private_broker
 from services.simulator import runtime
 from services.simulator.physics.house import House
 from services.simulator.runtime import Simulator

@@ -1,8 +1,8 @@
 """The seed house with the real fleet, for the benchmarks that need every service running.
 
 Builds a fleet config from ``deploy/scenarios/seed-house.yaml`` moved to free ports and a work
-directory (``services.demo.relocate_scenario``), with the overrides a benchmark asks for, and
-starts a private Mosquitto. The services are started as processes by ``services.demo.Fleet``,
+directory (``services.devtools.demo.relocate_scenario``), with the overrides a benchmark asks for, and
+starts a private Mosquitto. The services are started as processes by ``services.devtools.demo.Fleet``,
 exactly as ``ongrid demo`` does. Not a benchmark itself.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from services.demo import SCENARIO, relocate_scenario
-from shared.localbroker import free_port
+from services.devtools.demo import SCENARIO, relocate_scenario
+from services.devtools.localbroker import free_port
 
 FLEET_SERVICES = ("inverter_bridge", "bms_bridge", "meter_bridge", "dispatcher", "recorder")
 

@@ -443,8 +443,8 @@ async def run_scale_out(
     import uuid
 
     from benchmarks.procstats import memory_mb
-    from services.recorder.devdb import influxd_available, running_influxd
-    from shared.localbroker import running_broker
+    from services.devtools.devdb import influxd_available, running_influxd
+    from services.devtools.localbroker import running_broker
 
     if store == "auto":
         store = "influxdb" if influxd_available() else "sqlite"

@@ -13,12 +13,12 @@ import time
 import numpy as np
 import pandas as pd
 
-from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.forecast import PvArray, clear_sky_pv_w, default_load_shape
 from services.dispatcher.core.planner import PlanInputs, plan, reference_milp
-from services.dispatcher.core.tariff import tariff_from_config
 from services.dispatcher.highs import silence_highs_banner
 from shared.config.tariff import TariffConfig
+from shared.energy.battery import BatteryModel
+from shared.energy.tariff import tariff_from_config
 
 
 def case(export: float, day: str, seed: int) -> PlanInputs:

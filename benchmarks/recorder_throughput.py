@@ -29,8 +29,8 @@ import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.devtools.devdb import free_port, running_influxd
 from services.recorder.backends import InfluxV1Writer
-from services.recorder.devdb import free_port, running_influxd
 from services.recorder.pipeline import Recorder
 from services.recorder.points import to_rows
 from services.recorder.spool import Spool

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.fleetrun import FLEET_SERVICES, scenario_config
 from benchmarks.procstats import memory_mb
-from services.demo import Fleet, _read_endpoints, private_broker
+from services.devtools.demo import Fleet, _read_endpoints, private_broker
 from shared import topics
 from shared.bus import Bus
 from shared.config import load_config

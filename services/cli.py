@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backtest": ("services.dispatcher.backtest.__main__", "Replay load/PV data: what would a battery save?"),
     "report": ("services.recorder.report.__main__", "Render the dashboards' views to PNG and HTML."),
     "status": ("services.status", "Show the fleet's availability and latest readings."),
-    "demo": ("services.demo", "Run the seed house with every service and show it live."),
+    "demo": ("services.devtools.demo", "Run the seed house with every service and show it live."),
 }
 
 app = typer.Typer(
@@ -36,7 +36,14 @@ app = typer.Typer(
 
 def _delegate(name: str, module: str, help_text: str) -> None:
     def command(ctx: typer.Context) -> None:
-        target = importlib.import_module(module)
+        try:
+            target = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            # services.devtools is left out of the runtime image (.dockerignore).
+            if exc.name is None or not module.startswith(exc.name):
+                raise
+            typer.echo(f"error: 'ongrid {name}' is a development tool, not installed here ({module})", err=True)
+            raise typer.Exit(2) from None
         target.main(list(ctx.args))
 
     command.__doc__ = help_text

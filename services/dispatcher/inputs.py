@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 
 from shared.config import OngridConfig
+from shared.energy.battery import BatteryModel
+from shared.energy.tariff import Tariff
 from shared.messages import Forecast
 
-from .core.battery import BatteryModel
 from .core.forecast import PvArray, clear_sky_pv_w, clearness, load_profile_forecast
 from .core.planner import PlanInputs, Schedule
 from .core.replan import forecast_error_pct
-from .core.tariff import Tariff
 from .history import History
 
 __all__ = ["Forecasts", "build_inputs", "external_values", "forecasts", "plan_error_pct", "pv_array", "step_starts"]

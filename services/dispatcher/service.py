@@ -27,6 +27,8 @@ from typing import Any
 from shared import topics
 from shared.bus import Bus
 from shared.config import OngridConfig
+from shared.energy.battery import BatteryModel
+from shared.energy.tariff import Tariff, TariffError, tariff_from_config
 from shared.homeassistant import publish_discovery
 from shared.logs import get_logger
 from shared.messages import (
@@ -49,13 +51,11 @@ from shared.topics import Kind
 
 from . import modes
 from .commands import AckLedger, Sent, build_command, command_due, handback_command
-from .core.battery import BatteryModel
 from .core.controller import ControlParams, Decision, Memory, control
 from .core.failsafe import stale_inputs
-from .core.planner import PlanError, Schedule, plan
+from .core.planner import Schedule, ScheduleError, plan
 from .core.replan import should_replan
 from .core.snapshot import Snapshot
-from .core.tariff import Tariff, TariffError, tariff_from_config
 from .highs import silence_highs_banner
 from .history import History, HistoryFileError
 from .inputs import build_inputs, plan_error_pct
@@ -505,7 +505,7 @@ class Dispatcher:
             log.error("plan took longer than %.0f s; keeping the previous plan", limit)
             await self._event(EventLevel.ERROR, "plan_timeout", f"plan not ready within {limit:.0f} s", reason=reason)
             return None
-        except (PlanError, TariffError, ValueError) as exc:
+        except (ScheduleError, TariffError, ValueError) as exc:
             log.error("planning failed: %s", exc)
             await self._event(EventLevel.ERROR, "plan_failed", str(exc), reason=reason)
             return None

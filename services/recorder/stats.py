@@ -1,8 +1,9 @@
 """Daily and monthly statistics from recorded readings. Pure: arrays in, figures out.
 
-Where the backtest computes the same figure, its code is used rather than a second copy:
-the tariff's ``Tariff.prices``, the export-cause rule (``engine.export_cause``), self
-sufficiency (``PolicyResult.self_sufficiency_pct``) and the payback band (``report.payback``).
+Where the backtest computes the same figure, the shared code in ``shared.energy`` is used rather
+than a second copy: the tariff's ``Tariff.prices``, the export-cause rule
+(``accounting.export_cause``), self sufficiency (``PolicyResult.self_sufficiency_pct``) and the
+payback band (``savings.payback``).
 
 Energies are integrated over a fixed grid of ``step_s`` buckets: each source's readings are
 averaged per bucket, and a bucket with no reading carries the previous value for at most
@@ -23,10 +24,10 @@ import numpy as np
 import pandas as pd
 import pvlib
 
-from services.dispatcher.backtest.engine import PolicyResult, export_cause
-from services.dispatcher.backtest.report import payback as backtest_payback
-from services.dispatcher.core.battery import BatteryModel
-from services.dispatcher.core.tariff import Tariff
+from shared.energy.accounting import PolicyResult, export_cause
+from shared.energy.battery import BatteryModel
+from shared.energy.savings import payback as backtest_payback
+from shared.energy.tariff import Tariff
 from shared.messages import DailyStats, Intent
 
 COLUMNS = ("grid_w", "pv_w", "load_w", "battery_w", "soc_pct", "setpoint_w")

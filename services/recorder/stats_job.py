@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.dispatcher.core.battery import BatteryModel
-from services.dispatcher.core.tariff import Tariff, tariff_from_config
 from shared.config import OngridConfig
+from shared.energy.battery import BatteryModel
+from shared.energy.tariff import Tariff, tariff_from_config
 from shared.messages import DailyStats, DispatcherModeName, utc_now
 from shared.topics import Kind, Stream, TopicParts
 

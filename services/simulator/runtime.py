@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from services.simulator.servers.modbus import MapSource, RegisterContext, ServedEndpoint, ServeError, start_server
 from shared import topics
 from shared.config import OngridConfig
 from shared.config.simulator import (
@@ -26,7 +27,6 @@ from shared.config.simulator import (
 )
 from shared.logs import get_logger
 from shared.messages import SimTruth
-from shared.modbus.server import MapSource, RegisterContext, ServedEndpoint, ServeError, start_server
 from shared.registers import load_map
 
 from .clock import SimClock

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 
 from shared.modbus import Link, LinkError
 from shared.registers import RegisterError, RegisterMap, Value, decode, plan_reads
-from shared.registers.planner import ReadBlock
+from shared.registers.read_planner import ReadBlock
 
 
 class PollFailed(Exception):

@@ -1,9 +1,6 @@
-"""Modbus transports for the bridges and serving helpers for the simulator.
-
-Bridge side: ``open_link(transport_config) -> Link`` with ``read``, ``write_register(s)``,
-``raw``/``passive_mode``/``heartbeat`` (Sofar 0x42/0x49); failures raise ``LinkError`` subclasses.
-Simulator side: ``RegisterContext`` + ``MapSource`` + ``start_server`` for TCP / RTU / RTU over
-TCP, and ``SolarmanEmulator`` for a V5 logger.
+"""Modbus transports for the bridges: ``open_link(transport_config) -> Link`` with ``read``,
+``write_register(s)``, ``raw``/``passive_mode``/``heartbeat`` (Sofar 0x42/0x49); failures raise
+``LinkError`` subclasses. The serving side (the simulator's devices) is ``services.simulator.servers``.
 """
 
 from .errors import (
@@ -14,16 +11,6 @@ from .errors import (
     LinkTimeout,
 )
 from .link import Link, LinkRegistry, build_link, close_links, endpoint_key, open_link
-from .server import (
-    CustomHandler,
-    DeviceSource,
-    MapSource,
-    RegisterContext,
-    ServedEndpoint,
-    ServeError,
-    start_server,
-    static_source,
-)
 from .sofar_pdu import (
     AUTO_REGISTER,
     CHARGE_REGISTER,
@@ -38,7 +25,6 @@ from .sofar_pdu import (
     PassiveModeResponse,
     PassiveStatus,
 )
-from .solarman_emulator import ContextRtuHandler, RtuOverTcpForwarder, SolarmanEmulator
 
 __all__ = [
     "AUTO_REGISTER",
@@ -48,9 +34,6 @@ __all__ = [
     "PASSIVE_FUNCTION",
     "STANDBY_REGISTER",
     "STANDBY_VALUE",
-    "ContextRtuHandler",
-    "CustomHandler",
-    "DeviceSource",
     "HeartbeatRequest",
     "HeartbeatResponse",
     "Link",
@@ -60,19 +43,11 @@ __all__ = [
     "LinkFramingError",
     "LinkRegistry",
     "LinkTimeout",
-    "MapSource",
     "PassiveModeRequest",
     "PassiveModeResponse",
     "PassiveStatus",
-    "RegisterContext",
-    "RtuOverTcpForwarder",
-    "ServeError",
-    "ServedEndpoint",
-    "SolarmanEmulator",
     "build_link",
     "close_links",
     "endpoint_key",
     "open_link",
-    "start_server",
-    "static_source",
 ]

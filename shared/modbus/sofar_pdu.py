@@ -11,7 +11,7 @@ pymodbus keeps one decoder table per side, so the server registers the request c
 client registers the response classes under the same function code.
 
 Server side: a request calls ``context.custom_function(device_id, function, register, value)``,
-which the serving context (``shared.modbus.server.RegisterContext``) forwards to the handler the
+which the serving context (``services.simulator.servers.modbus.RegisterContext``) forwards to the handler the
 simulator bound; no handler means exception 01 (illegal function), as a non-Sofar device answers.
 """
 

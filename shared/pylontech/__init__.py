@@ -4,7 +4,7 @@
 decodes); ``link`` is the only module here that does I/O.
 """
 
-from .errors import DecodeError, DeviceError, EncodeError, PylontechError, TransportError
+from .errors import DeviceError, EncodeError, PylontechDecodeError, PylontechError, TransportError
 from .frame import CID1_BATTERY, VERSION, Cid2, Frame, Rtn, decode_frame, encode_frame, rtn_meaning
 from .payloads import (
     ALL_MODULES,
@@ -31,13 +31,13 @@ __all__ = [
     "AnalogResponse",
     "ChargeDischarge",
     "Cid2",
-    "DecodeError",
     "DeviceError",
     "EncodeError",
     "Frame",
     "ManufacturerInfo",
     "ModuleAlarms",
     "ModuleAnalog",
+    "PylontechDecodeError",
     "PylontechError",
     "Rtn",
     "SerialNumber",

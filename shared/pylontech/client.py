@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import DecodeError, DeviceError, PylontechError, TransportError
+from .errors import DeviceError, PylontechDecodeError, PylontechError, TransportError
 from .frame import CID1_BATTERY, Cid2, Frame, Rtn, decode_frame, rtn_meaning
 from .payloads import (
     AlarmResponse,
@@ -101,7 +101,7 @@ class PylontechClient:
                 except TransportError as exc:
                     last = exc
                     await self.close()
-                except DecodeError as exc:
+                except PylontechDecodeError as exc:
                     last = exc
                 self.failures += 1
         assert last is not None
@@ -118,19 +118,19 @@ class PylontechClient:
         await stream.write(frame.encode())
         # Noise can hold a '~' and a '\r' too, so an unreadable candidate is skipped, not fatal: the
         # real answer may still follow. If none does, the unreadable one is the better error.
-        unreadable: DecodeError | None = None
+        unreadable: PylontechDecodeError | None = None
         try:
             async with asyncio.timeout(self.timeout_s):
                 while True:
                     for raw in self._scanner.feed(await stream.read()):
                         try:
                             answer = decode_frame(raw)
-                        except DecodeError as exc:
+                        except PylontechDecodeError as exc:
                             unreadable = exc
                             continue
                         if answer.adr != frame.adr or answer.cid1 != CID1_BATTERY:
                             problem = f"answer from address {answer.adr} to a request for {frame.adr}"
-                            unreadable = DecodeError("ADR", 3, raw, problem)
+                            unreadable = PylontechDecodeError("ADR", 3, raw, problem)
                             continue
                         if answer.rtn != Rtn.NORMAL:
                             raise DeviceError(frame.adr, frame.cid2, answer.rtn, rtn_meaning(answer.rtn))

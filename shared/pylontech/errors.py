@@ -11,7 +11,7 @@ class PylontechError(Exception):
     """Base of every error raised by ``shared.pylontech``."""
 
 
-class DecodeError(PylontechError):
+class PylontechDecodeError(PylontechError):
     """A frame or payload that does not follow the protocol.
 
     ``offset`` counts from the start of what was being decoded: the raw frame (``~`` at 0) for

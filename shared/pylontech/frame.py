@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from .errors import DecodeError, EncodeError
+from .errors import EncodeError, PylontechDecodeError
 
 SOI = 0x7E  # '~'
 EOI = 0x0D  # '\r'
@@ -116,36 +116,36 @@ def _field_at(offset: int, info_end: int) -> str:
 
 
 def decode_frame(raw: bytes) -> Frame:
-    """Decode one complete frame, ``~`` to ``\\r`` inclusive. Raises ``DecodeError``."""
+    """Decode one complete frame, ``~`` to ``\\r`` inclusive. Raises ``PylontechDecodeError``."""
     raw = bytes(raw)
     if len(raw) < MIN_FRAME:
-        raise DecodeError("frame", 0, raw, f"{len(raw)} bytes is shorter than the minimum {MIN_FRAME}")
+        raise PylontechDecodeError("frame", 0, raw, f"{len(raw)} bytes is shorter than the minimum {MIN_FRAME}")
     if raw[0] != SOI:
-        raise DecodeError("SOI", 0, raw, f"expected '~', got {raw[:1]!r}")
+        raise PylontechDecodeError("SOI", 0, raw, f"expected '~', got {raw[:1]!r}")
     if raw[-1] != EOI:
-        raise DecodeError("EOI", len(raw) - 1, raw, f"expected '\\r', got {raw[-1:]!r}")
+        raise PylontechDecodeError("EOI", len(raw) - 1, raw, f"expected '\\r', got {raw[-1:]!r}")
     info_end = len(raw) - 5
     for offset in range(1, len(raw) - 1):
         if raw[offset] not in _HEX:
             field = _field_at(offset, info_end)
-            raise DecodeError(field, offset, raw, f"{raw[offset : offset + 1]!r} is not a hex digit")
+            raise PylontechDecodeError(field, offset, raw, f"{raw[offset : offset + 1]!r} is not a hex digit")
     body = raw[1:info_end]
     stated = int(raw[info_end:-1], 16)
     computed = frame_checksum(body)
     if stated != computed:
-        raise DecodeError("CHKSUM", info_end, raw, f"frame says {stated:04X}, content sums to {computed:04X}")
+        raise PylontechDecodeError("CHKSUM", info_end, raw, f"frame says {stated:04X}, content sums to {computed:04X}")
     length = int(raw[9:13], 16)
     lenid, lchksum = length & 0xFFF, length >> 12
     if lchksum != length_checksum(lenid):
         expected = length_checksum(lenid)
         problem = f"LCHKSUM {lchksum:X} does not match LENID {lenid} (expected {expected:X})"
-        raise DecodeError("LENGTH", 9, raw, problem)
+        raise PylontechDecodeError("LENGTH", 9, raw, problem)
     info_chars = raw[13:info_end]
     if lenid != len(info_chars):
         held = len(info_chars)
-        raise DecodeError("LENGTH", 9, raw, f"LENID says {lenid} INFO characters, frame holds {held}")
+        raise PylontechDecodeError("LENGTH", 9, raw, f"LENID says {lenid} INFO characters, frame holds {held}")
     if lenid % 2:
-        raise DecodeError("LENGTH", 9, raw, f"LENID {lenid} is odd; INFO must be whole bytes")
+        raise PylontechDecodeError("LENGTH", 9, raw, f"LENID {lenid} is odd; INFO must be whole bytes")
     return Frame(
         ver=int(raw[1:3], 16),
         adr=int(raw[3:5], 16),

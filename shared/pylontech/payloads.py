@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import TypeVar
 
-from .errors import DecodeError, EncodeError
+from .errors import EncodeError, PylontechDecodeError
 
 KELVIN_OFFSET_DK = 2731
 ALL_MODULES = 0xFF
@@ -44,7 +44,7 @@ class _Reader:
 
     def _take(self, field_name: str, size: int) -> bytes:
         if self.pos + size > len(self.data):
-            raise DecodeError(
+            raise PylontechDecodeError(
                 f"{self.what}.{field_name}",
                 self.pos,
                 self.data,
@@ -72,7 +72,7 @@ class _Reader:
         try:
             return chunk.decode("ascii").rstrip("\x00 ")
         except UnicodeDecodeError:
-            raise DecodeError(f"{self.what}.{field_name}", start, self.data, "is not ASCII text") from None
+            raise PylontechDecodeError(f"{self.what}.{field_name}", start, self.data, "is not ASCII text") from None
 
     def rest(self) -> bytes:
         chunk = self.data[self.pos :]
@@ -81,7 +81,7 @@ class _Reader:
 
     def end(self) -> None:
         if self.pos != len(self.data):
-            raise DecodeError(
+            raise PylontechDecodeError(
                 self.what, self.pos, self.data, f"{len(self.data) - self.pos} unexpected trailing byte(s)"
             )
 
@@ -205,7 +205,7 @@ class ModuleAnalog:
             remaining = r.u24("remaining_u24")
             total = r.u24("total_u24")
         elif udi != 2:
-            raise DecodeError(f"{r.what}.udi", udi_at, r.data, f"user-defined item count {udi} is not 2 or 4")
+            raise PylontechDecodeError(f"{r.what}.udi", udi_at, r.data, f"user-defined item count {udi} is not 2 or 4")
         return cls(cells, temps, current, voltage, remaining, total, cycles, udi)
 
     @staticmethod
@@ -529,7 +529,7 @@ class ManufacturerInfo:
         try:
             manufacturer = rest.decode("ascii").rstrip("\x00 ")
         except UnicodeDecodeError:
-            raise DecodeError("manufacturer_info.manufacturer", start, r.data, "is not ASCII text") from None
+            raise PylontechDecodeError("manufacturer_info.manufacturer", start, r.data, "is not ASCII text") from None
         return cls(name, version, manufacturer)
 
 

@@ -12,8 +12,8 @@ and the simulator's side: ``encode(regmap, {"battery_power_w": -1200.0, ...})``.
 """
 
 from .codec import (
-    DecodeError,
     EncodeError,
+    RegisterDecodeError,
     RegisterError,
     RegisterImage,
     Value,
@@ -27,7 +27,7 @@ from .codec import (
 )
 from .library import MAPS_DIR, MapError, available_maps, load_map, load_map_file
 from .model import Access, AddressRange, DataType, Point, PollGroup, RegisterMap, WordOrder
-from .planner import PlanError, ReadBlock, naive_reads, plan_reads
+from .read_planner import ReadBlock, ReadPlanError, naive_reads, plan_reads
 from .states import collect_faults, to_inverter_state, to_meter_state
 
 __all__ = [
@@ -35,13 +35,13 @@ __all__ = [
     "Access",
     "AddressRange",
     "DataType",
-    "DecodeError",
     "EncodeError",
     "MapError",
-    "PlanError",
     "Point",
     "PollGroup",
     "ReadBlock",
+    "ReadPlanError",
+    "RegisterDecodeError",
     "RegisterError",
     "RegisterImage",
     "RegisterMap",

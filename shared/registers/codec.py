@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from .model import Access, DataType, Point, RegisterMap, WordOrder, type_range
-from .planner import ReadBlock
+from .read_planner import ReadBlock
 
 Value = int | float | str | tuple[str, ...]
 RegisterImage = dict[int, dict[int, int]]
@@ -28,7 +28,7 @@ class RegisterError(ValueError):
         self.address = address
 
 
-class DecodeError(RegisterError):
+class RegisterDecodeError(RegisterError):
     """Registers that cannot be a valid value for the field (out of range, NaN, unknown code)."""
 
     def __init__(self, point: Point, raw: object, reason: str) -> None:
@@ -125,27 +125,27 @@ def _raw_from_registers(regmap: RegisterMap, point: Point, regs: Sequence[int]) 
 def decode_point(regmap: RegisterMap, point: Point, regs: Sequence[int]) -> Value:
     """One point's value from exactly ``point.register_count`` registers."""
     if len(regs) != point.register_count:
-        raise DecodeError(point, list(regs), f"has {len(regs)} registers, expected {point.register_count}")
+        raise RegisterDecodeError(point, list(regs), f"has {len(regs)} registers, expected {point.register_count}")
     for reg in regs:
         if not 0 <= reg <= 0xFFFF:
-            raise DecodeError(point, reg, "is not a 16-bit register")
+            raise RegisterDecodeError(point, reg, "is not a 16-bit register")
     if point.type is DataType.STRING:
         data = b"".join(reg.to_bytes(2, "big") for reg in regs)
         try:
             return data.decode("ascii").strip("\x00 ")
         except UnicodeDecodeError:
-            raise DecodeError(point, data.hex(" "), "is not ASCII text") from None
+            raise RegisterDecodeError(point, data.hex(" "), "is not ASCII text") from None
     raw = _raw_from_registers(regmap, point, regs)
     if point.type is DataType.F32 and not math.isfinite(raw):
-        raise DecodeError(point, raw, "is not a finite number")
+        raise RegisterDecodeError(point, raw, "is not a finite number")
     lo, hi = type_range(point)
     if not lo <= raw <= hi:
-        raise DecodeError(point, raw, f"is outside the declared range [{lo:g}, {hi:g}]")
+        raise RegisterDecodeError(point, raw, f"is outside the declared range [{lo:g}, {hi:g}]")
     if point.type is DataType.ENUM:
         assert point.enum is not None
         name = point.enum.get(int(raw))
         if name is None:
-            raise DecodeError(point, int(raw), f"is not one of the known codes {sorted(point.enum)}")
+            raise RegisterDecodeError(point, int(raw), f"is not one of the known codes {sorted(point.enum)}")
         return name
     if point.type is DataType.BITFIELD:
         assert point.bits is not None
@@ -271,7 +271,7 @@ def decode_image(
         try:
             regs = [space[point.address + i] for i in range(point.register_count)]
         except KeyError as missing:
-            raise DecodeError(point, None, f"register {missing} is missing from the image") from None
+            raise RegisterDecodeError(point, None, f"register {missing} is missing from the image") from None
         values[point.field] = decode_point(regmap, point, regs)
     return values
 

@@ -29,11 +29,11 @@ from typing import Any
 import pytest
 import yaml
 
-from services.demo import SCENARIO, Fleet, relocate_scenario
+from services.devtools.demo import SCENARIO, Fleet, relocate_scenario
+from services.devtools.localbroker import MOSQUITTO, Broker, free_port, running_broker
 from shared import topics
 from shared.bus import Bus
 from shared.config import MqttConfig
-from shared.localbroker import MOSQUITTO, Broker, free_port, running_broker
 from shared.messages import DispatcherDecision, InverterCommand, Plan, SimTruth
 
 SPEED = 400.0

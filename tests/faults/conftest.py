@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from services.devtools.localbroker import MOSQUITTO
 from shared import topics
-from shared.localbroker import MOSQUITTO
 from shared.messages import Availability, AvailabilityState, DispatcherDecision
 from shared.topics import Kind
 from tests.faults.harness import SERVICES, FaultFleet, Observer, running_fleet

@@ -2,7 +2,7 @@
 
 One fleet is shared by the fault tests (see conftest.py); each test breaks one thing, checks how
 the fleet copes, and leaves it healthy again for the next. Processes are started by
-``services.demo.Fleet`` from a copy of the seed scenario with free ports and ptys
+``services.devtools.demo.Fleet`` from a copy of the seed scenario with free ports and ptys
 (``relocate_scenario``), tuned for fast failure detection: short polls, short Modbus timeouts and
 quick MQTT reconnects. Durations the services count in *simulated* seconds (lease, staleness,
 the simulated inverter's passive timeout) are set for the simulator speed used here.
@@ -33,13 +33,13 @@ from typing import Any
 
 import yaml
 
-from services.demo import SCENARIO, Fleet, relocate_scenario
-from services.recorder.devdb import Server, influxd_available, running_influxd
+from services.devtools.demo import SCENARIO, Fleet, relocate_scenario
+from services.devtools.devdb import Server, influxd_available, running_influxd
+from services.devtools.localbroker import Broker, free_port, running_broker
 from shared import topics
 from shared.bus import Bus
 from shared.config import MqttConfig
 from shared.contract import model_for_topic
-from shared.localbroker import Broker, free_port, running_broker
 from shared.messages import Message
 from shared.topics import Kind
 

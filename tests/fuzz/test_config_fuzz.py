@@ -24,7 +24,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from services.demo import SCENARIO
+from services.devtools.demo import SCENARIO
 from shared.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.devtools.demo_day import day_messages, day_start
+from services.devtools.devdb import Server, influxd_available, running_influxd
 from services.recorder.backends import InfluxQLReader, InfluxV1Writer
-from services.recorder.demo_day import day_messages, day_start
-from services.recorder.devdb import Server, influxd_available, running_influxd
 from services.recorder.pipeline import Recorder
 from services.recorder.rows import ns
 from services.recorder.spool import Spool

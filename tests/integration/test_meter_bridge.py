@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from services.simulator.servers import MapSource, RegisterContext, start_server
 from shared import topics
-from shared.modbus import MapSource, RegisterContext, start_server
 from shared.registers import load_map
 from shared.topics import Kind
 from tests.helpers import Broker

@@ -12,24 +12,26 @@ from pathlib import Path
 import pytest
 from pysolarmanv5 import PySolarmanV5Async
 
+from services.simulator.servers import (
+    ContextRtuHandler,
+    MapSource,
+    RegisterContext,
+    RtuOverTcpForwarder,
+    SolarmanEmulator,
+    start_server,
+)
 from shared.config.transports import ModbusRtu, ModbusTcp, RtuOverTcp, SolarmanV5
 from shared.modbus import (
     CHARGE_REGISTER,
-    ContextRtuHandler,
     Link,
     LinkConnectionError,
     LinkExceptionResponse,
     LinkFramingError,
     LinkTimeout,
-    MapSource,
     PassiveStatus,
-    RegisterContext,
-    RtuOverTcpForwarder,
-    SolarmanEmulator,
     build_link,
     close_links,
     open_link,
-    start_server,
 )
 from shared.modbus.rtu import check_crc, crc16
 from shared.registers import decode, load_map, plan_reads

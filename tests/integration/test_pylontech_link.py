@@ -12,7 +12,7 @@ import pytest
 
 from services.simulator.devices.pylontech import PtyEndpoint, PylontechFaults, TcpEndpoint, serve
 from services.simulator.physics.battery import Battery, BatteryParams
-from shared.pylontech import DecodeError, TransportError
+from shared.pylontech import PylontechDecodeError, TransportError
 from shared.pylontech.client import Endpoint, PylontechClient
 
 
@@ -53,7 +53,7 @@ async def test_faults_surface_as_codec_and_transport_errors_and_the_link_recover
                 battery.snapshot().modules[0].voltage_v
             )
             faults.bad_checksum = True
-            with pytest.raises(DecodeError) as caught:
+            with pytest.raises(PylontechDecodeError) as caught:
                 await client.analog(2)
             assert caught.value.field == "CHKSUM"
             faults.bad_checksum, faults.garbage = False, True

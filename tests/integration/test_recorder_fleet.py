@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.recorder.devdb import Server, influxd_available, running_influxd, running_victoria, victoria_available
+from services.devtools.devdb import Server, influxd_available, running_influxd, running_victoria, victoria_available
 from shared import topics
 from shared.bus import Bus
 from shared.config import MqttConfig

@@ -13,9 +13,9 @@ import yaml
 from PIL import Image
 
 from services.cli import main as ongrid
+from services.devtools.demo_day import day_messages, day_start
+from services.devtools.devdb import influxd_available, running_influxd
 from services.recorder.backends import InfluxQLReader, InfluxV1Writer, SqliteStore
-from services.recorder.demo_day import day_messages, day_start
-from services.recorder.devdb import influxd_available, running_influxd
 from services.recorder.pipeline import Recorder
 from services.recorder.report.render import collect
 from services.recorder.spool import Spool

@@ -10,11 +10,11 @@ import pytest
 from services.dispatcher.backtest import main
 from services.dispatcher.backtest.data import DataError, parse_series
 from services.dispatcher.backtest.engine import Setup, simulate
-from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.forecast import PvArray
-from services.dispatcher.core.tariff import tariff_from_config
 from shared.config.dispatcher import DispatcherConfig
 from shared.config.tariff import TariffConfig
+from shared.energy.battery import BatteryModel
+from shared.energy.tariff import tariff_from_config
 
 SEED = Path(__file__).parents[2] / "deploy/scenarios/seed-house-year.csv"
 

@@ -9,11 +9,11 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.controller import ControlParams, Memory, control
 from services.dispatcher.core.planner import Schedule
 from services.dispatcher.core.snapshot import LoadReading, ModeState, Snapshot
 from shared.config.loads import DiverterLoad, HeatPumpLoad
+from shared.energy.battery import BatteryModel
 from shared.messages import CommandMode, DispatcherModeName, Intent
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from services.dispatcher.core import soc_limits
-from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.controller import (
     Limits,
     Memory,
@@ -28,6 +27,7 @@ from services.dispatcher.core.controller import (
 )
 from services.dispatcher.core.planner import Schedule
 from services.dispatcher.core.snapshot import ModeState, Snapshot
+from shared.energy.battery import BatteryModel
 from shared.messages import DispatcherModeName as M
 from shared.messages import Intent
 

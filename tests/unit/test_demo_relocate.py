@@ -2,7 +2,7 @@ from pathlib import Path
 
 import yaml
 
-from services.demo import SCENARIO, relocate_scenario
+from services.devtools.demo import SCENARIO, relocate_scenario
 from shared.config import load_config
 
 
@@ -31,7 +31,7 @@ def test_relocated_scenario_is_a_consistent_config(tmp_path: Path) -> None:
 def test_compose_demo_house_durations_fit_its_speed() -> None:
     """The compose demo runs at a fixed speed without relocate_scenario: its file must already
     give every simulated-time duration the wall-clock room the local demo would give it."""
-    from services.demo import _scale_durations
+    from services.devtools.demo import _scale_durations
 
     path = SCENARIO.parents[1] / "compose" / "demo-house.yaml"
     data = yaml.safe_load(path.read_text())

@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 
 from services.dispatcher import modes
 from services.dispatcher.commands import AckLedger, Sent, build_command, command_due, handback_command
-from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.planner import plan
-from services.dispatcher.core.tariff import tariff_from_config
 from services.dispatcher.history import History, HistoryFileError
 from services.dispatcher.inputs import build_inputs, external_values, plan_error_pct, step_starts
 from services.dispatcher.loads_io import switches
 from shared.config import OngridConfig
 from shared.config.loads import DiverterLoad, HeatPumpLoad
+from shared.energy.battery import BatteryModel
+from shared.energy.tariff import tariff_from_config
 from shared.messages import (
     AckStatus,
     CommandAck,

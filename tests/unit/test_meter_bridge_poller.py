@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from services.simulator.servers import MapSource, RegisterContext, start_server
 from shared.bridge import GroupSchedule, MapPoller, PollFailed
 from shared.bridge.map_poller import group_intervals
 from shared.config import ModbusTcp
-from shared.modbus import MapSource, RegisterContext, build_link, start_server
+from shared.modbus import build_link
 from shared.registers import load_map
 from tests.helpers import free_port
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.simulator.servers.solarman import build_response, checksum, parse_request
 from shared.modbus import LinkExceptionResponse, LinkFramingError, PassiveStatus
 from shared.modbus.rtu import check_crc, frame, parse_response, request_length, response_length
-from shared.modbus.solarman_emulator import build_response, checksum, parse_request
 
 
 def test_vendor_passive_examples_build_byte_for_byte() -> None:

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.planner import PlanInputs, Schedule, plan, reference_milp
 from services.dispatcher.core.replan import forecast_error_pct, should_replan
-from services.dispatcher.core.tariff import tariff_from_config
 from shared.config.tariff import TariffConfig
+from shared.energy.battery import BatteryModel
+from shared.energy.tariff import tariff_from_config
 from shared.messages import Intent
 
 START = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)

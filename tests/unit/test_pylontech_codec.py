@@ -11,12 +11,12 @@ from shared.pylontech import (
     AnalogResponse,
     ChargeDischarge,
     Cid2,
-    DecodeError,
     EncodeError,
     Frame,
     ManufacturerInfo,
     ModuleAlarms,
     ModuleAnalog,
+    PylontechDecodeError,
     PylontechError,
     SerialNumber,
     SystemParameters,
@@ -112,7 +112,7 @@ def test_analog_bad_udi_names_field_and_offset() -> None:
     info = bytearray.fromhex(ANALOG_INFO_HEX)
     udi_offset = 2 + 1 + 30 + 1 + 10 + 2 + 2 + 2
     info[udi_offset] = 3
-    with pytest.raises(DecodeError) as caught:
+    with pytest.raises(PylontechDecodeError) as caught:
         AnalogResponse.decode(bytes(info))
     assert caught.value.field == "analog.module[0].udi"
     assert caught.value.offset == udi_offset
@@ -120,7 +120,7 @@ def test_analog_bad_udi_names_field_and_offset() -> None:
 
 
 def test_truncated_payload_names_field() -> None:
-    with pytest.raises(DecodeError, match=r"analog.module\[0\].cycles at offset 53"):
+    with pytest.raises(PylontechDecodeError, match=r"analog.module\[0\].cycles at offset 53"):
         AnalogResponse.decode(bytes.fromhex(ANALOG_INFO_HEX)[:-1])
 
 
@@ -166,7 +166,7 @@ def test_manufacturer_and_serial() -> None:
     assert ManufacturerInfo.decode(info) == ManufacturerInfo("US2000C", (1, 6), "PYLON")
     sn = SerialNumber(2, "PPTAH0123456789A")
     assert SerialNumber.decode(sn.encode()) == sn
-    with pytest.raises(DecodeError, match=r"serial_number\.serial at offset 1: is not ASCII"):
+    with pytest.raises(PylontechDecodeError, match=r"serial_number\.serial at offset 1: is not ASCII"):
         SerialNumber.decode(b"\x02" + b"\xff" * 16)
 
 
@@ -182,7 +182,7 @@ def test_manufacturer_and_serial() -> None:
     ],
 )
 def test_frame_errors_name_field_and_offset(raw: bytes, field: str, offset: int) -> None:
-    with pytest.raises(DecodeError) as caught:
+    with pytest.raises(PylontechDecodeError) as caught:
         decode_frame(raw)
     assert (caught.value.field, caught.value.offset, caught.value.raw) == (field, offset, raw)
 
@@ -190,7 +190,7 @@ def test_frame_errors_name_field_and_offset(raw: bytes, field: str, offset: int)
 def test_bad_lchksum_is_a_length_error() -> None:
     body = b"20024642F00202"
     raw = b"~" + body + f"{frame_checksum(body):04X}".encode() + b"\r"
-    with pytest.raises(DecodeError, match="LENGTH at offset 9: LCHKSUM F does not match LENID 2"):
+    with pytest.raises(PylontechDecodeError, match="LENGTH at offset 9: LCHKSUM F does not match LENID 2"):
         decode_frame(raw)
 
 
@@ -252,7 +252,7 @@ def test_any_single_byte_corruption_is_detected(frame: Frame, data: st.DataObjec
     # A hex digit in the other case ('a' for 'A') is the same value, not a corruption.
     same = {raw[index], ord(chr(raw[index]).swapcase())}
     raw[index] = data.draw(u8.filter(lambda b: b not in same))
-    with pytest.raises(DecodeError):
+    with pytest.raises(PylontechDecodeError):
         decode_frame(bytes(raw))
 
 
@@ -271,7 +271,7 @@ def test_arbitrary_bytes_raise_only_codec_errors(raw: bytes) -> None:
     ):
         try:
             decode(raw)
-        except DecodeError:
+        except PylontechDecodeError:
             pass
 
 

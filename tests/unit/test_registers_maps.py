@@ -9,9 +9,9 @@ import pytest
 
 from shared.messages import InverterState, MeterRole, MeterState, RunningState
 from shared.registers import (
-    DecodeError,
     EncodeError,
     MapError,
+    RegisterDecodeError,
     available_maps,
     decode,
     decode_image,
@@ -223,7 +223,7 @@ def test_out_of_range_raw_value_names_field_address_and_value() -> None:
     regmap = load_map("sofar_me3000sp")
     registers = {a: 0 for a in range(0x0200, 0x0246)} | SOFAR_GOLDEN_REGISTERS | {0x0210: 101}
     block = plan_reads(regmap, [regmap.point("battery_soc_pct")])[0]
-    with pytest.raises(DecodeError) as caught:
+    with pytest.raises(RegisterDecodeError) as caught:
         decode(regmap, block, [registers[a] for a in range(block.address, block.end)])
     assert caught.value.field == "battery_soc_pct" and caught.value.address == 0x0210
     assert "0x0210" in str(caught.value) and "101" in str(caught.value)
@@ -231,10 +231,10 @@ def test_out_of_range_raw_value_names_field_address_and_value() -> None:
 
 def test_unknown_enum_code_and_nan_are_decode_errors() -> None:
     regmap = load_map("sofar_me3000sp")
-    with pytest.raises(DecodeError, match=r"running_state @0x0200.*raw value 9"):
+    with pytest.raises(RegisterDecodeError, match=r"running_state @0x0200.*raw value 9"):
         decode_image(regmap, {3: {0x0200: 9}}, [regmap.point("running_state")])
     meter = load_map("eastron_sdm120")
-    with pytest.raises(DecodeError, match=r"power_w @0x000C.*not a finite number"):
+    with pytest.raises(RegisterDecodeError, match=r"power_w @0x000C.*not a finite number"):
         decode_image(meter, {4: {0x000C: 0x7FC0, 0x000D: 0}}, [meter.point("power_w")])
 
 

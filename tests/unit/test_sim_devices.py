@@ -14,7 +14,7 @@ from services.simulator.devices.sofar import custom_handler, inverter_values
 from services.simulator.physics.house import House, HouseParams, MeterSpec
 from services.simulator.physics.inverter import Control, PassiveMode, RunningState
 from services.simulator.physics.meters import PERFECT
-from shared.modbus.server import MapSource, ServeError
+from services.simulator.servers.modbus import MapSource, ServeError
 from shared.registers import decode_image, encode, load_map
 
 LONDON = ZoneInfo("Europe/London")
@@ -120,6 +120,6 @@ def test_faults_validate_and_apply(house: House) -> None:
     assert hook(True, frame) == b""
 
 
-# Solarman V5 framing is the shared emulator's (shared/modbus/solarman_emulator.py), tested in
+# Solarman V5 framing is the shared emulator's (services/simulator/servers/solarman.py), tested in
 # tests/unit/test_modbus_framing.py; the simulator's logger is exercised end to end in the
 # integration tests.

@@ -10,8 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.dispatcher.core.battery import BatteryModel
-from services.dispatcher.core.tariff import tariff_from_config
 from services.recorder.stats import (
     Site,
     daily_stats,
@@ -23,6 +21,8 @@ from services.recorder.stats import (
     sunrise,
 )
 from shared.config.tariff import Flat, TariffConfig, TwoRate, Window
+from shared.energy.battery import BatteryModel
+from shared.energy.tariff import tariff_from_config
 
 DAY = date(2026, 3, 10)
 START, END = day_bounds(DAY, "UTC")

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from services.dispatcher.core.tariff import TariffError, parse_price_csv, tariff_from_config
 from shared.config.tariff import TariffConfig
+from shared.energy.tariff import TariffError, parse_price_csv, tariff_from_config
 
 
 def _tariff(start: str = "00:30", end: str = "07:30", export: dict | None = None) -> TariffConfig:

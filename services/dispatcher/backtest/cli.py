@@ -11,15 +11,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from services.dispatcher.core.battery import BatteryModel
 from services.dispatcher.core.forecast import PvArray
-from services.dispatcher.core.tariff import TariffError, tariff_from_config
 from services.dispatcher.highs import silence_highs_banner
 from shared.config import BatteryConfig, ConfigError, load_config
 from shared.config.transports import ModbusTcp
+from shared.energy.accounting import PolicyResult
+from shared.energy.battery import BatteryModel
+from shared.energy.tariff import TariffError, tariff_from_config
 
 from .data import DataError, read_series
-from .engine import POLICIES, PolicyResult, Setup, simulate
+from .engine import POLICIES, Setup, simulate
 from .report import summarise
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -63,7 +64,7 @@ def backtest(
     policies = list(dict.fromkeys(policy or POLICIES))
     for name in policies:
         if name not in POLICIES:
-            err.print(f"error: unknown policy {name!r}; choose from {', '.join(POLICIES)}")
+            err.print(f"error: unknown policy {name!r}; choose from {', '.join(POLICIES)}", soft_wrap=True)
             raise typer.Exit(2)
     if "none" not in policies:
         policies.insert(0, "none")  # savings are measured against it
@@ -71,7 +72,7 @@ def backtest(
         setup, currency = _battery(config, battery_kwh, power_kw)
         series = read_series(data)
     except (ConfigError, DataError, TariffError, OSError, ValueError) as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     silence_highs_banner()
     results: dict[str, PolicyResult] = {}
@@ -91,7 +92,7 @@ def backtest(
             try:
                 results[name] = simulate(series, name, setup, progress=advance)
             except (TariffError, ValueError) as exc:
-                err.print(f"error: {exc}", markup=False, highlight=False)
+                err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
                 raise typer.Exit(2) from None
     summary = summarise(results, battery_cost)
     summary_meta = {

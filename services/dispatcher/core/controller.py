@@ -28,6 +28,7 @@ from datetime import datetime
 
 from shared.config import DispatcherConfig, LoadConfig, OngridConfig
 from shared.config.loads import DiverterLoad, EvLoad, HeatPumpLoad
+from shared.energy.battery import BatteryModel
 from shared.messages import (
     CommandMode,
     DispatcherDecision,
@@ -38,7 +39,6 @@ from shared.messages import (
 
 from . import soc_limits
 from .arbiter import LoadsOutcome, arbitrate
-from .battery import BatteryModel
 from .failsafe import stale_inputs
 from .planner import Schedule
 from .snapshot import Snapshot

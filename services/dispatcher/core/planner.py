@@ -31,12 +31,12 @@ from datetime import UTC, datetime, timedelta
 import highspy
 import numpy as np
 
+from shared.energy.battery import BatteryModel
 from shared.messages import Intent, Plan, PlanStep
 
 from . import soc_limits
-from .battery import BatteryModel
 
-__all__ = ["PlanError", "PlanInputs", "Schedule", "classify", "plan", "reference_milp"]
+__all__ = ["PlanInputs", "Schedule", "ScheduleError", "classify", "plan", "reference_milp"]
 
 # Below this many watts a flow counts as zero (solver noise, and far below any inverter's step).
 TOLERANCE_W = 25.0
@@ -44,7 +44,7 @@ TOLERANCE_W = 25.0
 MIP_GAP = 0.0025
 
 
-class PlanError(RuntimeError):
+class ScheduleError(RuntimeError):
     """The solver did not return an optimal plan (the message carries HiGHS's status)."""
 
 
@@ -393,7 +393,7 @@ def _run(
     status = h.getModelStatus()
     timed_out = status == highspy.HighsModelStatus.kTimeLimit and h.getInfo().primal_solution_status == 2
     if status != highspy.HighsModelStatus.kOptimal and not timed_out:
-        raise PlanError(f"HiGHS returned {h.modelStatusToString(status)} for a {steps}-step plan")
+        raise ScheduleError(f"HiGHS returned {h.modelStatusToString(status)} for a {steps}-step plan")
     values = np.array(h.getSolution().col_value)
     return values, float(h.getInfo().objective_function_value), h.getRunTime() * 1000.0
 

@@ -12,7 +12,7 @@ with it, the loads arbiter asks it whether the battery can still take surplus. L
 
 from __future__ import annotations
 
-from .battery import BatteryModel
+from shared.energy.battery import BatteryModel
 
 __all__ = [
     "charge_stop_pct",

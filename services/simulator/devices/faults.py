@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 
-from shared.modbus.server import DeviceSource, ServeError
+from services.simulator.servers.modbus import DeviceSource, ServeError
 
 OUT_OF_RANGE_WORD = 0xFFFF
 

@@ -39,11 +39,11 @@ from shared.pylontech import (
     AnalogResponse,
     ChargeDischarge,
     Cid2,
-    DecodeError,
     Frame,
     ManufacturerInfo,
     ModuleAlarms,
     ModuleAnalog,
+    PylontechDecodeError,
     Rtn,
     SerialNumber,
     SystemParameters,
@@ -292,7 +292,7 @@ async def _session(
         for raw in scanner.feed(await stream.read()):
             try:
                 request = decode_frame(raw)
-            except DecodeError as exc:
+            except PylontechDecodeError as exc:
                 # A real BMS ignores a frame it cannot read; the master times out and retries.
                 log.debug("ignoring unreadable request: %s", exc, extra={"device": stream.name})
                 continue

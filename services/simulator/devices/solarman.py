@@ -1,6 +1,6 @@
 """The simulated Solarman V5 logger: ``shared.modbus.SolarmanEmulator`` with the simulator's faults.
 
-The V5 framing and serving live in shared/modbus/solarman_emulator.py (one implementation for the
+The V5 framing and serving live in services/simulator/servers/solarman.py (one implementation for the
 project). This adapter only relays RTU frames to the inverter's private RTU-over-TCP server, as a
 real logger relays to its RS485 port, and applies the endpoint's fault switches: ``silent`` (no
 answer), ``crc`` (a corrupted RTU CRC inside a valid V5 frame) and ``idle_drop_s`` (drop a client
@@ -9,7 +9,7 @@ idle that long; switchable while clients are connected).
 
 from __future__ import annotations
 
-from shared.modbus.solarman_emulator import RtuOverTcpForwarder, SolarmanEmulator
+from services.simulator.servers.solarman import RtuOverTcpForwarder, SolarmanEmulator
 
 from .faults import DeviceFaults, corrupt_crc
 

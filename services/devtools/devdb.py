@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.localbroker import stop_process
+from services.devtools.localbroker import stop_process
 
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 VICTORIA = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"

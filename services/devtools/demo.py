@@ -30,15 +30,15 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from services.devtools.localbroker import Broker, free_port
 from services.status import FleetView, render
 from shared import topics
 from shared.bus import Bus
 from shared.config import ConfigError, MqttConfig, load_config
 from shared.contract import model_for_topic
-from shared.localbroker import Broker, free_port
 from shared.messages import Message, SimTruth
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "deploy" / "scenarios" / "seed-house.yaml"
 SERVICES = ("inverter_bridge", "bms_bridge", "meter_bridge", "dispatcher", "recorder")
 

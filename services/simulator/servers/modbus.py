@@ -19,9 +19,8 @@ from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 
+from shared.modbus.sofar_pdu import SERVER_PDUS
 from shared.registers import RegisterImage, RegisterMap, Value, encode
-
-from .sofar_pdu import SERVER_PDUS
 
 
 class ServeError(Exception):

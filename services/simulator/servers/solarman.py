@@ -26,8 +26,8 @@ from typing import Any
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.pdu import DecodePDU, ModbusPDU
 
-from . import rtu
-from .sofar_pdu import SERVER_PDUS
+from shared.modbus import rtu
+from shared.modbus.sofar_pdu import SERVER_PDUS
 
 log = logging.getLogger("ongrid.modbus.solarman_emulator")
 
@@ -76,7 +76,7 @@ def parse_request(frame: bytes, logger_serial: int) -> bytes:
 
 
 class ContextRtuHandler:
-    """Answer RTU frames from a pymodbus server context (``shared.modbus.server.RegisterContext``)."""
+    """Answer RTU frames from a pymodbus server context (``services.simulator.servers.modbus.RegisterContext``)."""
 
     def __init__(self, context: Any, custom_pdu: list[type[ModbusPDU]] | None = None) -> None:
         self._context = context

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .model import Point, RegisterMap
 
 
-class PlanError(ValueError):
+class ReadPlanError(ValueError):
     """Points that no sequence of legal reads can cover."""
 
 
@@ -59,7 +59,7 @@ def plan_reads(regmap: RegisterMap, points: Iterable[Point] | None = None) -> li
         start = end = 0
         for point in ordered:
             if not point.readable:
-                raise PlanError(f"{point.field} is write-only and cannot be read")
+                raise ReadPlanError(f"{point.field} is write-only and cannot be read")
             if current:
                 new_end = max(end, point.end)
                 lo, hi = _span(regmap, start, new_end)
@@ -75,7 +75,7 @@ def plan_reads(regmap: RegisterMap, points: Iterable[Point] | None = None) -> li
                 blocks.append(_block(regmap, function, start, end, current))
             lo, hi = _span(regmap, point.address, point.end)
             if hi - lo > regmap.max_read_registers or not _clear(regmap, function, lo, hi):
-                raise PlanError(
+                raise ReadPlanError(
                     f"{point.field} @0x{point.address:04X} cannot be read on its own within the map's limits"
                 )
             current, start, end = [point], point.address, point.end
