@@ -7,16 +7,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
 
 from services.dispatcher.core import soc_limits
 from services.dispatcher.core.controller import (
+    ControlParams,
     Limits,
     Memory,
     Target,
+    control,
     deadband,
+    deadband_width,
     dwell,
     export_limit,
     goal,
@@ -247,3 +251,161 @@ def test_forced_modes_stop_within_the_band_and_plans_move_within_it() -> None:
     # a battery already outside the band is not an infeasible plan
     assert soc_limits.plan_band_wh(B, 15) == pytest.approx((1560, 10088))
     assert soc_limits.plan_band_wh(B, 99) == pytest.approx((2080, 10296))
+
+
+# -- a person's request is not shaped (issue 12 item 7) ------------------------------------------
+
+PARAMS = ControlParams(battery=B, deadband_w=100, dwell_s=300, ramp_w_per_s=200, quantum_w=50)
+
+
+def person(mode: M, asked_s: float, **kw) -> ModeState:
+    return ModeState(mode, requested_at=at(asked_s), **kw)
+
+
+def run(rows: list[Snapshot], params: ControlParams = PARAMS) -> list[tuple[float, str]]:
+    memory, out = Memory(), []
+    for s in rows:
+        decision, memory = control(s, None, memory, params)
+        out.append((decision.battery_w, decision.reason))
+    return out
+
+
+def house(t: float, *, battery: float, grid: float, mode: ModeState, soc: float = 60, **kw) -> Snapshot:
+    return Snapshot(
+        now=at(t), soc_pct=soc, battery_w=battery, grid_w=grid, mode=mode, inverter_at=at(t), meter_at=at(t), **kw
+    )
+
+
+def test_force_charge_asked_while_auto_discharges_goes_out_at_the_next_cycle() -> None:
+    """Auto discharging (no plan: zero the grid), then a person asks for force_charge 20 s later:
+    no dwell (300 s), no ramp (200 W/s) - the full charge at the next cycle, and it stays."""
+    auto = ModeState()
+    charge = person(M.FORCE_CHARGE, 25)
+    assert run(
+        [
+            house(0, battery=0, grid=1200, mode=auto),
+            house(10, battery=1200, grid=0, mode=auto),
+            house(27, battery=1200, grid=0, mode=charge),
+            house(29, battery=-3000, grid=4200, mode=charge),
+            house(31, battery=-2980, grid=4180, mode=charge),
+        ]
+    ) == [
+        (1200, "no_plan"),
+        (1200, "no_plan"),
+        (-3000, "force_charge"),
+        (-3000, "force_charge"),
+        (-3000, "force_charge"),
+    ]
+
+
+def test_the_same_turn_made_by_the_dispatcher_itself_is_still_shaped() -> None:
+    """The contrast: auto's own reversal 20 s after discharging waits out the dwell."""
+    auto = ModeState()
+    assert run(
+        [
+            house(0, battery=0, grid=1200, mode=auto),
+            house(10, battery=1200, grid=0, mode=auto),
+            house(27, battery=1200, grid=-3000, mode=auto),  # PV came out: auto would charge
+        ]
+    ) == [(1200, "no_plan"), (1200, "no_plan"), (0, "dwell")]
+    # a mode the dispatcher set itself (a timed mode ran out: set_by "expired") is automatic
+    expired = ModeState(M.SELF_USE)
+    assert run(
+        [house(0, battery=0, grid=1200, mode=auto), house(27, battery=1200, grid=-3000, mode=expired)]
+    ) == [(1200, "no_plan"), (0, "dwell")]
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (person(M.FORCE_DISCHARGE, 5), (2500, "force_discharge")),  # no ramp from 0 W
+        (person(M.HOLD, 5), (0, "hold")),  # no deadband keeping 50 W
+        (person(M.SELF_USE, 5), (-1400, "self_use")),  # no dwell against the last discharge
+    ],
+)
+def test_each_request_goes_out_as_asked_at_the_next_cycle(mode, expected) -> None:
+    rows = [
+        house(0, battery=0, grid=50, mode=ModeState()),
+        house(6, battery=50, grid=-1450, mode=mode),  # PV 1.5 kW surplus appeared
+    ]
+    assert run(rows)[1] == expected
+
+
+def test_after_the_request_a_persons_self_use_is_automatic_again() -> None:
+    asked = person(M.SELF_USE, 5)
+    assert run(
+        [
+            house(0, battery=0, grid=800, mode=ModeState()),
+            house(6, battery=800, grid=-1000, mode=asked),  # request: charge at once
+            house(12, battery=-200, grid=600, mode=asked),  # then auto-shaped: no flip within dwell
+        ]
+    ) == [(800, "no_plan"), (-200, "self_use"), (0, "dwell")]
+
+
+def test_a_request_that_arrives_while_inputs_are_stale_goes_out_when_they_are_fresh() -> None:
+    asked = person(M.SELF_USE, 5)
+    memory = Memory()
+    _, memory = control(house(0, battery=0, grid=1000, mode=ModeState()), None, memory, PARAMS)
+    stale = replace(house(10, battery=1000, grid=0, mode=asked), meter_at=at(-100))
+    decision, memory = control(stale, None, memory, PARAMS)
+    assert decision.reason == "stale_inputs"
+    decision, memory = control(house(12, battery=0, grid=-1500, mode=asked), None, memory, PARAMS)
+    assert (decision.battery_w, decision.reason) == (-1500, "self_use")
+
+
+# -- below the meter's accurate range the deadband widens (issue 13 item 7) -----------------------
+
+
+def test_deadband_width() -> None:
+    assert deadband_width(100, None) == 100
+    assert deadband_width(100, 57.5) == 100
+    assert deadband_width(30, 57.5) == 57.5
+
+
+def test_a_reading_below_the_accurate_range_is_not_chased() -> None:
+    """Self-use on a near-zero grid, deadband 30 W. The SDM120 below 0.25 A: the reading's bound is
+    57.5 W (0.25 A x 230 V, services/meter_bridge/accuracy.yaml). Readings wandering within it do not
+    move the battery; an accurate reading of the same size does; a real change beyond it does."""
+    params = replace(PARAMS, deadband_w=30)
+    uncertain = {"grid_uncertainty_w": 57.5}
+    self_use = ModeState(M.SELF_USE)
+    rows = [
+        house(0, battery=0, grid=400, mode=self_use),
+        house(10, battery=400, grid=-50, mode=self_use, **uncertain),  # 350 W wanted: kept at 400
+        house(20, battery=400, grid=45, mode=self_use, **uncertain),  # 445 -> 400: kept
+        house(30, battery=400, grid=-50, mode=self_use),  # the same reading, accurate: 350
+        house(40, battery=350, grid=300, mode=self_use),  # a kettle: 650
+    ]
+    assert run(rows, params) == [
+        (400, "self_use"),
+        (400, "deadband"),
+        (400, "self_use"),
+        (350, "self_use"),
+        (650, "self_use"),
+    ]
+    memory = Memory(setpoint_w=400, at=at(0), direction=1, direction_since=at(0), commanding=True)
+    decision, _ = control(house(10, battery=400, grid=-50, mode=self_use, **uncertain), None, memory, params)
+    assert decision.numbers["deadband_w"] == 57.5
+
+
+def test_snapshot_takes_the_uncertainty_only_below_the_accurate_range() -> None:
+    from shared.examples import EXAMPLES
+    from shared.messages import InverterState, MeterRole, MeterState
+
+    inverter = EXAMPLES[InverterState]
+    assert isinstance(inverter, InverterState)
+    meter: dict[str, Any] = dict(
+        device="grid",
+        model="eastron_sdm120",
+        role=MeterRole.GRID,
+        voltage_v=230,
+        current_a=0.1,
+        frequency_hz=50,
+        import_energy_wh=0,
+        export_energy_wh=0,
+        ts=T0,
+    )
+    low = MeterState(power_w=-23, below_accurate_range=True, uncertainty_w=57.5, **meter)
+    fine = MeterState(power_w=-2300, below_accurate_range=False, uncertainty_w=23, **meter)
+    assert Snapshot.from_messages(T0, inverter, grid_meter=low).grid_uncertainty_w == 57.5
+    assert Snapshot.from_messages(T0, inverter, grid_meter=fine).grid_uncertainty_w is None

@@ -14,7 +14,10 @@ earlier one:
 7. ``quantise``: toward zero, to ``quantum_w``;
 8. ``deadband``: changes under ``deadband_w`` are not sent.
 
-Every decision carries the reason code of the step that last shaped it and the numbers behind it.
+Dwell, ramp and deadband shape automatic decisions only: a person's request (``ModeState.requested_at``)
+goes out as asked at the next cycle. Below the grid meter's accurate range the deadband widens to
+the reading's uncertainty. Every decision carries the reason code of the step that last shaped it
+and the numbers behind it.
 
 Sign convention: battery discharge ``+``, charge ``-``; grid import ``+``, export ``-``.
 """
@@ -51,6 +54,7 @@ __all__ = [
     "Target",
     "control",
     "deadband",
+    "deadband_width",
     "dwell",
     "export_limit",
     "goal",
@@ -114,6 +118,8 @@ class Memory:
     loads_on: tuple[tuple[str, bool], ...] = ()
     # Heat-pump battery budgets: (load id, period start, Wh used from the battery in the period).
     budgets: tuple[tuple[str, datetime, float], ...] = ()
+    # ``ModeState.requested_at`` of the last person's request already acted on.
+    request_seen: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,10 @@ class Limits:
 
     def bound(self, w: float) -> float:
         return max(-self.charge_max_w, min(self.discharge_max_w, w))
+
+
+# Modes whose goal is a fixed setpoint a person asked for: there is nothing to smooth.
+FIXED_SETPOINT = (DispatcherModeName.FORCE_CHARGE, DispatcherModeName.FORCE_DISCHARGE, DispatcherModeName.HOLD)
 
 
 # -- the eight steps, in order -------------------------------------------------------------------
@@ -295,6 +305,12 @@ def quantise(target: Target, quantum_w: float) -> Target:
     return replace(target, w=_quantise(target.w, quantum_w))
 
 
+def deadband_width(deadband_w: float, grid_uncertainty_w: float | None) -> float:
+    """Below the grid meter's accurate range a change within the reading's uncertainty is noise:
+    the deadband widens to it, so the controller does not chase the reading."""
+    return max(deadband_w, grid_uncertainty_w or 0.0)
+
+
 def deadband(target: Target, memory: Memory, width_w: float, keep_lo_w: float, keep_hi_w: float) -> Target:
     """8. Keep the last setpoint when the change is under ``width_w``, the last is still within
     ``[keep_lo_w, keep_hi_w]`` and it points the way the battery last moved."""
@@ -354,7 +370,14 @@ def _off(snap: Snapshot, memory: Memory, params: ControlParams) -> tuple[Decisio
             reason="mode_off",
             commanding=False,
         )
-        return decision, replace(memory, commanding=False, at=snap.now, setpoint_w=0.0, topping_up=False)
+        return decision, replace(
+            memory,
+            commanding=False,
+            at=snap.now,
+            setpoint_w=0.0,
+            topping_up=False,
+            request_seen=snap.mode.requested_at,
+        )
     charge_max = b.max_charge_w
     if snap.charge_limit_w is not None:
         charge_max = min(charge_max, max(0.0, snap.charge_limit_w))
@@ -378,6 +401,7 @@ def _off(snap: Snapshot, memory: Memory, params: ControlParams) -> tuple[Decisio
         topping_up=True,
         direction=charging,
         direction_since=memory.direction_since if memory.direction == charging else snap.now,
+        request_seen=snap.mode.requested_at,
     )
 
 
@@ -416,13 +440,22 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
     target = top_up(target, topping_up, params.top_up_power_w, lim)  # 4
     if target.reason == "top_up_floor":
         intent = Intent.CHARGE
-    # Safety moves (the top-up, holding the export limit) are neither delayed nor slowed.
-    if target.reason not in ("top_up_floor", "export_limit"):
+    # Dwell, ramp and deadband keep automatic decisions from flip-flopping; a person's request is
+    # not theirs to shape. A new request (any mode) goes out as asked at once; a standing forced
+    # mode (a fixed setpoint) is never delayed or slowed. Safety moves (the top-up, holding the
+    # export limit) are neither delayed nor slowed either.
+    request = None if finished else snap.mode.requested_at
+    fresh = request is not None and request != memory.request_seen
+    if not (fresh or mode in FIXED_SETPOINT or target.reason in ("top_up_floor", "export_limit")):
         target = dwell(target, memory, snap.now, params.dwell_s)  # 5
         target = ramp(target, memory, snap.now, params.ramp_w_per_s)  # 6
     target = quantise(target, params.quantum_w)  # 7
-    keep_hi = -min(params.top_up_power_w, lim.charge_max_w) if topping_up else lim.discharge_max_w
-    target = deadband(target, memory, params.deadband_w, -lim.charge_max_w, keep_hi)  # 8
+    if not fresh:
+        width = deadband_width(params.deadband_w, snap.grid_uncertainty_w)
+        if width != params.deadband_w:
+            numbers["deadband_w"] = width
+        keep_hi = -min(params.top_up_power_w, lim.charge_max_w) if topping_up else lim.discharge_max_w
+        target = deadband(target, memory, width, -lim.charge_max_w, keep_hi)  # 8
 
     setpoint = lim.bound(target.w) + 0.0  # + 0.0: no -0.0 on the wire
     numbers["setpoint_w"] = setpoint
@@ -448,5 +481,6 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
         commanding=True,
         loads_on=tuple(sorted(loads.on.items())),
         budgets=loads.budgets,
+        request_seen=snap.mode.requested_at,
     )
     return decision, new_memory

@@ -9,19 +9,34 @@ from datetime import datetime
 from shared.battery_limits import BmsLimits
 from shared.messages import BatteryState, DispatcherMode, DispatcherModeName, InverterState, MeterState
 
-__all__ = ["LoadReading", "ModeState", "Snapshot"]
+__all__ = ["SET_BY_DISPATCHER", "LoadReading", "ModeState", "Snapshot"]
+
+# ``DispatcherMode.set_by`` of the modes the dispatcher sets itself (at start, when a timed mode ran
+# out, when a target was reached); any other mode was asked for by a person (mode/set, Home
+# Assistant's select, Node-RED).
+SET_BY_DISPATCHER = frozenset({"default", "expired", "finished"})
 
 
 @dataclass(frozen=True)
 class ModeState:
+    """The mode in force. ``requested_at``: when a person asked for it (None: the dispatcher's own)."""
+
     mode: DispatcherModeName = DispatcherModeName.AUTO
     until: datetime | None = None
     target_soc_pct: float | None = None
     power_w: float | None = None
+    requested_at: datetime | None = None
 
     @classmethod
     def from_message(cls, message: DispatcherMode) -> ModeState:
-        return cls(message.mode, message.until, message.target_soc_pct, message.power_w)
+        by_person = message.set_by not in SET_BY_DISPATCHER
+        return cls(
+            message.mode,
+            message.until,
+            message.target_soc_pct,
+            message.power_w,
+            requested_at=message.ts if by_person else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -37,7 +52,9 @@ class Snapshot:
     """Latest states. ``*_at`` are the read times of the inputs (None: never received).
 
     ``grid_w``: import ``+``. ``battery_w``: discharge ``+``. BMS limits are AC-side W (current
-    limit times pack voltage); None means the BMS gives none.
+    limit times pack voltage); None means the BMS gives none. ``grid_uncertainty_w``: the grid
+    meter's error bound when its reading is below the meter's accurate range (None: within it, or
+    the meter does not say).
     """
 
     now: datetime
@@ -52,6 +69,7 @@ class Snapshot:
     inverter_at: datetime | None = None
     meter_at: datetime | None = None
     bms_at: datetime | None = None
+    grid_uncertainty_w: float | None = None
 
     @classmethod
     def from_messages(
@@ -86,4 +104,7 @@ class Snapshot:
             inverter_at=inverter.ts,
             meter_at=grid_meter.ts if grid_meter is not None else inverter.ts,
             bms_at=battery.ts if battery is not None else None,
+            grid_uncertainty_w=(
+                grid_meter.uncertainty_w if grid_meter is not None and grid_meter.below_accurate_range else None
+            ),
         )
