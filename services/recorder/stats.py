@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pvlib
 
+from shared.energy import soc_limits
 from shared.energy.accounting import PolicyResult, export_cause
 from shared.energy.battery import BatteryModel
 from shared.energy.savings import payback as backtest_payback
@@ -96,7 +97,7 @@ def _sum_wh(values: np.ndarray, dt_h: float) -> float:
 def discharge_stop_pct(battery: BatteryModel, mode_off: bool = False) -> float:
     """Where the battery stops discharging overnight: the dispatcher stops at the reserve; in mode
     ``off`` the inverter runs on its own down to the floor."""
-    return battery.floor_pct if mode_off else battery.reserve_pct
+    return soc_limits.discharge_stops_at_pct(battery, mode_off=mode_off)
 
 
 def night_made(soc_at_first_light_pct: float, stop_pct: float) -> bool:

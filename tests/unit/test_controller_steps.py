@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from services.dispatcher.core import soc_limits
 from services.dispatcher.core.controller import (
     ControlParams,
     Limits,
@@ -31,6 +30,7 @@ from services.dispatcher.core.controller import (
 )
 from services.dispatcher.core.planner import Schedule
 from services.dispatcher.core.snapshot import ModeState, Snapshot
+from shared.energy import soc_limits
 from shared.energy.battery import BatteryModel
 from shared.messages import DispatcherModeName as M
 from shared.messages import Intent
@@ -244,9 +244,10 @@ def test_top_up_hysteresis(soc, was, expected) -> None:
 
 
 def test_forced_modes_stop_within_the_band_and_plans_move_within_it() -> None:
-    assert soc_limits.charge_stop_pct(B, None) == 97 and soc_limits.charge_stop_pct(B, 80) == 80
-    assert soc_limits.discharge_stop_pct(B, None) == 20 and soc_limits.discharge_stop_pct(B, 5) == 20
-    assert soc_limits.discharge_stop_pct(B, 40) == 40
+    assert soc_limits.charge_stops_at_pct(B, None) == 97 and soc_limits.charge_stops_at_pct(B, 80) == 80
+    assert soc_limits.discharge_stops_at_pct(B, None) == 20 and soc_limits.discharge_stops_at_pct(B, 5) == 20
+    assert soc_limits.discharge_stops_at_pct(B, 40) == 40
+    assert soc_limits.discharge_stops_at_pct(B, mode_off=True) == 10  # the inverter on its own: the floor
     assert soc_limits.plan_band_wh(B, 50) == pytest.approx((2080, 10088))
     # a battery already outside the band is not an infeasible plan
     assert soc_limits.plan_band_wh(B, 15) == pytest.approx((1560, 10088))

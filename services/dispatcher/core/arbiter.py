@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from shared.config.loads import DiverterLoad, EvLoad, HeatPumpLoad
+from shared.energy import soc_limits
 
-from . import soc_limits
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:

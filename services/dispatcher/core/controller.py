@@ -31,6 +31,7 @@ from datetime import datetime
 
 from shared.config import DispatcherConfig, LoadConfig, OngridConfig
 from shared.config.loads import DiverterLoad, EvLoad, HeatPumpLoad
+from shared.energy import soc_limits
 from shared.energy.battery import BatteryModel
 from shared.messages import (
     CommandMode,
@@ -40,7 +41,6 @@ from shared.messages import (
     Setpoints,
 )
 
-from . import soc_limits
 from .arbiter import LoadsOutcome, arbitrate
 from .failsafe import stale_inputs
 from .planner import Schedule
@@ -166,10 +166,10 @@ def mode_finished(snap: Snapshot, battery: BatteryModel) -> bool:
     # ends where the controller stops, or the mode would park the battery idle for good.
     if mode.mode is DispatcherModeName.FORCE_CHARGE:
         bms_full = snap.charge_limit_w is not None and snap.charge_limit_w <= 0
-        return snap.soc_pct >= soc_limits.charge_stop_pct(battery, mode.target_soc_pct) or bms_full
+        return snap.soc_pct >= soc_limits.charge_stops_at_pct(battery, mode.target_soc_pct) or bms_full
     if mode.mode is DispatcherModeName.FORCE_DISCHARGE:
         bms_empty = snap.discharge_limit_w is not None and snap.discharge_limit_w <= 0
-        return snap.soc_pct <= soc_limits.discharge_stop_pct(battery, mode.target_soc_pct) or bms_empty
+        return snap.soc_pct <= soc_limits.discharge_stops_at_pct(battery, mode.target_soc_pct) or bms_empty
     return False
 
 

@@ -31,10 +31,9 @@ from datetime import UTC, datetime, timedelta
 import highspy
 import numpy as np
 
+from shared.energy import soc_limits
 from shared.energy.battery import BatteryModel
 from shared.messages import Intent, Plan, PlanStep
-
-from . import soc_limits
 
 __all__ = ["PlanInputs", "Schedule", "ScheduleError", "classify", "plan", "reference_milp"]
 

@@ -1,12 +1,14 @@
 """The SoC band, in one place: where the dispatcher stops discharging, stops charging, tops up.
 
-The planner bounds its SoC variables with it, the controller clamps setpoints and ends forced modes
-with it, the loads arbiter asks it whether the battery can still take surplus. Levels are percent of
+The dispatcher's planner bounds its SoC variables with it, its controller clamps setpoints and ends
+forced modes with it, its loads arbiter asks it whether the battery can still take surplus, and the
+recorder's statistics ask it where the battery stops discharging overnight. Levels are percent of
 ``BatteryModel.capacity_wh``:
 
 * ``floor_pct`` (``min_soc_pct``): the hard bottom. Below it the mains tops the battery up, in every
   mode, until ``floor_pct + margin``.
-* ``reserve_pct`` (``reserve_soc_pct``): kept for power cuts; no discharge at or below it.
+* ``reserve_pct`` (``reserve_soc_pct``): kept for power cuts; no discharge at or below it (in
+  mode ``off`` the inverter runs on its own, down to the floor).
 * ``ceiling_pct`` (``max_soc_pct``): no charge at or above it.
 """
 
@@ -15,8 +17,8 @@ from __future__ import annotations
 from shared.energy.battery import BatteryModel
 
 __all__ = [
-    "charge_stop_pct",
-    "discharge_stop_pct",
+    "charge_stops_at_pct",
+    "discharge_stops_at_pct",
     "may_charge",
     "may_discharge",
     "plan_band_wh",
@@ -42,14 +44,16 @@ def topping_up(battery: BatteryModel, soc_pct: float, was: bool, margin_pct: flo
     return was
 
 
-def charge_stop_pct(battery: BatteryModel, target_pct: float | None) -> float:
+def charge_stops_at_pct(battery: BatteryModel, target_pct: float | None = None) -> float:
     """Where charging toward ``target_pct`` (None: full) really stops: never above the ceiling."""
     return min(target_pct if target_pct is not None else 100.0, battery.ceiling_pct)
 
 
-def discharge_stop_pct(battery: BatteryModel, target_pct: float | None) -> float:
-    """Where discharging toward ``target_pct`` (None: empty) really stops: never below the reserve."""
-    return max(target_pct if target_pct is not None else 0.0, battery.reserve_pct)
+def discharge_stops_at_pct(battery: BatteryModel, target_pct: float | None = None, *, mode_off: bool = False) -> float:
+    """Where discharging toward ``target_pct`` (None: empty) really stops: never below the reserve,
+    or below the floor in mode ``off``."""
+    bottom = battery.floor_pct if mode_off else battery.reserve_pct
+    return max(target_pct if target_pct is not None else 0.0, bottom)
 
 
 def plan_band_wh(battery: BatteryModel, soc_pct: float) -> tuple[float, float]:
