@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
             nights_table(days),
         )
         empty = [p.panel.title for r in results for p in r.panels if p.points == 0]
-        typer.echo(f"wrote {index} ({sum(len(r.panels) for r in results)} panels, {len(empty)} without data)")
+        named = f": {', '.join(empty)}" if empty else ""
+        typer.echo(f"wrote {index} ({sum(len(r.panels) for r in results)} panels, {len(empty)} without data{named})")
 
     app(args=sys.argv[1:] if argv is None else argv, prog_name="ongrid report", standalone_mode=True)
 
