@@ -383,6 +383,10 @@ def make_bridges(cfg: OngridConfig, bus: Bus) -> list[InverterBridge]:
     bridges = []
     for inverter in cfg.inverters:
         regmap = check_map(inverter)
+        battery = cfg.battery(inverter.battery) if inverter.battery is not None else None
+        if battery is not None and not battery.has_bms_link:
+            # CAN to the inverter only: no BMS state will come; the inverter's own limits stand.
+            inverter = inverter.model_copy(update={"battery": None})
         if not isinstance(inverter.transport, ModbusTransport):
             raise ConfigProblem(
                 f"inverter {inverter.id}: transport kind {inverter.transport.kind!r} does not carry Modbus; "
