@@ -14,9 +14,10 @@ import pytest
 
 from services.inverter_bridge.drivers import DriverProblem, InverterDriver, SofarPassiveDriver, driver_for
 from services.inverter_bridge.limits import CHARGE, DISCHARGE, STANDBY, STANDBY_SETPOINT, Setpoint
+from services.simulator.servers import MapSource, RegisterContext, start_server
 from shared.config.transports import RtuOverTcp
 from shared.messages import CommandMode
-from shared.modbus import Link, LinkTimeout, MapSource, PassiveStatus, RegisterContext, build_link, start_server
+from shared.modbus import Link, LinkTimeout, PassiveStatus, build_link
 from shared.registers import load_map
 from tests.helpers import free_port
 
