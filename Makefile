@@ -12,6 +12,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test check lint typecheck docs bench clean venv system-deps-demo system-deps-test
 
+# The one container image and the image run for real: their own targets (docs/deployment.md).
+.PHONY: image test-image system-deps-image
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -26,14 +29,27 @@ system-deps-demo:
 system-deps-test:
 	@deploy/system-deps.sh test
 
+system-deps-image:
+	@deploy/system-deps.sh image
+
 demo: system-deps-demo venv
 	$(BIN)/ongrid demo
 
 test: system-deps-test venv check
-	$(BIN)/pytest -q --ignore=tests/faults --ignore=tests/fuzz
+	$(BIN)/pytest -q --ignore=tests/faults --ignore=tests/fuzz --ignore=tests/image
 
 test-faults: system-deps-test venv
 	$(BIN)/pytest -q tests/faults tests/fuzz
+
+# deploy/Dockerfile built with podman or docker, whichever works here; without a registry the base
+# image is made locally first (deploy/base-image.sh). IMAGE=, BASE_IMAGE= override.
+image:
+	@deploy/build-image.sh
+
+# The fleet of docker-compose.yml in containers of that image under podman (tests/image): builds the
+# image, installs podman and runc as root when missing, skips with the reason where none can be had.
+test-image: system-deps-image venv
+	ONGRID_TEST_IMAGE=1 $(BIN)/pytest -q -rs tests/image
 
 check: lint typecheck
 	$(BIN)/python -m shared.asyncapi --check

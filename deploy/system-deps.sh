@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # Install the Debian/Ubuntu packages ongrid's demo and tests use, when they are missing.
-# Usage: deploy/system-deps.sh demo|test
+# Usage: deploy/system-deps.sh demo|test|image
 #   demo: mosquitto (the broker), socat (serial pty pairs for the simulated RS485 devices)
 #   test: the above plus influxdb (1.x, InfluxQL), victoria-metrics (InfluxDB v2 write API),
 #         mbpoll (an independent Modbus client), nodejs/npm (Node-RED flow test)
+#   image: podman and runc (the container engine make test-image uses) with netavark and
+#         aardvark-dns (container names resolve on a podman network) and catatonit (--init), which
+#         are only recommended; debootstrap (the local base image, deploy/base-image.sh); socat
+#         (the serial pty passed into a container)
 set -euo pipefail
 
 want=(mosquitto:mosquitto socat:socat)
 if [ "${1:-demo}" = "test" ]; then
   want+=(influxd:influxdb victoria-metrics:victoria-metrics mbpoll:mbpoll npm:npm)
 fi
+if [ "${1:-demo}" = "image" ]; then
+  want=(podman:podman runc:runc netavark:netavark aardvark-dns:aardvark-dns catatonit:catatonit
+        debootstrap:debootstrap socat:socat)
+fi
 
 missing=()
 for pair in "${want[@]}"; do
   binary=${pair%%:*}
   package=${pair#*:}
-  if ! command -v "$binary" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$binary" ] && [ ! -x "/usr/bin/$binary" ]; then
+  if ! command -v "$binary" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$binary" ] && [ ! -x "/usr/bin/$binary" ] \
+    && [ ! -x "/usr/lib/podman/$binary" ]; then
     missing+=("$package")
   fi
 done

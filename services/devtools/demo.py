@@ -304,11 +304,10 @@ def run_demo(
                 "services.recorder.report",
                 "--config",
                 str(config_path),
-                # The run's own range (UTC), not whole days in the site's time zone.
                 "--from",
-                start.isoformat(),
+                start.date().isoformat(),
                 "--to",
-                end.isoformat(),
+                (end - timedelta(microseconds=1)).date().isoformat(),
                 "--out",
                 str(report_dir),
             ],
