@@ -32,7 +32,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.register_coalescing import _measure
-from services.inverter_bridge.service import POLL_GROUPS, InverterBridge, check_map
+from services.inverter_bridge.service import POLL_GROUPS, make_bridge
 from services.meter_bridge.service import MeterBridge
 from shared.bridge import MapPoller
 from shared.config import load_config
@@ -114,8 +114,7 @@ async def cpu(path: Path, polls: int) -> dict[str, Any]:
     sink = JsonSink()
     inverter = cfg.inverters[0]
     bridges: dict[str, Any] = {
-        "inverter_modbus_tcp": InverterBridge(inverter, cfg.site, sink, open_link(inverter.transport),  # type: ignore[arg-type]
-                                              check_map(inverter)),
+        "inverter_modbus_tcp": make_bridge(inverter, cfg.site, sink),  # type: ignore[arg-type]
         "meter_sdm120_rtu_pty": MeterBridge(cfg.meters[0], cfg.site, sink, open_link(cfg.meters[0].transport),  # type: ignore[arg-type]
                                             load_map(cfg.meters[0].model)),
     }  # fmt: skip

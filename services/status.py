@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -45,6 +45,26 @@ class FleetView:
         return message.state.value if isinstance(message, m.Availability) else "?"
 
 
+# A simulator whose clock has not been heard for this long (wall seconds) has stopped: its clock
+# stands at the last time it published, rather than running on at its speed.
+SIM_SILENT_S = 30.0
+
+
+def fleet_clock(view: FleetView, clock: str, wall: datetime) -> tuple[datetime, str]:
+    """Now, in the clock the fleet stamps its readings with, and that clock's name.
+
+    With ``clock: simulator`` (demos, accelerated tests) the readings carry simulated time: now is
+    the simulator's last published time, run forward at its speed since it was sent.
+    """
+    truth = view.latest.get(topics.simulator_truth(view.site))
+    if clock != "simulator" or not isinstance(truth, m.SimTruth):
+        return wall, "wall clock"
+    elapsed = max(0.0, (wall - (truth.wall_time or truth.ts)).total_seconds())
+    if elapsed > SIM_SILENT_S:
+        return truth.sim_time, "simulated clock, stopped"
+    return truth.sim_time + timedelta(seconds=elapsed * truth.speed), "simulated clock"
+
+
 def _age(ts: datetime, now: datetime) -> str:
     seconds = max(0.0, (now - ts).total_seconds())
     if seconds < 120:
@@ -58,9 +78,13 @@ def _w(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def render(view: FleetView, now: datetime | None = None) -> Group:
+def render(view: FleetView, now: datetime | None = None, clock_name: str = "wall clock") -> Group:
+    """The fleet as tables; ages are ``now`` minus each reading's stamp, in ``clock_name``."""
     now = now or m.utc_now()
-    services = Table(title=f"ongrid site '{view.site}': services", title_justify="left")
+    services = Table(
+        title=f"ongrid site '{view.site}': services (ages by the {clock_name}, now {now:%Y-%m-%d %H:%M:%S} UTC)",
+        title_justify="left",
+    )
     for column in ("service", "state", "since"):
         services.add_column(column)
     for parts, message in view.of(topics.Kind.SERVICE, topics.Stream.AVAILABILITY):
@@ -115,7 +139,7 @@ def as_json(view: FleetView) -> str:
     return json.dumps({t: json.loads(msg.to_json()) for t, msg in sorted(view.latest.items())}, indent=2)
 
 
-async def collect(cfg: OngridConfig, seconds: float, watch: bool, console: Console) -> FleetView:
+async def collect(cfg: OngridConfig, seconds: float, watch: bool, console: Console, clock: str = "wall") -> FleetView:
     view = FleetView(cfg.site)
     async with Bus(cfg.mqtt, site=cfg.site, service="status", announce=False) as bus:
         bus.subscribe(topics.everything(cfg.site), model_for_topic, view.take)
@@ -126,10 +150,13 @@ async def collect(cfg: OngridConfig, seconds: float, watch: bool, console: Conso
         if not watch:
             await asyncio.sleep(seconds)
             return view
-        with Live(render(view), console=console, refresh_per_second=2) as live:
+        def show() -> Group:
+            return render(view, *fleet_clock(view, clock, datetime.now(UTC)))
+
+        with Live(show(), console=console, refresh_per_second=2) as live:
             while True:
                 await asyncio.sleep(0.5)
-                live.update(render(view))
+                live.update(show())
 
 
 app = typer.Typer(add_completion=False, help="Show the fleet's availability and latest readings.")
@@ -146,7 +173,7 @@ def status(
     # Piped output (scripts, tests) gets full-width rows instead of an 80-column squeeze.
     console = Console(width=None if sys.stdout.isatty() else 160)
     try:
-        view = asyncio.run(collect(cfg, wait, watch, console))
+        view = asyncio.run(collect(cfg, wait, watch, console, cfg.clock))
     except KeyboardInterrupt:
         return
     except ConnectionError as exc:
@@ -158,7 +185,7 @@ def status(
         typer.echo(f"nothing retained for site '{cfg.site}' on {cfg.mqtt.host}:{cfg.mqtt.port}: is the fleet running?")
         raise typer.Exit(1)
     else:
-        console.print(render(view))
+        console.print(render(view, *fleet_clock(view, cfg.clock, datetime.now(UTC))))
 
 
 def main(argv: list[str] | None = None) -> None:

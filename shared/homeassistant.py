@@ -252,7 +252,7 @@ def discovery_configs(cfg: OngridConfig) -> dict[str, dict[str, Any]]:
         configs |= _sensors(
             site, Kind.INVERTER, inverter.id, INVERTER_SENSORS, topics.inverter_state(site, inverter.id), info
         )
-    for battery in cfg.batteries:
+    for battery in (b for b in cfg.batteries if b.has_bms_link):  # no BMS link: no BMS state
         info = _device(site, Kind.BMS, battery.id, f"Battery {battery.id}", battery.model)
         configs |= _sensors(site, Kind.BMS, battery.id, BATTERY_SENSORS, topics.battery_state(site, battery.id), info)
     for meter in cfg.meters:

@@ -457,7 +457,9 @@ class DailyStats(Message):
     battery_charge_wh: Finite = 0.0
     battery_discharge_wh: Finite = 0.0
     self_sufficiency_pct: Pct | None = None
-    equivalent_cycles: Finite | None = None
+    equivalent_cycles: Finite | None = Field(
+        None, description="Battery discharge / usable capacity.", json_schema_extra={"unit": "cycles"}
+    )
     round_trip_efficiency_pct: Finite | None = None
     reached_sunrise: bool | None = Field(
         None,
@@ -477,9 +479,15 @@ class DailyStats(Message):
     )
     export_by_cause_wh: dict[str, Finite] = Field(default_factory=dict)
     balance_residual_wh: Finite | None = Field(None, description="load - pv - grid - battery, summed.")
-    cost: Finite | None = None
-    cost_without_battery: Finite | None = None
-    savings: Finite | None = None
+    cost: Finite | None = Field(
+        None, description="Import cost less export income, tariff currency.", json_schema_extra={"unit": "money"}
+    )
+    cost_without_battery: Finite | None = Field(
+        None, description="The same day with no battery, in the tariff's currency.", json_schema_extra={"unit": "money"}
+    )
+    savings: Finite | None = Field(
+        None, description="cost_without_battery - cost, in the tariff's currency.", json_schema_extra={"unit": "money"}
+    )
     samples: int = 0
 
 

@@ -20,16 +20,21 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from services.recorder.views import DASHBOARDS, Dashboard, Panel, Query, influxql  # noqa: E402
+from services.recorder.views import DASHBOARDS, Dashboard, Panel, Query, display, influxql  # noqa: E402
+from shared.config.tariff import TariffConfig  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DATASOURCE_UID = "ongrid-influxdb"
 DATASOURCE = {"type": "influxdb", "uid": DATASOURCE_UID}
 SCHEMA_VERSION = 39
+# Money panels are in the tariff's currency; the committed dashboards use the default tariff's.
+# Another currency: ``python deploy/grafana/generate.py --currency EUR``.
+CURRENCY = TariffConfig().currency
 
 
 def target(query: Query, ref: str) -> dict[str, Any]:
-    alias = f"$tag_{query.group_by}" if query.group_by else query.name
+    # The same legend as the report's (``Query.legend``), with Grafana filling in the tag.
+    alias = query.legend(f"$tag_{query.group_by}") if query.group_by else query.name
     return {
         "refId": ref,
         "datasource": DATASOURCE,
@@ -40,7 +45,7 @@ def target(query: Query, ref: str) -> dict[str, Any]:
     }
 
 
-def panel(p: Panel, index: int) -> dict[str, Any]:
+def panel(p: Panel, index: int, currency: str = CURRENCY) -> dict[str, Any]:
     width = 12
     grid = {"h": 8, "w": width, "x": (index % 2) * width, "y": (index // 2) * 8}
     base: dict[str, Any] = {
@@ -50,7 +55,7 @@ def panel(p: Panel, index: int) -> dict[str, Any]:
         "datasource": DATASOURCE,
         "gridPos": grid,
         "targets": [target(q, chr(ord("A") + i)) for i, q in enumerate(p.queries)],
-        "fieldConfig": {"defaults": {"unit": p.unit}, "overrides": []},
+        "fieldConfig": {"defaults": {"unit": display(p.unit, currency).grafana}, "overrides": []},
     }
     if p.kind == "stat":
         base["type"] = "stat"
@@ -63,7 +68,7 @@ def panel(p: Panel, index: int) -> dict[str, Any]:
     return base
 
 
-def dashboard(d: Dashboard) -> dict[str, Any]:
+def dashboard(d: Dashboard, currency: str = CURRENCY) -> dict[str, Any]:
     site_variable = {
         "name": "site",
         "label": "Site",
@@ -89,7 +94,7 @@ def dashboard(d: Dashboard) -> dict[str, Any]:
         "links": [
             {"type": "dashboards", "tags": ["ongrid"], "asDropdown": True, "title": "ongrid", "includeVars": True}
         ],
-        "panels": [panel(p, i) for i, p in enumerate(d.panels)],
+        "panels": [panel(p, i, currency) for i, p in enumerate(d.panels)],
     }
 
 
@@ -125,18 +130,23 @@ providers:
 """
 
 
-def outputs() -> dict[Path, str]:
+def outputs(currency: str = CURRENCY) -> dict[Path, str]:
     files = {
         HERE / "provisioning" / "datasources" / "ongrid.yaml": DATASOURCE_YAML,
         HERE / "provisioning" / "dashboards" / "ongrid.yaml": DASHBOARDS_YAML,
     }
     for d in DASHBOARDS:
-        files[HERE / "dashboards" / f"{d.uid}.json"] = json.dumps(dashboard(d), indent=2) + "\n"
+        files[HERE / "dashboards" / f"{d.uid}.json"] = json.dumps(dashboard(d, currency), indent=2) + "\n"
     return files
 
 
 def main() -> None:
-    for path, text in outputs().items():
+    currency = CURRENCY
+    if len(sys.argv) == 3 and sys.argv[1] == "--currency":
+        currency = sys.argv[2]
+    elif len(sys.argv) > 1:
+        sys.exit("usage: generate.py [--currency CODE]  (the tariff's currency; default GBP)")
+    for path, text in outputs(currency).items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         print(path.relative_to(ROOT))

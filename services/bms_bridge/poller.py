@@ -19,6 +19,8 @@ class UnsupportedTransport(ValueError):
 
 def endpoint_for(battery: BatteryConfig) -> Endpoint:
     transport = battery.transport
+    if transport is None:
+        raise UnsupportedTransport(f"battery {battery.id}: no transport, so no BMS link to read")
     if isinstance(transport, Serial):
         return Endpoint.parse(transport.device, transport.baudrate)
     if isinstance(transport, TcpSerial):

@@ -24,6 +24,9 @@ def make_pollers(batteries: tuple[BatteryConfig, ...]) -> list[StackPoller]:
     clients: dict[str, PylontechClient] = {}
     pollers = []
     for battery in batteries:
+        if battery.transport is None:
+            log.info("battery %s: no transport (CAN to the inverter only): no BMS to read", battery.id)
+            continue
         if battery.model != MODEL:
             log.warning("battery %s: model %r is not %s; not polled", battery.id, battery.model, MODEL)
             continue
@@ -31,6 +34,7 @@ def make_pollers(batteries: tuple[BatteryConfig, ...]) -> list[StackPoller]:
         client = clients.get(endpoint.key)
         if client is None:
             t = battery.transport
+            assert t is not None
             client = clients[endpoint.key] = PylontechClient.for_endpoint(
                 endpoint, timeout_s=t.timeout_s, retries=t.retries
             )
@@ -88,7 +92,9 @@ async def run(cfg: OngridConfig, bus: Bus) -> None:
         log.error("%s", exc)
         raise SystemExit(2) from None
     if not pollers:
-        log.error("no battery with model %s in the configuration: nothing to do", MODEL)
+        log.error(
+            "no battery with model %s and a transport (its RS485 link) in batteries[]: nothing to read", MODEL
+        )
         raise SystemExit(2)
     clients = {id(p.client): p.client for p in pollers}
     try:

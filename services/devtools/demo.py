@@ -304,10 +304,11 @@ def run_demo(
                 "services.recorder.report",
                 "--config",
                 str(config_path),
+                # The run's own range (UTC), not whole days in the site's time zone.
                 "--from",
-                start.date().isoformat(),
+                start.isoformat(),
                 "--to",
-                (end - timedelta(microseconds=1)).date().isoformat(),
+                end.isoformat(),
                 "--out",
                 str(report_dir),
             ],

@@ -75,7 +75,7 @@ class ConfigProblem(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Devices:
     inverter: str
-    battery: str | None
+    battery: str | None  # the battery whose BMS state is read; None without a BMS link
     grid_meter: str | None
     load_meters: Mapping[str, str]  # meter id -> load id
 
@@ -93,7 +93,10 @@ def devices(cfg: OngridConfig) -> Devices:
     if d.grid_meter is not None and d.grid_meter not in {m.id for m in cfg.meters}:
         raise ConfigProblem(f"dispatcher.grid_meter {d.grid_meter!r} is not among meters[]")
     load_meters = {load.meter: load.id for load in cfg.loads if load.meter is not None}
-    return Devices(inverter.id, battery.id if battery else None, d.grid_meter, load_meters)
+    # A battery on CAN to the inverter only has no BMS state: its SoC is the inverter's, its limits
+    # the configured ones (DESIGN.md "Safety and failure").
+    bms = battery.id if battery is not None and battery.has_bms_link else None
+    return Devices(inverter.id, bms, d.grid_meter, load_meters)
 
 
 def battery_model(cfg: OngridConfig) -> BatteryModel:

@@ -1,7 +1,8 @@
 """The inverter-bridge: poll each inverter, publish its state, and execute commands safely.
 
 I/O only: every decision is made by ``CommandPolicy`` (policy.py); this module reads registers,
-writes the setpoints it is told to write, and publishes what happened.
+has the inverter's control driver (drivers/) apply the setpoints it is told to apply, and
+publishes what happened.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ from shared.messages import (
     utc_now,
 )
 from shared.modbus import Link, LinkError, close_links, open_link
-from shared.modbus.sofar_pdu import PassiveStatus
-from shared.registers import MapError, RegisterError, RegisterMap, encode_write, load_map, to_inverter_state
+from shared.registers import MapError, RegisterError, RegisterMap, load_map, to_inverter_state
 from shared.topics import Kind
 
 from .budget import BudgetFileError, BudgetStore, WriteBudget
-from .limits import AUTO, CHARGE, DISCHARGE, STANDBY, InverterLimits, Setpoint, fresh_bms
+from .drivers import ControlResult, DriverProblem, InverterDriver, driver_for
+from .limits import InverterLimits, Setpoint, fresh_bms
 from .policy import ActionKind, CommandPolicy, Decision, Verdict
 from .verify import Verification
 
@@ -68,9 +69,6 @@ def check_map(inverter: InverterConfig) -> RegisterMap:
         raise ConfigProblem(f"inverter {inverter.id}: {exc}") from None
     if regmap.kind != "inverter":
         raise ConfigProblem(f"inverter {inverter.id}: map {regmap.name} is a {regmap.kind} map")
-    missing = [f for f in (STANDBY, CHARGE, DISCHARGE, AUTO) if f not in {p.field for p in regmap.points}]
-    if missing:
-        raise ConfigProblem(f"inverter {inverter.id}: map {regmap.name} has no passive-mode points {missing}")
     return regmap
 
 
@@ -79,12 +77,15 @@ def budget_path(inverter: InverterConfig) -> Path:
 
 
 class InverterBridge:
-    def __init__(self, cfg: InverterConfig, site: str, bus: Bus, link: Link, regmap: RegisterMap) -> None:
+    def __init__(
+        self, cfg: InverterConfig, site: str, bus: Bus, link: Link, regmap: RegisterMap, driver: InverterDriver
+    ) -> None:
         self.cfg = cfg
         self.site = site
         self.bus = bus
         self.link = link
         self.regmap = regmap
+        self.driver = driver
         self.unit = cfg.transport.unit  # type: ignore[union-attr]
         # Every value InverterState carries is read on every poll (planned together: realtime and
         # energy share transactions), so a published state never holds a value older than its ts.
@@ -260,27 +261,22 @@ class InverterBridge:
         assert setpoint is not None
         self.policy.will_write(setpoint, now)
         try:
-            status = await self._write(setpoint)
+            result = await self._apply(setpoint)
         except (LinkError, RegisterError) as exc:
             self._writes.failure(exc)
             self.policy.write_failed(decision, now)
             return self.policy.ack(decision, now, AckStatus.ERROR, f"write failed: {exc}")
         self._writes.success()
-        if not status.accepted:
+        if not result.accepted:
             self.policy.written(decision, now, accepted=False)
-            return self.policy.ack(decision, now, AckStatus.REJECTED, f"inverter refused: {_status_text(status)}")
+            return self.policy.ack(decision, now, AckStatus.REJECTED, f"inverter refused: {result.reason}")
         self.policy.written(decision, now, accepted=True)
         return self.policy.ack(decision, now, AckStatus.ACCEPTED, f"wrote {setpoint.describe()}")
 
-    async def _write(self, setpoint: Setpoint) -> PassiveStatus:
-        request = encode_write(self.regmap, setpoint.field, setpoint.value)
-        if request.function != 0x42:
-            raise RegisterError(
-                f"{setpoint.field} is written with function {request.function}, not 0x42",
-                field=setpoint.field,
-                address=request.address,
-            )
-        return await self.link.passive_mode(request.address, request.registers[0], self.unit)
+    async def _apply(self, setpoint: Setpoint) -> ControlResult:
+        if setpoint.passive:
+            return await self.driver.set_battery(setpoint)
+        return await self.driver.self_use()
 
     def _save_budget(self) -> None:
         try:
@@ -309,7 +305,7 @@ class InverterBridge:
 
     async def _heartbeat(self, now: Any) -> None:
         try:
-            await self.link.heartbeat(self.unit)
+            await self.driver.heartbeat()
         except LinkError as exc:
             self._heartbeats.failure(exc)
             self.policy.heartbeat_sent(now, ok=False)
@@ -325,10 +321,10 @@ class InverterBridge:
         if self.policy.handback_writes(now):
             self.policy.will_write(setpoint, now)
             try:
-                status = await self._write(setpoint)
-                wrote = status.accepted
-                if not status.accepted:
-                    error = f"inverter refused: {_status_text(status)}"
+                result = await self._apply(setpoint)
+                wrote = result.accepted
+                if not result.accepted:
+                    error = f"inverter refused: {result.reason}"
             except (LinkError, RegisterError) as exc:
                 error = str(exc)
             self._save_budget()
@@ -365,30 +361,31 @@ class InverterBridge:
         )
 
 
-def _status_text(status: PassiveStatus) -> str:
-    flags = [
-        name
-        for name, on in (
-            ("battery full", status.battery_full),
-            ("battery flat", status.battery_flat),
-            ("charge disabled", not status.charge_enabled),
-            ("discharge disabled", not status.discharge_enabled),
+def make_bridge(inverter: InverterConfig, site: str, bus: Bus) -> InverterBridge:
+    """One inverter's bridge: its register map, its (shared) link and its control driver."""
+    regmap = check_map(inverter)
+    transport = inverter.transport
+    if not isinstance(transport, ModbusTransport):
+        raise ConfigProblem(
+            f"inverter {inverter.id}: transport kind {transport.kind!r} does not carry Modbus; "
+            "use modbus_tcp, modbus_rtu, rtu_over_tcp or solarman_v5"
         )
-        if on
-    ]
-    return status.result_text + (f" ({', '.join(flags)})" if flags else "")
+    link = open_link(transport)
+    try:
+        driver = driver_for(regmap, link, transport.unit)
+    except DriverProblem as exc:
+        raise ConfigProblem(f"inverter {inverter.id}: {exc}") from None
+    return InverterBridge(inverter, site, bus, link, regmap, driver)
 
 
 def make_bridges(cfg: OngridConfig, bus: Bus) -> list[InverterBridge]:
     bridges = []
     for inverter in cfg.inverters:
-        regmap = check_map(inverter)
-        if not isinstance(inverter.transport, ModbusTransport):
-            raise ConfigProblem(
-                f"inverter {inverter.id}: transport kind {inverter.transport.kind!r} does not carry Modbus; "
-                "use modbus_tcp, modbus_rtu, rtu_over_tcp or solarman_v5"
-            )
-        bridges.append(InverterBridge(inverter, cfg.site, bus, open_link(inverter.transport), regmap))
+        battery = cfg.battery(inverter.battery) if inverter.battery is not None else None
+        if battery is not None and not battery.has_bms_link:
+            # CAN to the inverter only: no BMS state will come; the inverter's own limits stand.
+            inverter = inverter.model_copy(update={"battery": None})
+        bridges.append(make_bridge(inverter, cfg.site, bus))
     return bridges
 
 

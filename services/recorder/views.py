@@ -12,6 +12,49 @@ from typing import Literal
 
 Agg = Literal["mean", "max", "min", "last", "sum", "count"]
 
+# The unit of the numbers a panel plots, as stored: the suffix of the contract's field names
+# (``_w``, ``_wh``, ``_pct``, ...) or, where a name carries none, the contract's ``unit``. A test
+# reads every panel's unit against the fields it plots. "share" is a 0-1 fraction (the mean of a
+# 0/1 flag), "flag" a 0/1 state, "money" the tariff's currency.
+Unit = Literal["W", "Wh", "%", "share", "V", "A", "mV", "°C", "money", "years", "count", "cycles", "flag"]
+
+
+@dataclass(frozen=True)
+class Display:
+    """How one unit is shown: Grafana's unit id, and the report's axis label and scale."""
+
+    grafana: str
+    label: str
+    factor: float = 1.0
+
+
+# Grafana's unit ids (its valueFormats categories): ``watth`` is "Watt-hour (Wh)" with SI
+# prefixes, so 7570 Wh shows as 7.57 kWh; the report converts to kWh itself.
+DISPLAY: dict[str, Display] = {
+    "W": Display("watt", "W"),
+    "Wh": Display("watth", "kWh", 0.001),
+    "%": Display("percent", "%"),
+    "share": Display("percentunit", "%", 100.0),
+    "V": Display("volt", "V"),
+    "A": Display("amp", "A"),
+    "mV": Display("mvolt", "mV"),
+    "°C": Display("celsius", "°C"),
+    "years": Display("suffix:years", "years"),
+    "count": Display("none", "count"),
+    "cycles": Display("none", "cycles"),
+    "flag": Display("none", "1 = yes, 0 = no"),
+}
+# Grafana's own currency units; any other currency is shown as Grafana's custom ``currency:CODE``.
+GRAFANA_CURRENCIES = frozenset({"USD", "GBP", "EUR", "JPY", "CHF", "SEK", "NOK", "DKK", "PLN", "CZK"})
+
+
+def display(unit: str, currency: str = "GBP") -> Display:
+    """How ``unit`` is shown; money in ``currency`` (the tariff's)."""
+    if unit == "money":
+        grafana = f"currency{currency}" if currency in GRAFANA_CURRENCIES else f"currency:{currency}"
+        return Display(grafana, currency)
+    return DISPLAY[unit]
+
 
 @dataclass(frozen=True)
 class Query:
@@ -27,11 +70,18 @@ class Query:
     def name(self) -> str:
         return self.label or f"{self.measurement}.{self.field}"
 
+    def legend(self, tag: str | None = None) -> str:
+        """The series' name in a legend, the same in Grafana and the report: the label, followed
+        by the tag's value for a grouped query (``SoC (BMS) bat1``)."""
+        if not self.group_by:
+            return self.name
+        return f"{self.label} {tag}" if self.label else str(tag)
+
 
 @dataclass(frozen=True)
 class Panel:
     title: str
-    unit: str
+    unit: Unit
     queries: tuple[Query, ...]
     kind: Literal["timeseries", "bars", "stat"] = "timeseries"
     description: str = ""
@@ -59,7 +109,7 @@ OVERVIEW = Dashboard(
     (
         Panel(
             "Power flow (AC bus: into the house +)",
-            "watt",
+            "W",
             (
                 q("inverter", "pv_power_w", label="PV"),
                 q("inverter", "load_power_w", label="Load"),
@@ -69,11 +119,14 @@ OVERVIEW = Dashboard(
         ),
         Panel(
             "State of charge",
-            "percent",
-            (q("inverter", "battery_soc_pct", label="SoC (inverter)"), q("battery", "soc_pct", group_by="device")),
+            "%",
+            (
+                q("inverter", "battery_soc_pct", label="SoC (inverter)"),
+                q("battery", "soc_pct", group_by="device", label="SoC (BMS)"),
+            ),
         ),
-        Panel("Meters by role", "watt", (q("meter", "power_w", group_by="role"),)),
-        Panel("Grid voltage", "volt", (q("inverter", "grid_voltage_v", label="Grid voltage"),)),
+        Panel("Meters by role", "W", (q("meter", "power_w", group_by="role", label="Meter"),)),
+        Panel("Grid voltage", "V", (q("inverter", "grid_voltage_v", label="Grid voltage"),)),
     ),
 )
 
@@ -83,30 +136,65 @@ BATTERY = Dashboard(
     (
         Panel(
             "Cell voltage extremes",
-            "volt",
+            "V",
             (
                 q("battery", "cell_min_v", "min", label="Lowest cell"),
                 q("battery", "cell_max_v", "max", label="Highest cell"),
             ),
         ),
-        Panel("Cell spread by module", "mV", (q("battery_module", "cell_spread_mv", "max", group_by="module"),)),
-        Panel("Module temperature", "celsius", (q("battery_module", "temp_max_c", "max", group_by="module"),)),
-        Panel("Module state of charge", "percent", (q("battery_module", "soc_pct", group_by="module"),)),
+        Panel(
+            "Cell spread by module",
+            "mV",
+            (q("battery_module", "cell_spread_mv", "max", group_by="module", label="Module"),),
+        ),
+        Panel(
+            "Module temperature",
+            "°C",
+            (q("battery_module", "temp_max_c", "max", group_by="module", label="Module"),),
+        ),
+        Panel(
+            "Module state of charge", "%", (q("battery_module", "soc_pct", group_by="module", label="Module"),)
+        ),
         Panel(
             "BMS limits",
-            "amp",
+            "A",
             (
                 q("battery", "limits_charge_current_a", "min", label="Charge limit"),
                 q("battery", "limits_discharge_current_a", "min", label="Discharge limit"),
             ),
         ),
+        Panel("Pack current", "A", (q("battery", "current_a", label="Current (discharge +)"),)),
+        Panel("Active alarms", "count", (q("battery", "alarms_count", "max", label="Active alarms"),)),
         Panel(
-            "Pack current and alarms",
-            "amp",
+            "Daily SoC range",
+            "%",
             (
-                q("battery", "current_a", label="Current (discharge +)"),
-                q("battery", "alarms_count", "max", label="Active alarms"),
+                q("daily_stats", "soc_min_pct", "last", every=DAY, label="Lowest SoC"),
+                q("daily_stats", "soc_max_pct", "last", every=DAY, label="Highest SoC"),
             ),
+            kind="bars",
+            description="How much of the battery the house uses: the day's lowest and highest SoC.",
+        ),
+        Panel(
+            "SoC at first light",
+            "%",
+            (
+                q("daily_stats", "soc_at_sunrise_pct", "last", every=DAY, label="SoC at first light"),
+                q("daily_stats", "discharge_stop_pct", "last", every=DAY, label="Stops discharging at"),
+            ),
+            kind="bars",
+            description="A night is made when the SoC at first light is above where the battery stops "
+            "discharging (the reserve; the floor in mode off) by more than 1 point.",
+        ),
+        Panel(
+            "Nights to sunrise per month",
+            "count",
+            (
+                q("monthly_stats", "nights_to_sunrise", "last", every=DAY, label="Nights made"),
+                q("monthly_stats", "nights", "last", every=DAY, label="Nights"),
+            ),
+            kind="bars",
+            description="Per month (shown on its first day): nights the battery lasted to first light.",
         ),
     ),
 )
@@ -117,7 +205,7 @@ ECONOMICS = Dashboard(
     (
         Panel(
             "Daily cost",
-            "currency",
+            "money",
             (
                 q("daily_stats", "cost", "last", every=DAY, label="Cost"),
                 q("daily_stats", "cost_without_battery", "last", every=DAY, label="Cost without battery"),
@@ -125,17 +213,17 @@ ECONOMICS = Dashboard(
             kind="bars",
         ),
         Panel(
-            "Daily savings", "currency", (q("daily_stats", "savings", "last", every=DAY, label="Savings"),), kind="bars"
+            "Daily savings", "money", (q("daily_stats", "savings", "last", every=DAY, label="Savings"),), kind="bars"
         ),
         Panel(
             "Self sufficiency",
-            "percent",
+            "%",
             (q("daily_stats", "self_sufficiency_pct", "last", every=DAY, label="Self sufficiency"),),
             kind="bars",
         ),
         Panel(
             "Energy by source and sink",
-            "kwatth",
+            "Wh",
             (
                 q("daily_stats", "pv_wh", "last", every=DAY, label="PV"),
                 q("daily_stats", "import_wh", "last", every=DAY, label="Import"),
@@ -145,8 +233,19 @@ ECONOMICS = Dashboard(
             kind="bars",
         ),
         Panel(
+            "Battery out in the peak window",
+            "Wh",
+            (
+                q("daily_stats", "peak_discharge_wh", "last", every=DAY, label="Battery out at peak"),
+                q("daily_stats", "battery_discharge_wh", "last", every=DAY, label="Battery out"),
+            ),
+            kind="bars",
+            description="Energy the battery delivered while the import price was in the upper half of "
+            "the day's range (a two-rate tariff's peak hours).",
+        ),
+        Panel(
             "Payback (years, 95% band)",
-            "y",
+            "years",
             (
                 q("payback", "payback_years", "last", label="Payback"),
                 q("payback", "payback_low_years", "last", label="Band low"),
@@ -157,7 +256,7 @@ ECONOMICS = Dashboard(
         ),
         Panel(
             "Battery cycles per day",
-            "none",
+            "cycles",
             (q("daily_stats", "equivalent_cycles", "last", every=DAY, label="Equivalent cycles"),),
             kind="bars",
         ),
@@ -170,7 +269,7 @@ DISPATCHER = Dashboard(
     (
         Panel(
             "Plan vs actual SoC",
-            "percent",
+            "%",
             (
                 q("plan_step", "soc_pct_end", "last", label="Planned SoC"),
                 q("inverter", "battery_soc_pct", label="Actual SoC"),
@@ -178,22 +277,27 @@ DISPATCHER = Dashboard(
         ),
         Panel(
             "Battery setpoint vs actual",
-            "watt",
+            "W",
             (
                 q("decision", "setpoints_battery_power_w", "last", label="Setpoint"),
                 q("inverter", "battery_power_w", label="Actual"),
             ),
         ),
-        Panel("Decisions by reason", "none", (q("decision", "count", "sum", group_by="reason"),), kind="bars"),
+        Panel(
+            "Decisions by reason",
+            "count",
+            (q("decision", "count", "sum", group_by="reason", label="Decisions"),),
+            kind="bars",
+        ),
         Panel(
             "Inverter writes per day",
-            "none",
-            (q("write_counters", "writes_total", "max", every=DAY, group_by="device"),),
+            "count",
+            (q("write_counters", "writes_total", "max", every=DAY, group_by="device", label="Writes"),),
             kind="bars",
         ),
         Panel(
             "Export by cause",
-            "kwatth",
+            "Wh",
             (
                 q("daily_stats", "export_by_cause_wh_battery_full", "last", every=DAY, label="Battery full"),
                 q("daily_stats", "export_by_cause_wh_mode_flip", "last", every=DAY, label="Mode flip / ramp"),
@@ -208,37 +312,41 @@ QUALITY = Dashboard(
     "ongrid-quality",
     "ongrid / Data quality",
     (
-        Panel("Availability (1 online)", "none", (q("availability", "online", "last", group_by="device"),)),
+        Panel(
+            "Availability (1 online)",
+            "flag",
+            (q("availability", "online", "last", group_by="device", label="Online"),),
+        ),
         Panel(
             "Readings per interval by device (gaps: stale)",
-            "none",
+            "count",
             (
-                q("inverter", "battery_power_w", "count", group_by="device"),
-                q("meter", "power_w", "count", group_by="device"),
-                q("battery", "soc_pct", "count", group_by="device"),
+                q("inverter", "battery_power_w", "count", group_by="device", label="Inverter"),
+                q("meter", "power_w", "count", group_by="device", label="Meter"),
+                q("battery", "soc_pct", "count", group_by="device", label="BMS"),
             ),
         ),
         Panel(
             "Energy-balance residual (load - pv - grid - battery)",
-            "watth",
+            "Wh",
             (q("daily_stats", "balance_residual_wh", "last", every=DAY, label="Residual"),),
             kind="bars",
         ),
         Panel(
             "CT readings below accurate range (share)",
-            "percentunit",
-            (q("meter", "below_accurate_range", "mean", group_by="device"),),
+            "share",
+            (q("meter", "below_accurate_range", "mean", group_by="device", label="Below range"),),
         ),
         Panel(
             "Recorder backlog and losses",
-            "none",
+            "count",
             (
                 q("recorder", "backlog_points", "max", label="Backlog points"),
                 q("recorder", "points_lost", "max", label="Points lost (spool bound, disk full)"),
                 q("recorder", "points_rejected", "max", label="Points rejected by the database"),
             ),
         ),
-        Panel("Events by code", "none", (q("event", "count", "sum", group_by="code"),), kind="bars"),
+        Panel("Events by code", "count", (q("event", "count", "sum", group_by="code", label="Events"),), kind="bars"),
     ),
 )
 

@@ -89,7 +89,9 @@ class OngridConfig(BaseSettings):
     mqtt: MqttConfig = Field(MqttConfig(), description="The broker every service connects to.")
     inverters: tuple[InverterConfig, ...] = Field((), description="Battery inverters (inverter-bridge).")
     meters: tuple[MeterConfig, ...] = Field((), description="CT / energy meters (meter-bridge).")
-    batteries: tuple[BatteryConfig, ...] = Field((), description="Battery stacks and their BMS (bms-bridge).")
+    batteries: tuple[BatteryConfig, ...] = Field(
+        (), description="Battery stacks: capacity, limits, SoC bands, and their BMS link if any (bms-bridge)."
+    )
     tariff: TariffConfig = Field(TariffConfig(), description="Import and export prices.")
     dispatcher: DispatcherConfig = Field(DispatcherConfig(), description="Planner and controller.")
     loads: tuple[LoadConfig, ...] = Field((), description="Flexible loads the dispatcher arbitrates.")

@@ -48,7 +48,14 @@ class MeterConfig(Section):
 class BatteryConfig(Section):
     id: Name
     model: str = "pylontech_rs485"
-    transport: Transport
+    transport: Transport | None = Field(
+        None,
+        description=(
+            "The BMS's own data link (Pylontech RS485), read by the bms-bridge. Leave it out for a battery "
+            "that talks to the inverter only (CAN): then there is no bms-bridge for it, and the dispatcher "
+            "uses the inverter's SoC and the limits configured here."
+        ),
+    )
     modules: Annotated[int, Field(ge=1, le=16)] = 1
     first_address: Annotated[int, Field(ge=1, le=254)] = 2
     usable_kwh: Annotated[float, Field(gt=0)]
@@ -61,6 +68,11 @@ class BatteryConfig(Section):
     reserve_soc_pct: Pct = 20.0
     max_soc_pct: Pct = 100.0
     poll_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+
+    @property
+    def has_bms_link(self) -> bool:
+        """The bms-bridge reads this battery's BMS (else: CAN to the inverter only)."""
+        return self.transport is not None
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

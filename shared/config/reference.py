@@ -34,6 +34,42 @@ seed house is `deploy/scenarios/seed-house.yaml` (a scenario file is also a comp
 This page is generated from the models in `shared/config/` by `make docs`; do not edit it by hand.
 """
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "examples"
+
+# The examples, first one first: the commonest home is the one a new user should see first.
+EXAMPLE_FILES: tuple[tuple[str, str], ...] = (
+    ("A battery on CAN to the inverter only", "can-only-home.yaml"),
+)
+
+EXAMPLES_TAIL = """
+### With the battery's BMS on RS485
+
+Give the battery a `transport` (its RS485 link, a USB adapter or an RS485-Ethernet converter) and
+run the bms-bridge: the dispatcher and the inverter bridge then use the BMS's own SoC and its live
+charge/discharge limits, and per-module and per-cell readings are published.
+
+```yaml
+batteries:
+  - id: battery1
+    model: pylontech_rs485
+    transport: {kind: serial, device: /dev/ttyUSB2, baudrate: 9600}   # or {kind: tcp_serial, host, port}
+    modules: 4
+    usable_kwh: 9.6
+```
+
+The complete, commented example with every section (meters, loads, recorder, InfluxDB) is
+`deploy/ongrid.example.yaml`; the simulated seed house is `deploy/scenarios/seed-house.yaml`.
+"""
+
+
+def examples() -> str:
+    out = ["\n## Examples\n"]
+    for title, name in EXAMPLE_FILES:
+        text = (EXAMPLES / name).read_text().rstrip()
+        out.append(f"### {title}\n\n`deploy/examples/{name}`:\n\n```yaml\n{text}\n```\n")
+    out.append(EXAMPLES_TAIL)
+    return "\n".join(out)
+
 
 def _type_name(annotation: Any) -> str:
     origin = get_origin(annotation)
@@ -120,7 +156,7 @@ def _section(model: type[BaseModel], seen: set[type[BaseModel]], out: list[str])
 
 
 def render() -> str:
-    out = [INTRO]
+    out = [INTRO, examples()]
     _section(OngridConfig, set(), out)
     return "\n".join(out).replace("\n## OngridConfig\n", "\n## OngridConfig (top level)\n") + "\n"
 

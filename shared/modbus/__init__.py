@@ -1,6 +1,7 @@
 """Modbus transports for the bridges: ``open_link(transport_config) -> Link`` with ``read``,
-``write_register(s)``, ``raw``/``passive_mode``/``heartbeat`` (Sofar 0x42/0x49); failures raise
-``LinkError`` subclasses. The serving side (the simulator's devices) is ``services.simulator.servers``.
+``write_register(s)`` and ``raw`` (a custom-function PDU a vendor driver builds, such as Sofar's
+0x42/0x49 in ``services/inverter_bridge/drivers``); failures raise ``LinkError`` subclasses. The
+serving side (the simulator's devices) is ``services.simulator.servers``.
 """
 
 from .errors import (

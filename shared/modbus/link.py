@@ -9,6 +9,12 @@ Failure policy: a timeout, a bad frame or a lost connection closes the client an
 retried ``retries`` times on a fresh connection; a Modbus exception response is the device's
 answer and is raised at once. Before every call a connection known to be closed (a Solarman logger
 drops idle TCP after ~10 s) is reopened silently.
+
+A link only reads and writes: what a vendor's custom function means (Sofar's passive mode and
+heartbeat) belongs to that vendor's driver, which hands ``raw`` its request and response PDUs. A
+custom function is sent once unless the driver says a repeat is harmless (``retry=True``): the link
+cannot know whether a request that timed out was executed, and a counted write must not reach the
+wire twice.
 """
 
 from __future__ import annotations
@@ -30,22 +36,12 @@ from shared.config.transports import ModbusRtu, ModbusTcp, RtuOverTcp, SolarmanV
 
 from . import rtu
 from .errors import LinkConnectionError, LinkError, LinkExceptionResponse, LinkFramingError, LinkTimeout
-from .sofar_pdu import (
-    CLIENT_PDUS,
-    HEARTBEAT_REGISTER,
-    HEARTBEAT_VALUE,
-    HeartbeatRequest,
-    PassiveModeRequest,
-    PassiveModeResponse,
-    PassiveStatus,
-)
 
 log = logging.getLogger("ongrid.modbus")
 T = TypeVar("T")
 
 LinkTransport = ModbusTcp | ModbusRtu | RtuOverTcp | SolarmanV5
-
-_RESPONSES: dict[int, type[ModbusPDU]] = {cls.function_code: cls for cls in CLIENT_PDUS}
+R = TypeVar("R", bound=ModbusPDU)
 
 
 class Link(ABC):
@@ -61,6 +57,8 @@ class Link(ABC):
         self.failures = 0
         self.reconnects = 0
         self._had_connection = False
+        # Custom-function response decoders the drivers have used, by function code.
+        self._responses: dict[int, type[ModbusPDU]] = {}
 
     # ------------------------------------------------------------------ public API
 
@@ -87,24 +85,23 @@ class Link(ABC):
         what = f"FC16 0x{address:04X}+{len(values)} unit {unit}"
         await self._call(what, lambda: self._write(address, list(values), unit, 16))
 
-    async def raw(self, request: ModbusPDU, unit: int) -> ModbusPDU:
-        """Send a custom-function PDU (Sofar 0x42/0x49) and return the decoded response PDU."""
+    async def raw(self, request: ModbusPDU, response: type[R], unit: int, *, retry: bool = False) -> R:
+        """Send a custom-function PDU and return its response, decoded as ``response``.
+
+        ``retry``: whether a request that got no answer may be sent again (only when executing it
+        twice is harmless and costs nothing); by default it goes on the wire once.
+        """
+        if response.function_code != request.function_code:
+            raise ValueError(
+                f"response 0x{response.function_code:02X} does not answer function 0x{request.function_code:02X}"
+            )
+        self._responses[response.function_code] = response
         request.dev_id = unit
         what = f"function 0x{request.function_code:02X} unit {unit}"
-        return await self._call(what, lambda: self._raw(request, unit))
-
-    async def passive_mode(self, register: int, value: int, unit: int) -> PassiveStatus:
-        """Sofar 0x42: write a passive-mode register; returns the inverter's status word."""
-        response = await self.raw(PassiveModeRequest(register, value), unit)
-        if not isinstance(response, PassiveModeResponse):
-            raise LinkFramingError(self.endpoint, f"0x42 answered with {type(response).__name__}")
-        return response.passive_status
-
-    async def heartbeat(self, unit: int) -> None:
-        """Sofar 0x49 heartbeat, which keeps passive mode alive."""
-        response = await self.raw(HeartbeatRequest(HEARTBEAT_REGISTER, HEARTBEAT_VALUE), unit)
-        if getattr(response, "value", None) != HEARTBEAT_VALUE:
-            raise LinkFramingError(self.endpoint, "heartbeat answer does not echo the request")
+        answer = await self._call(what, lambda: self._raw(request, unit), attempts=None if retry else 1)
+        if not isinstance(answer, response):
+            raise LinkFramingError(self.endpoint, f"{what} answered with {type(answer).__name__}")
+        return answer
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -124,15 +121,15 @@ class Link(ABC):
 
     # ------------------------------------------------------------------ retry core
 
-    async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, what: str, op: Callable[[], Awaitable[T]], attempts: int | None = None) -> T:
         if self._owner is not None and self._owner is asyncio.current_task():
-            return await self._attempts(what, op)
+            return await self._attempts(what, op, attempts)
         async with self._lock:
-            return await self._attempts(what, op)
+            return await self._attempts(what, op, attempts)
 
-    async def _attempts(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+    async def _attempts(self, what: str, op: Callable[[], Awaitable[T]], attempts: int | None) -> T:
         last: LinkError | None = None
-        for attempt in range(self.retries + 1):
+        for attempt in range(self.retries + 1 if attempts is None else attempts):
             try:
                 await self._ensure_connected()
                 self.transactions += 1
@@ -198,8 +195,6 @@ class PymodbusLink(Link):
         if self._client is not None:
             self._client.close()
         client = self._factory(trace_packet=self._trace)
-        for cls in CLIENT_PDUS:
-            client.register(cls)
         self._client = client
         try:
             connected = await client.connect()
@@ -261,6 +256,8 @@ class PymodbusLink(Link):
 
     async def _raw(self, request: ModbusPDU, unit: int) -> ModbusPDU:
         client = self.client
+        # Decoders belong to the client, which a reconnect replaces.
+        client.register(self._responses[request.function_code])
         what = f"function 0x{request.function_code:02X}"
         return await self._execute(what, request.function_code, lambda: client.execute(False, request))
 
@@ -337,7 +334,7 @@ class SolarmanLink(Link):
 
     async def _raw(self, request: ModbusPDU, unit: int) -> ModbusPDU:
         data = await self._exchange(unit, request.function_code, request.encode())
-        response_class = _RESPONSES.get(request.function_code)
+        response_class = self._responses.get(request.function_code)
         if response_class is None:
             raise LinkFramingError(self.endpoint, f"no response decoder for 0x{request.function_code:02X}")
         response = response_class()

@@ -4,8 +4,8 @@
   function and CRC) carrying random data: it returns bytes or raises the LinkError family.
 * The Link against a fake device on a real socket (Modbus TCP and RTU over TCP) answering every
   request with hypothesis-drawn bytes: random junk, MBAP/RTU frames with valid framing and random
-  PDUs, wrong lengths, exception codes, a closed connection. Reads, the Sofar 0x42 write and the
-  0x49 heartbeat may only fail with ``LinkError``: nothing else escapes to the bridges.
+  PDUs, wrong lengths, exception codes, a closed connection. Reads, and the Sofar driver's 0x42
+  write and 0x49 heartbeat, may only fail with ``LinkError``: nothing else escapes to the bridges.
 """
 
 from __future__ import annotations
@@ -17,9 +17,13 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.inverter_bridge.drivers import SofarPassiveDriver
+from services.inverter_bridge.limits import CHARGE, Setpoint
 from shared.config.transports import ModbusTcp, RtuOverTcp
+from shared.messages import CommandMode
 from shared.modbus import LinkError, close_links, open_link
 from shared.modbus.rtu import crc16, frame, parse_response
+from shared.registers import load_map
 
 UNIT = 1
 
@@ -110,12 +114,13 @@ async def exercise(replies: list[Reply], rtu_framing: bool) -> None:
     kind = "rtu_over_tcp" if rtu_framing else "modbus_tcp"
     cls = RtuOverTcp if rtu_framing else ModbusTcp
     link = open_link(cls(kind=kind, host="127.0.0.1", port=port, unit=UNIT, timeout_s=0.1, retries=0))  # type: ignore[arg-type]
+    driver = SofarPassiveDriver(link, load_map("sofar_me3000sp"), UNIT)
     try:
         for call in (
             lambda: link.read(3, 0x0200, 10, UNIT),
             lambda: link.read(4, 0x0000, 2, UNIT),
-            lambda: link.passive_mode(0x0102, 1000, UNIT),
-            lambda: link.heartbeat(UNIT),
+            lambda: driver.set_battery(Setpoint(CommandMode.CHARGE, CHARGE, 1000)),
+            lambda: driver.heartbeat(),
         ):
             with contextlib.suppress(LinkError):
                 await call()

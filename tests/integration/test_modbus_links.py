@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pysolarmanv5 import PySolarmanV5Async
 
+from services.inverter_bridge.drivers import SofarPassiveDriver
 from services.simulator.servers import (
     ContextRtuHandler,
     MapSource,
@@ -28,6 +29,8 @@ from shared.modbus import (
     LinkExceptionResponse,
     LinkFramingError,
     LinkTimeout,
+    PassiveModeRequest,
+    PassiveModeResponse,
     PassiveStatus,
     build_link,
     close_links,
@@ -69,6 +72,11 @@ def make_context(inverter: Inverter) -> RegisterContext:
     return RegisterContext(
         {1: MapSource(SOFAR, lambda: VALUES), 2: MapSource(SDM, lambda: METER_VALUES)}, custom=inverter
     )
+
+
+async def passive(link: Link, register: int, value: int, unit: int = 1) -> PassiveStatus:
+    """A raw Sofar 0x42 write through the link, as the Sofar driver sends it."""
+    return (await link.raw(PassiveModeRequest(register, value), PassiveModeResponse, unit)).passive_status
 
 
 async def poll(link: Link, regmap, unit: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
@@ -128,10 +136,10 @@ async def test_tcp_reads_decode_and_passive_mode(tcp_server: tuple[int, Inverter
         assert_sofar(await poll(link, SOFAR, 1))
         meter = await poll(link, SDM, 2)
         assert meter["power_w"] == -812.5 and meter["import_energy_wh"] == 1_234_500.0
-        status = await link.passive_mode(CHARGE_REGISTER, 1000, unit=1)
+        status = await passive(link, CHARGE_REGISTER, 1000)
         assert status.accepted and status.charge_enabled and not status.battery_full
         assert inverter.calls == [(1, 0x42, 0x0102, 1000)]
-        await link.heartbeat(unit=1)
+        await SofarPassiveDriver(link, SOFAR, 1).heartbeat()
         assert inverter.calls[-1] == (1, 0x49, 0x2201, 0x2202)
     finally:
         await link.close()
@@ -199,7 +207,7 @@ async def test_rtu_over_tcp_exact_vendor_bytes_and_crc_errors() -> None:
         link = build_link(
             RtuOverTcp(kind="rtu_over_tcp", host="127.0.0.1", port=port, timeout_s=0.5, retries=0)
         )
-        assert (await link.passive_mode(CHARGE_REGISTER, 1000, unit=1)).accepted
+        assert (await passive(link, CHARGE_REGISTER, 1000)).accepted
         assert b"".join(received) == CHARGE_1000_W
         assert_sofar(await poll(link, SOFAR, 1))
         # 3. a corrupted CRC is a framing error, not a timeout or a garbage value
@@ -226,7 +234,7 @@ async def test_rtu_on_a_pty_with_two_devices_sharing_the_bus(ptys: tuple[str, st
         results = await asyncio.gather(
             poll(link, SOFAR, 1),
             poll(link, SDM, 2),
-            link.passive_mode(CHARGE_REGISTER, 1000, unit=1),
+            passive(link, CHARGE_REGISTER, 1000),
             poll(link, SDM, 2),
         )
         assert_sofar(results[0])
@@ -297,7 +305,7 @@ async def test_solarman_link_survives_a_logger_that_drops_idle_connections() -> 
             assert logger.dropped >= 1
             assert_sofar(await poll(link, SOFAR, 1))  # retries=0: reconnecting must not cost a failure
             assert link.reconnects >= 1 and link.failures == 0
-            assert (await link.passive_mode(CHARGE_REGISTER, 1000, unit=1)).accepted
+            assert (await passive(link, CHARGE_REGISTER, 1000)).accepted
             with pytest.raises(LinkExceptionResponse) as caught:
                 await link.read(3, 0x0246, 2, unit=1)
             assert caught.value.code == 2
@@ -315,7 +323,7 @@ async def test_solarman_emulator_forwarding_to_an_rtu_over_tcp_device() -> None:
                 SolarmanV5(kind="solarman_v5", host="127.0.0.1", port=logger.port, logger_serial=7)
             )
             assert_sofar(await poll(link, SOFAR, 1))
-            assert (await link.passive_mode(CHARGE_REGISTER, 1000, unit=1)).accepted
+            assert (await passive(link, CHARGE_REGISTER, 1000)).accepted
             await link.close()
     finally:
         await forwarder.close()

@@ -87,6 +87,23 @@ def test_report_writes_pngs_and_html(sqlite_config: Path, tmp_path: Path, capsys
         assert title in page
 
 
+def test_report_covers_a_runs_exact_range_with_its_time_zone_named(
+    sqlite_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A demo's run, 06:00 to 06:00 UTC, not whole local days; energy in kWh, money in GBP."""
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        ongrid(["report", "--config", str(sqlite_config), "--from", "2026-02-28T06:00:00+00:00",
+                "--to", "2026-03-01T06:00:00Z", "--out", str(out)])  # fmt: skip
+    assert exit_info.value.code == 0
+    page = (out / "index.html").read_text()
+    assert "2026-02-28 06:00 to 2026-03-01 06:00 UTC" in page
+    # The daily rows of 28 Feb and 1 Mar (keyed at midnight) fall inside: one night each judged.
+    assert "<h2>Nights to sunrise</h2>" in page and "<td>2026-03</td>" in page
+    # Availability is published once, at the start of the two days: nothing of it after 06:00.
+    assert "1 without data: Availability (1 online)" in capsys.readouterr().out
+
+
 def test_report_refuses_a_backwards_range(sqlite_config: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         ongrid(["report", "--config", str(sqlite_config), "--from", "2026-03-02", "--to", "2026-03-01"])

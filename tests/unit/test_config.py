@@ -124,3 +124,24 @@ def test_dispatcher_and_inverter_quantise_alike(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"dispatcher.quantum_w \(50\) must equal the quantum_w of inverter 'inv'"):
         load_config(path)
+
+
+def test_a_battery_on_can_only_needs_no_transport() -> None:
+    # Issue 15 item 3: the CAN-only home (the first example in docs/configuration.md) loads; no
+    # BMS is read for its battery: the dispatcher subscribes to none, discovery offers none, and the
+    # bms-bridge finds nothing to poll; the configured limits make the dispatcher's battery model.
+    from services.bms_bridge.service import make_pollers
+    from services.dispatcher.service import battery_model, devices
+    from shared.config.reference import EXAMPLE_FILES, EXAMPLES
+    from shared.homeassistant import discovery_configs
+
+    first_title, first_file = EXAMPLE_FILES[0]
+    assert first_file == "can-only-home.yaml" and "CAN" in first_title
+    cfg = load_config(EXAMPLES / first_file)
+    (battery,) = cfg.batteries
+    assert battery.transport is None and not battery.has_bms_link
+    assert devices(cfg).battery is None
+    model = battery_model(cfg)
+    assert (model.max_charge_w, model.max_discharge_w, model.capacity_wh) == (2500.0, 2500.0, 9600.0)
+    assert not [topic for topic in discovery_configs(cfg) if "_bms_" in topic or "/bms" in topic]
+    assert make_pollers(cfg.batteries) == []

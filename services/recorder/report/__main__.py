@@ -13,14 +13,27 @@ import typer
 from shared.service import ConfigOption, load_or_exit
 
 from ..backends import BackendError, open_reader
-from .render import collect, render
+from ..stats_job import stored_days
+from .render import collect, nights_table, render
 
 
-def _day(value: str, what: str) -> date:
+def _moment(value: str, what: str, zone: ZoneInfo, *, end: bool) -> datetime:
+    """A day (local midnight; the day after for ``--to``) or an ISO time (with an offset, or local)."""
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{what} {value!r} is not a date YYYY-MM-DD") from None
+        pass
+    else:
+        if end:
+            day = date.fromordinal(day.toordinal() + 1)
+        return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(
+            f"{what} {value!r} is not a date YYYY-MM-DD or a time YYYY-MM-DDTHH:MM[+HH:MM]"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(UTC)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,30 +41,42 @@ def main(argv: list[str] | None = None) -> None:
 
     @app.command()
     def report(
-        from_: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD (site's local time).")],
-        to: Annotated[str, typer.Option("--to", help="Last day, inclusive, YYYY-MM-DD.")],
+        from_: Annotated[
+            str, typer.Option("--from", help="First day YYYY-MM-DD (site's local time), or a time with offset.")
+        ],
+        to: Annotated[str, typer.Option("--to", help="Last day, inclusive, YYYY-MM-DD; or a time (exclusive).")],
         config: ConfigOption = None,
         out: Annotated[Path, typer.Option("--out", help="Directory for the PNGs and index.html.")] = Path("report"),
         site: Annotated[str | None, typer.Option("--site", help="Site (default: the config's).")] = None,
     ) -> None:
         cfg = load_or_exit(config)
-        first, last = _day(from_, "--from"), _day(to, "--to")
-        if last < first:
-            raise typer.BadParameter(f"--to {to} is before --from {from_}")
         zone = ZoneInfo(cfg.tariff.timezone)
-        start = datetime.combine(first, time(0), tzinfo=zone).astimezone(UTC)
-        end = datetime.combine(date.fromordinal(last.toordinal() + 1), time(0), tzinfo=zone).astimezone(UTC)
+        start = _moment(from_, "--from", zone, end=False)
+        end = _moment(to, "--to", zone, end=True)
+        if end <= start:
+            raise typer.BadParameter(f"--to {to} is not after --from {from_}")
         reader = open_reader(cfg)
         try:
             results = collect(reader, site or cfg.site, start, end)
+            days = stored_days(reader, site or cfg.site, start, end)
         except BackendError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
         finally:
             reader.close()
-        index = render(results, out, site or cfg.site, start, end, cfg.tariff.timezone)
+        index = render(
+            results,
+            out,
+            site or cfg.site,
+            start,
+            end,
+            cfg.tariff.timezone,
+            cfg.tariff.currency,
+            nights_table(days),
+        )
         empty = [p.panel.title for r in results for p in r.panels if p.points == 0]
-        typer.echo(f"wrote {index} ({sum(len(r.panels) for r in results)} panels, {len(empty)} without data)")
+        named = f": {', '.join(empty)}" if empty else ""
+        typer.echo(f"wrote {index} ({sum(len(r.panels) for r in results)} panels, {len(empty)} without data{named})")
 
     app(args=sys.argv[1:] if argv is None else argv, prog_name="ongrid report", standalone_mode=True)
 

@@ -7,18 +7,23 @@ import html
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.dates as mdates
+import matplotlib.figure
 import matplotlib.pyplot as plt
 import pandas as pd
+
+from shared.messages import DailyStats
 
 from ..backends import Reader
 from ..backends.base import Series
 from ..rows import ns
-from ..views import DASHBOARDS, Dashboard, Panel
+from ..stats import monthly
+from ..views import DASHBOARDS, Dashboard, Panel, display
 
 
 @dataclass
@@ -56,19 +61,27 @@ def collect(reader: Reader, site: str, start: datetime, end: datetime) -> list[D
             series: Series = {}
             for query in panel.queries:
                 for label, points in reader.aggregate(query, site, ns(start), ns(end), every).items():
-                    series[label if len(panel.queries) == 1 or not query.group_by else f"{query.field} {label}"] = (
-                        points
-                    )
+                    # A grouped series comes back as "tag=value"; the legend is Grafana's.
+                    tag = label.partition("=")[2] if query.group_by else None
+                    series[query.legend(tag)] = points
             result.panels.append(PanelResult(panel, series))
         results.append(result)
     return results
 
 
-def _plot(result: PanelResult, path: Path, start: datetime, end: datetime, timezone: str) -> None:
+def figure(
+    result: PanelResult, start: datetime, end: datetime, timezone: str, currency: str = "GBP"
+) -> matplotlib.figure.Figure:
+    """One panel as a figure: values in the unit people read (Wh as kWh), axes named with it."""
     fig, ax = plt.subplots(figsize=(10, 3.6), dpi=100)
     panel = result.panel
+    shown = display(panel.unit, currency)
     if panel.kind == "stat":
-        lines = [f"{label}: {points[-1][1]:.2f}" for label, points in result.series.items() if points]
+        lines = [
+            f"{label}: {points[-1][1] * shown.factor:.2f} {shown.label}"
+            for label, points in result.series.items()
+            if points
+        ]
         ax.axis("off")
         ax.text(0.02, 0.5, "\n".join(lines) or "no data", fontsize=16, va="center")
     else:
@@ -79,7 +92,7 @@ def _plot(result: PanelResult, path: Path, start: datetime, end: datetime, timez
             if not points:
                 continue
             times = pd.to_datetime([t for t, _ in points], unit="ns", utc=True).tz_convert(timezone)
-            values = [v for _, v in points]
+            values = [v * shown.factor for _, v in points]
             if panel.kind == "bars":
                 width_days = width_days or 0.8 / max(1, len(labels))
                 offset = pd.Timedelta(days=(n - (len(labels) - 1) / 2) * width_days)
@@ -88,7 +101,8 @@ def _plot(result: PanelResult, path: Path, start: datetime, end: datetime, timez
                 ax.plot(times, values, label=label, linewidth=1.2)
         ax.set_xlim(pd.Timestamp(start).tz_convert(timezone), pd.Timestamp(end).tz_convert(timezone))
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:%M", tz=timezone))
-        ax.set_ylabel(panel.unit)
+        ax.set_xlabel(f"time ({timezone})")
+        ax.set_ylabel(shown.label)
         ax.grid(alpha=0.3)
         if result.series:
             ax.legend(loc="upper left", fontsize=8, ncol=min(4, len(labels)))
@@ -96,6 +110,13 @@ def _plot(result: PanelResult, path: Path, start: datetime, end: datetime, timez
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center")
     ax.set_title(panel.title, fontsize=11)
     fig.tight_layout()
+    return fig
+
+
+def _plot(
+    result: PanelResult, path: Path, start: datetime, end: datetime, timezone: str, currency: str = "GBP"
+) -> None:
+    fig = figure(result, start, end, timezone, currency)
     fig.savefig(path)
     plt.close(fig)
 
@@ -104,7 +125,54 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")[:60]
 
 
-def render(results: list[DashboardResult], out: Path, site: str, start: datetime, end: datetime, timezone: str) -> Path:
+def time_range(start: datetime, end: datetime, timezone: str) -> str:
+    """The report's range in the site's time zone, named (``2026-06-21 01:00 to 2026-06-22 01:00 Europe/London``)."""
+    zone = ZoneInfo(timezone)
+    return f"{start.astimezone(zone):%Y-%m-%d %H:%M} to {end.astimezone(zone):%Y-%m-%d %H:%M} {timezone}"
+
+
+def nights_table(days: list[DailyStats]) -> str:
+    """Nights to sunrise per month, and the SoC at first light of each night against where the
+    battery stops discharging (the daily statistics' figures)."""
+    months = monthly(days)
+    if not any(month.get("nights") for month in months.values()):
+        return "<h2>Nights to sunrise</h2><p>No night with a SoC reading at first light in this range.</p>"
+    rows = []
+    for key in sorted(months):
+        month = months[key]
+        if not month.get("nights"):
+            continue
+        nights = []
+        for day in sorted((d for d in days if d.day.strftime("%Y-%m") == key), key=lambda d: d.day):
+            if day.reached_sunrise is None or day.soc_at_sunrise_pct is None:
+                continue
+            mark = "made" if day.reached_sunrise else "missed"
+            nights.append(
+                f"{day.day:%d}: {day.soc_at_sunrise_pct:.1f} % (stops at {day.discharge_stop_pct or 0:.0f} %, {mark})"
+            )
+        rows.append(
+            f"<tr><td>{key}</td><td>{month.get('nights_to_sunrise', 0)} of {month['nights']}</td>"
+            f"<td>{html.escape('; '.join(nights))}</td></tr>"
+        )
+    return (
+        "<h2>Nights to sunrise</h2><p>A night is made when the SoC at first light is above where the battery "
+        "stops discharging (the reserve; the floor in mode off) by more than 1 point.</p>"
+        "<table><tr><th>month</th><th>nights made</th><th>SoC at first light, per night</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def render(
+    results: list[DashboardResult],
+    out: Path,
+    site: str,
+    start: datetime,
+    end: datetime,
+    timezone: str,
+    currency: str = "GBP",
+    extra_html: str = "",
+) -> Path:
     """Write one PNG per panel and ``index.html``; returns the HTML path."""
     out.mkdir(parents=True, exist_ok=True)
     parts = [
@@ -112,13 +180,14 @@ def render(results: list[DashboardResult], out: Path, site: str, start: datetime
         f"<title>ongrid report {html.escape(site)}</title>",
         "<style>body{font-family:sans-serif;max-width:1040px;margin:auto}img{width:100%}</style></head><body>",
         f"<h1>ongrid report: {html.escape(site)}</h1>",
-        f"<p>{start.isoformat()} to {end.isoformat()}</p>",
+        f"<p>{html.escape(time_range(start, end, timezone))}</p>",
+        extra_html,
     ]
     for result in results:
         parts.append(f"<h2>{html.escape(result.dashboard.title)}</h2>")
         for number, panel_result in enumerate(result.panels):
             name = f"{result.dashboard.uid}-{number:02d}-{_slug(panel_result.panel.title)}.png"
-            _plot(panel_result, out / name, start, end, timezone)
+            _plot(panel_result, out / name, start, end, timezone, currency)
             panel_result.png = name
             parts.append(f"<h3>{html.escape(panel_result.panel.title)}</h3>")
             if panel_result.panel.description:
