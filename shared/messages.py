@@ -477,7 +477,17 @@ class DailyStats(Message):
         description="Energy the battery delivered in the peak window (import price in the upper half of the "
         "day's range); None on a day with one price.",
     )
-    export_by_cause_wh: dict[str, Finite] = Field(default_factory=dict)
+    export_causes_wh: dict[str, Finite] = Field(
+        default_factory=dict,
+        description="Why energy was exported, adding up to export_wh: battery_full, flip_flop (the controller "
+        "lagged or reversed), forecast_error (surplus the plan's forecast missed, which perfect foresight would "
+        "have stored), planned (meant, for money), power_limit (charging as fast as it may).",
+    )
+    export_by_cause_wh: dict[str, Finite] = Field(
+        default_factory=dict,
+        description="The first, coarser split, kept for existing readers: battery_full, mode_flip (= flip_flop), "
+        "policy (= planned + forecast_error), power_limit.",
+    )
     balance_residual_wh: Finite | None = Field(None, description="load - pv - grid - battery, summed.")
     cost: Finite | None = Field(
         None, description="Import cost less export income, tariff currency.", json_schema_extra={"unit": "money"}

@@ -1,9 +1,9 @@
 """Daily and monthly statistics from recorded readings. Pure: arrays in, figures out.
 
 Where the backtest computes the same figure, the shared code in ``shared.energy`` is used rather
-than a second copy: the tariff's ``Tariff.prices``, the export-cause rule
-(``accounting.export_cause``), self sufficiency (``PolicyResult.self_sufficiency_pct``) and the
-payback band (``savings.payback``).
+than a second copy: the tariff's ``Tariff.prices``, the export causes (``accounting.export_causes``),
+the night rule (``accounting.night_made``), self sufficiency (``PolicyResult.self_sufficiency_pct``)
+and the payback band (``savings.payback``).
 
 Energies are integrated over a fixed grid of ``step_s`` buckets: each source's readings are
 averaged per bucket, and a bucket with no reading carries the previous value for at most
@@ -25,16 +25,25 @@ import pandas as pd
 import pvlib
 
 from shared.energy import soc_limits
-from shared.energy.accounting import PolicyResult, export_cause
+from shared.energy.accounting import ExportStep, PolicyResult, night_made
 from shared.energy.battery import BatteryModel
 from shared.energy.savings import payback as backtest_payback
 from shared.energy.tariff import Tariff
-from shared.messages import DailyStats, Intent
+from shared.messages import DailyStats
 
-COLUMNS = ("grid_w", "pv_w", "load_w", "battery_w", "soc_pct", "setpoint_w")
-# A night "made it" when the battery still had this much above where the dispatcher stops
-# discharging at first light: a battery stopped there reads within a point of it.
-SUNRISE_MARGIN_PCT = 1.0
+# Flows and SoC, and what the dispatcher decided: its setpoint, the goal before dwell, ramp and
+# deadband shaped it, the plan's grid for the step, and how fast the battery could charge.
+COLUMNS = (
+    "grid_w",
+    "pv_w",
+    "load_w",
+    "battery_w",
+    "soc_pct",
+    "setpoint_w",
+    "goal_w",
+    "planned_grid_w",
+    "charge_max_w",
+)
 # Below this much charge in a day a round-trip efficiency is noise, not a figure.
 MIN_RTE_THROUGHPUT = 0.05
 
@@ -98,11 +107,6 @@ def discharge_stop_pct(battery: BatteryModel, mode_off: bool = False) -> float:
     """Where the battery stops discharging overnight: the dispatcher stops at the reserve; in mode
     ``off`` the inverter runs on its own down to the floor."""
     return soc_limits.discharge_stops_at_pct(battery, mode_off=mode_off)
-
-
-def night_made(soc_at_first_light_pct: float, stop_pct: float) -> bool:
-    """The battery reached first light with charge above where it stops discharging."""
-    return soc_at_first_light_pct > stop_pct + SUNRISE_MARGIN_PCT
 
 
 def peak_window(import_price: np.ndarray) -> np.ndarray | None:
@@ -173,14 +177,25 @@ def daily_stats(
             if len(first):
                 soc_at_sunrise = float(first[0])
                 stop_pct = discharge_stop_pct(battery, mode_off_at_sunrise)
-                reached = night_made(soc_at_sunrise, stop_pct)
+                reached = night_made(battery, soc_at_sunrise, mode_off=mode_off_at_sunrise)
 
     causes = PolicyResult("actual")
-    for k in np.nonzero(exp > 0)[0]:
-        intent = Intent.DISCHARGE if setpoint[k] > 0 else Intent.SELF_USE
-        soc_wh = battery.wh(soc[k]) if not np.isnan(soc[k]) else 0.0
-        battery_w = 0.0 if np.isnan(bat[k]) else float(bat[k])
-        export_cause(causes, exp[k] * dt_h / 1000.0, battery_w, dt_h, intent, True, soc_wh, battery)
+    goal, planned_grid, charge_max = (_column(frame, c) for c in ("goal_w", "planned_grid_w", "charge_max_w"))
+    for k in range(len(frame)):
+        step = ExportStep(
+            exp[k] * dt_h / 1000.0,
+            dt_h,
+            0.0 if np.isnan(bat[k]) else float(bat[k]),
+            battery.wh(soc[k]) if not np.isnan(soc[k]) else 0.0,
+            # The goal before smoothing; an older dispatcher's decisions carry only the setpoint.
+            goal_w=_known(goal[k]) if not np.isnan(goal[k]) else _known(setpoint[k]),
+            planned_grid_w=_known(planned_grid[k]),
+            charge_max_w=_known(charge_max[k]),
+            import_w=float(imp[k]),
+        )
+        causes.track_export(str(day), step, battery)
+    causes.settle_exports()
+    export_causes = {k: round(v * 1000.0, 3) for k, v in causes.export_causes_kwh.items() if k != "no_battery"}
     by_cause = {k: round(v * 1000.0, 3) for k, v in causes.export_by_cause_kwh.items() if k != "no_battery"}
 
     cost = cost_without = peak_discharge = None
@@ -217,12 +232,24 @@ def daily_stats(
         soc_max_pct=_pct(valid_soc.max()) if len(valid_soc) else None,
         peak_discharge_wh=peak_discharge,
         export_by_cause_wh=by_cause,
+        export_causes_wh=export_causes,
         balance_residual_wh=None if residual_wh is None else round(residual_wh, 3),
         cost=cost,
         cost_without_battery=cost_without,
         savings=None if cost is None or cost_without is None else round(cost_without - cost, 4),
         samples=int(whole.sum()),
     )
+
+
+def _column(frame: pd.DataFrame, name: str) -> np.ndarray:
+    """A column's values; all missing where the frame has no such column."""
+    if name not in frame:
+        return np.full(len(frame), np.nan)
+    return frame[name].to_numpy(dtype=float)
+
+
+def _known(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
 
 
 def _pct(value: float) -> float:
@@ -259,6 +286,8 @@ def monthly(days: Iterable[DailyStats]) -> dict[str, dict[str, Any]]:
             month["soc_max_pct"] = max(month.get("soc_max_pct", 0.0), stats.soc_max_pct)
         for cause, wh in stats.export_by_cause_wh.items():
             month[f"export_by_cause_wh_{cause}"] = month.get(f"export_by_cause_wh_{cause}", 0.0) + wh
+        for cause, wh in stats.export_causes_wh.items():
+            month[f"export_causes_wh_{cause}"] = month.get(f"export_causes_wh_{cause}", 0.0) + wh
         month["days"] = month.get("days", 0) + 1
         if stats.reached_sunrise is not None:
             month["nights"] = month.get("nights", 0) + 1

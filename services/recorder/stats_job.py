@@ -68,6 +68,9 @@ def read_sources(reader: Reader, site: str, start_ns: int, end_ns: int) -> dict[
         "battery_w": pick(meter("battery"), _values(inverter, "battery_power_w"), _values(battery, "power_w")),
         "soc_pct": pick(_values(inverter, "battery_soc_pct"), _values(battery, "soc_pct")),
         "setpoint_w": _values(decisions, "setpoints_battery_power_w"),
+        "goal_w": _values(decisions, "numbers_goal_w"),
+        "planned_grid_w": _values(decisions, "numbers_planned_grid_w"),
+        "charge_max_w": _values(decisions, "numbers_charge_max_w"),
     }
 
 
@@ -105,11 +108,10 @@ def stored_days(reader: Reader, site: str, since: datetime, until: datetime) -> 
     days = []
     for point in reader.points("daily_stats", ns(since), ns(until), {"site": site}):
         fields: dict[str, Any] = {k: v for k, v in point.fields.items() if k in DailyStats.model_fields}
-        fields["export_by_cause_wh"] = {
-            k.removeprefix("export_by_cause_wh_"): v
-            for k, v in point.fields.items()
-            if k.startswith("export_by_cause_wh_")
-        }
+        for split in ("export_by_cause_wh", "export_causes_wh"):
+            fields[split] = {
+                k.removeprefix(f"{split}_"): v for k, v in point.fields.items() if k.startswith(f"{split}_")
+            }
         if "reached_sunrise" in fields:
             fields["reached_sunrise"] = bool(fields["reached_sunrise"])
         fields["ts"] = datetime.fromtimestamp(point.ts_ns / 1e9, UTC)

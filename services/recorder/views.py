@@ -299,11 +299,15 @@ DISPATCHER = Dashboard(
             "Export by cause",
             "Wh",
             (
-                q("daily_stats", "export_by_cause_wh_battery_full", "last", every=DAY, label="Battery full"),
-                q("daily_stats", "export_by_cause_wh_mode_flip", "last", every=DAY, label="Mode flip / ramp"),
-                q("daily_stats", "export_by_cause_wh_policy", "last", every=DAY, label="Policy"),
+                q("daily_stats", "export_causes_wh_battery_full", "last", every=DAY, label="Battery full"),
+                q("daily_stats", "export_causes_wh_flip_flop", "last", every=DAY, label="Flip-flop / lag"),
+                q("daily_stats", "export_causes_wh_forecast_error", "last", every=DAY, label="Forecast error"),
+                q("daily_stats", "export_causes_wh_planned", "last", every=DAY, label="Planned (for money)"),
+                q("daily_stats", "export_causes_wh_power_limit", "last", every=DAY, label="Power limit"),
             ),
             kind="bars",
+            description="Why energy left the house; the causes add up to the day's export. Forecast error: "
+            "surplus the plan's forecast missed, which perfect foresight would have stored.",
         ),
     ),
 )

@@ -14,7 +14,7 @@ Plans are made every ``replan_minutes`` (30) at ``step_minutes`` resolution:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,10 +27,10 @@ from services.dispatcher.core.planner import PlanInputs, Schedule, plan
 from services.dispatcher.core.replan import should_replan
 from services.dispatcher.core.snapshot import ModeState, Snapshot
 from shared.config.dispatcher import DispatcherConfig
-from shared.energy.accounting import PolicyResult, export_cause
+from shared.energy.accounting import ExportStep, PolicyResult, night_made
 from shared.energy.battery import BatteryModel
 from shared.energy.tariff import Tariff
-from shared.messages import DispatcherModeName, Intent
+from shared.messages import DispatcherModeName
 
 from .data import Series
 
@@ -147,14 +147,15 @@ def simulate(
         load, pv = float(series.load_w[k]), float(series.pv_w[k])
         month, day = month_keys[k], day_keys[k]
         result.monthly_days[month] += dt_h / 24.0
-        intent = Intent.SELF_USE
+        numbers: Mapping[str, float] = {}
         if has_battery:
             soc_pct = b.pct(soc_wh)
             if day not in sunrise_seen and pv >= 50.0:
                 sunrise_seen.add(day)
                 if k > 0:
                     nights[month]["nights"] += 1
-                    nights[month]["made_it"] += int(soc_pct > b.floor_pct + 1.0)
+                    nights[month]["made_it"] += int(night_made(b, soc_pct))
+                    result.soc_at_first_light_pct[day] = soc_pct
             if planning and forecaster is not None:
                 reason = should_replan(now, last_plan_at, every_s)
                 if reason is not None:
@@ -177,7 +178,7 @@ def simulate(
                 meter_at=now,
             )
             decision, memory = control(snap, schedule, memory, params)
-            intent = decision.intent
+            numbers = decision.numbers
             setpoint = decision.battery_w
             if setpoint != previous_setpoint:
                 result.setpoint_changes += 1
@@ -205,10 +206,21 @@ def simulate(
         result.export_kwh += exp_kwh
         result.load_kwh += load * dt_h / 1000.0
         result.pv_kwh += pv * dt_h / 1000.0
-        if exp_kwh > 0:
-            export_cause(result, exp_kwh, battery_w, dt_h, intent, has_battery, soc_wh, b)
+        step = ExportStep(
+            exp_kwh,
+            dt_h,
+            battery_w,
+            soc_wh,
+            goal_w=numbers.get("goal_w"),
+            planned_grid_w=numbers.get("planned_grid_w"),
+            charge_max_w=numbers.get("charge_max_w"),
+            has_battery=has_battery,
+            import_w=max(grid, 0.0),
+        )
+        result.track_export(day, step, b)
         if progress is not None:
             progress(1)
+    result.settle_exports()
     result.battery_cycles = result.discharge_kwh * 1000.0 / b.capacity_wh if has_battery else 0.0
     result.nights_to_sunrise = dict(nights) if has_battery else {}
     return result
