@@ -47,8 +47,15 @@ def _battery(config_path: Path, battery_kwh: float | None, power_kw: float | Non
 
 @app.command()
 def backtest(
-    data: Annotated[Path, typer.Option(help="CSV of timestamp,load_w,pv_w (ISO times with offset).")],
     config: Annotated[Path, typer.Option(help="ongrid YAML: tariff, batteries[], dispatcher.")],
+    data: Annotated[
+        Path | None, typer.Option(help="CSV of timestamp,load_w,pv_w (ISO times with offset).")
+    ] = None,
+    from_store: Annotated[
+        bool, typer.Option("--from-store", help="Replay the site's recorded load and PV instead of a CSV.")
+    ] = False,
+    start: Annotated[str | None, typer.Option(help="With --from-store: first day, YYYY-MM-DD (site's time).")] = None,
+    end: Annotated[str | None, typer.Option(help="With --from-store: last day, inclusive, YYYY-MM-DD.")] = None,
     policy: Annotated[
         list[str] | None, typer.Option(help=f"Repeatable: {', '.join(POLICIES)} (default all).")
     ] = None,
@@ -70,7 +77,15 @@ def backtest(
         policies.insert(0, "none")  # savings are measured against it
     try:
         setup, currency = _battery(config, battery_kwh, power_kw)
-        series = read_series(data)
+        if from_store:
+            from .store import from_cli  # the recorder's store: loaded only when asked for
+
+            series = from_cli(config, start, end)
+            data = Path(f"store:{start}..{end}")
+        elif data is None:
+            raise DataError("give --data FILE.csv, or --from-store --start DATE --end DATE")
+        else:
+            series = read_series(data)
     except (ConfigError, DataError, TariffError, OSError, ValueError) as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
