@@ -17,12 +17,14 @@ from services.dispatcher.core.controller import (
     Limits,
     Memory,
     Target,
+    battery_seen,
     control,
     deadband,
     deadband_width,
     dwell,
     export_limit,
     goal,
+    hold_range,
     limits,
     quantise,
     ramp,
@@ -365,27 +367,28 @@ def test_deadband_width() -> None:
 
 def test_a_reading_below_the_accurate_range_is_not_chased() -> None:
     """Self-use on a near-zero grid, deadband 30 W. The SDM120 below 0.25 A: the reading's bound is
-    57.5 W (0.25 A x 230 V, services/meter_bridge/accuracy.yaml). Readings wandering within it do not
-    move the battery; an accurate reading of the same size does; a real change beyond it does."""
+    57.5 W (0.25 A x 230 V, services/meter_bridge/accuracy.yaml). An uncertain import within it does
+    not move the battery, the same reading in the accurate range does, a real change beyond it does.
+    A reading of battery energy going to the grid is never held (``hold_range``), uncertain or not."""
     params = replace(PARAMS, deadband_w=30)
     uncertain = {"grid_uncertainty_w": 57.5}
     self_use = ModeState(M.SELF_USE)
     rows = [
         house(0, battery=0, grid=400, mode=self_use),
-        house(10, battery=400, grid=-50, mode=self_use, **uncertain),  # 350 W wanted: kept at 400
-        house(20, battery=400, grid=45, mode=self_use, **uncertain),  # 445 -> 400: kept
-        house(30, battery=400, grid=-50, mode=self_use),  # the same reading, accurate: 350
-        house(40, battery=350, grid=300, mode=self_use),  # a kettle: 650
+        house(10, battery=400, grid=50, mode=self_use, **uncertain),  # 450 W wanted: kept at 400
+        house(20, battery=400, grid=-45, mode=self_use, **uncertain),  # exporting: down to 350
+        house(30, battery=350, grid=50, mode=self_use),  # the same import, accurate: 400
+        house(40, battery=400, grid=300, mode=self_use),  # a kettle: 700
     ]
     assert run(rows, params) == [
         (400, "self_use"),
         (400, "deadband"),
-        (400, "self_use"),
         (350, "self_use"),
-        (650, "self_use"),
+        (400, "self_use"),
+        (700, "self_use"),
     ]
     memory = Memory(setpoint_w=400, at=at(0), direction=1, direction_since=at(0), commanding=True)
-    decision, _ = control(house(10, battery=400, grid=-50, mode=self_use, **uncertain), None, memory, params)
+    decision, _ = control(house(10, battery=400, grid=50, mode=self_use, **uncertain), None, memory, params)
     assert decision.numbers["deadband_w"] == 57.5
 
 
@@ -410,3 +413,54 @@ def test_snapshot_takes_the_uncertainty_only_below_the_accurate_range() -> None:
     fine = MeterState(power_w=-2300, below_accurate_range=False, uncertainty_w=23, **meter)
     assert Snapshot.from_messages(T0, inverter, grid_meter=low).grid_uncertainty_w == 57.5
     assert Snapshot.from_messages(T0, inverter, grid_meter=fine).grid_uncertainty_w is None
+
+
+# -- the battery the grid reading goes with, and what the deadband may hold (issue 12 item 8) -----
+
+
+@pytest.mark.parametrize(
+    ("commanding", "changed_s", "inverter_s", "meter_s", "expected"),
+    [
+        (True, 10, 0, 12, 3000),  # inverter read before the change, meter after: the setpoint
+        (True, 10, 11, 12, 150),  # inverter read after the change: its reading
+        (True, 10, 0, 8, 150),  # both read before the change: the reading goes with the grid
+        (False, 10, 0, 12, 150),  # not commanding (handed back): the inverter runs itself
+        (True, None, 0, 12, 150),
+    ],
+)
+def test_battery_seen(commanding, changed_s, inverter_s, meter_s, expected) -> None:
+    memory = Memory(setpoint_w=3000, commanding=commanding, changed_at=None if changed_s is None else at(changed_s))
+    s = replace(snap(battery=150), inverter_at=at(inverter_s), meter_at=at(meter_s))
+    assert battery_seen(s, memory) == expected
+
+
+@pytest.mark.parametrize(
+    ("reason", "goal_w", "topping_up", "expected"),
+    [
+        ("plan_self_use", 150, False, (0, 150)),  # no discharge above the house's draw
+        ("self_use", -190, False, (-190, 0)),  # no charge above the surplus
+        ("no_plan", 0, False, (0, 0)),
+        ("plan_track", 2000, False, (-3000, 2500)),  # a planned power: the limits only
+        ("self_use", 150, True, (0, -1000)),  # topping up: at least the top-up charge (nothing holds)
+    ],
+)
+def test_hold_range(reason, goal_w, topping_up, expected) -> None:
+    assert hold_range(Limits(3000, 2500), topping_up, 1000, reason, goal_w) == expected
+
+
+def test_the_demos_3_kw_load_story() -> None:
+    """13:28 in the demo: a 3 kW load, the battery told 3 kW. Two minutes on the meter reads 104 W of
+    import while the inverter's last reading (from before the command) still says 150 W: that is
+    the battery at 3 kW, not at 150 W, so it stays at 3 kW; and when the load ends (-2.8 kW on the
+    meter) it comes down at once instead of going on exporting."""
+    def reading(t: float, battery: float, grid: float, inverter_t: float) -> Snapshot:
+        mode = ModeState(M.SELF_USE)
+        return Snapshot(at(t), 52, battery, grid, mode=mode, inverter_at=at(inverter_t), meter_at=at(t))
+
+    rows = [reading(0, 150, 2978, -70), reading(120, 150, 104, -70), reading(240, 3000, -2850, 230)]
+    params = replace(PARAMS, ramp_w_per_s=1000, stale_after_s=600)
+    memory, out = Memory(), []
+    for s in rows:
+        decision, memory = control(s, None, memory, params)
+        out.append((decision.battery_w, decision.reason))
+    assert out == [(2500, "device_limit"), (2500, "device_limit"), (150, "self_use")]

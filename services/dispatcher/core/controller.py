@@ -52,12 +52,14 @@ __all__ = [
     "Limits",
     "Memory",
     "Target",
+    "battery_seen",
     "control",
     "deadband",
     "deadband_width",
     "dwell",
     "export_limit",
     "goal",
+    "hold_range",
     "limits",
     "mode_finished",
     "quantise",
@@ -120,6 +122,8 @@ class Memory:
     budgets: tuple[tuple[str, datetime, float], ...] = ()
     # ``ModeState.requested_at`` of the last person's request already acted on.
     request_seen: datetime | None = None
+    # When the setpoint last changed (the command that the inverter is following).
+    changed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,10 @@ class Limits:
 
 # Modes whose goal is a fixed setpoint a person asked for: there is nothing to smooth.
 FIXED_SETPOINT = (DispatcherModeName.FORCE_CHARGE, DispatcherModeName.FORCE_DISCHARGE, DispatcherModeName.HOLD)
+
+
+# Goals that zero the grid on the meter's reading (as opposed to a planned or forced power).
+ZERO_GRID_GOALS = ("self_use", "no_plan", "plan_self_use")
 
 
 # -- the eight steps, in order -------------------------------------------------------------------
@@ -311,6 +319,18 @@ def deadband_width(deadband_w: float, grid_uncertainty_w: float | None) -> float
     return max(deadband_w, grid_uncertainty_w or 0.0)
 
 
+def hold_range(lim: Limits, topping_up: bool, top_up_w: float, goal_reason: str, goal_w: float) -> tuple[float, float]:
+    """The setpoints the deadband may keep: within the limits (at least the top-up charge while
+    topping up), and in the zero-grid goals never one that works against the house, i.e. a
+    discharge above what the house draws (battery energy to the grid) or a charge above the
+    surplus (grid energy into the battery). Holding the other side only leaves the battery doing a
+    little less than it could; the energy stays in it."""
+    lo, hi = -lim.charge_max_w, (-min(top_up_w, lim.charge_max_w) if topping_up else lim.discharge_max_w)
+    if goal_reason in ZERO_GRID_GOALS:
+        lo, hi = max(lo, min(goal_w, 0.0)), min(hi, max(goal_w, 0.0))
+    return lo, hi
+
+
 def deadband(target: Target, memory: Memory, width_w: float, keep_lo_w: float, keep_hi_w: float) -> Target:
     """8. Keep the last setpoint when the change is under ``width_w``, the last is still within
     ``[keep_lo_w, keep_hi_w]`` and it points the way the battery last moved."""
@@ -323,6 +343,24 @@ def deadband(target: Target, memory: Memory, width_w: float, keep_lo_w: float, k
     ):
         return target if target.w == last else Target(last, "deadband")
     return target
+
+
+def battery_seen(snap: Snapshot, memory: Memory) -> float:
+    """0. The battery power the grid meter's reading goes with (discharge ``+``).
+
+    The grid meter is read more often than the inverter, so after a new setpoint the meter already
+    sees the battery at it while the inverter's last reading still shows the old power. Adding that
+    stale reading to the fresh grid reading would put the zero-grid target off by the whole change
+    (a 1.9 kW charge read as still discharging 150 W sent the next self-use target to -1.8 kW).
+    So while the inverter's reading predates the last change and the meter's does not, the
+    battery is taken to be at the setpoint it was told.
+    """
+    changed = memory.changed_at
+    if not memory.commanding or changed is None or snap.inverter_at is None or snap.meter_at is None:
+        return snap.battery_w
+    if snap.inverter_at < changed <= snap.meter_at:
+        return memory.setpoint_w
+    return snap.battery_w
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -416,6 +454,8 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
     if mode is DispatcherModeName.OFF:
         return _off(snap, memory, params)
 
+    read_w = snap.battery_w
+    snap = replace(snap, battery_w=battery_seen(snap, memory))  # 0
     loads: LoadsOutcome = arbitrate(snap, memory, params)
     # What the battery must do to bring the grid to zero, leaving out the flexible loads it may
     # not feed: with the immersion excluded, the battery never chases a diverter.
@@ -432,6 +472,8 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
         battery_w=snap.battery_w,
         not_from_battery_w=loads.not_from_battery_w,
     )
+    if snap.battery_w != read_w:
+        numbers["battery_read_w"] = read_w
     target = export_limit(Target(goal_w, reason), snap, params.export_limit_w)  # 2
     lim = limits(snap, b)  # 3
     numbers.update(charge_max_w=lim.charge_max_w, discharge_max_w=lim.discharge_max_w)
@@ -454,8 +496,8 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
         width = deadband_width(params.deadband_w, snap.grid_uncertainty_w)
         if width != params.deadband_w:
             numbers["deadband_w"] = width
-        keep_hi = -min(params.top_up_power_w, lim.charge_max_w) if topping_up else lim.discharge_max_w
-        target = deadband(target, memory, width, -lim.charge_max_w, keep_hi)  # 8
+        keep_lo, keep_hi = hold_range(lim, topping_up, params.top_up_power_w, reason, goal_w)
+        target = deadband(target, memory, width, keep_lo, keep_hi)  # 8
 
     setpoint = lim.bound(target.w) + 0.0  # + 0.0: no -0.0 on the wire
     numbers["setpoint_w"] = setpoint
@@ -482,5 +524,6 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
         loads_on=tuple(sorted(loads.on.items())),
         budgets=loads.budgets,
         request_seen=snap.mode.requested_at,
+        changed_at=snap.now if setpoint != memory.setpoint_w or not memory.commanding else memory.changed_at,
     )
     return decision, new_memory

@@ -1,0 +1,73 @@
+"""The three careful-owner figures on hand-made minutes, each worked out by hand in the comments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from services.recorder.control_figures import control_figures, planned_battery_export_w
+from shared.energy.battery import BatteryModel
+
+B = BatteryModel(capacity_wh=10400, max_charge_w=3000, max_discharge_w=3000, floor_pct=10, reserve_pct=20)
+START = datetime(2026, 6, 21, 18, 0, tzinfo=UTC)
+PEAK, NIGHT = 0.30, 0.09
+
+# One row a minute: (grid W, battery W, SoC %, setpoint W, import price, planned battery export W)
+ROWS = [
+    (-50, 200, 60, 200, NIGHT, 0),  # deadband held 200 W against a 150 W load: 50 W of battery exported
+    (-2800, 3000, 60, 3000, PEAK, 0),  # a 3 kW load ended, the battery still at 3 kW: 2800 W exported
+    (-2800, 3000, 60, 3000, PEAK, 2000),  # ... but the plan asked for 2000 W of export here: 800 W unplanned
+    (-400, 1000, 60, 1000, PEAK, 0),  # PV export too, battery 1000 W, grid -400: 400 W is the battery's
+    (-300, -500, 60, -500, PEAK, 0),  # charging while PV exports: no battery export
+    (110, -300, 60, -300, PEAK, 0),  # charging 300 W while importing 110 W at peak: 110 W avoidable
+    (2900, -2700, 60, 3000, PEAK, 0),  # setpoint discharging, battery charging: opposite; 2900 avoidable
+    (4000, 3000, 60, 3000, PEAK, 0),  # a 7 kW load, battery at its 3 kW limit: nothing avoidable
+    (500, 2800, 60, 2800, PEAK, 0),  # 200 W left in hand: 200 W avoidable of the 500 W
+    (300, 0, 20, 0, PEAK, 0),  # at the reserve: not avoidable
+    (300, 0, 60, 0, NIGHT, 0),  # the night rate: not peak
+    (-100, 40, 60, -200, PEAK, 0),  # 40 W is within the sign band: not opposite; 40 W exported
+]
+
+
+def frame() -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    index = pd.date_range(START, periods=len(ROWS), freq="60s")
+    data = np.array(ROWS, dtype=float)
+    columns = {"grid_w": data[:, 0], "battery_w": data[:, 1], "soc_pct": data[:, 2], "setpoint_w": data[:, 3]}
+    return pd.DataFrame(columns, index=index), data[:, 4], data[:, 5]
+
+
+def test_each_figure_by_hand() -> None:
+    f, price, planned = frame()
+    figures = control_figures(f, 60, B, price, planned)
+    minute_h = 1 / 60
+    assert figures.unplanned_battery_export_wh == pytest.approx((50 + 2800 + 800 + 400 + 40) * minute_h)
+    assert figures.peak_import_wh == pytest.approx((110 + 2900 + 200) * minute_h)
+    assert figures.opposite_sign_s == 60
+
+
+def test_without_a_plan_every_battery_export_is_unplanned_and_missing_readings_count_nothing() -> None:
+    f, price, _ = frame()
+    figures = control_figures(f, 60, B, price)
+    assert figures.unplanned_battery_export_wh == pytest.approx((50 + 2800 + 2800 + 400 + 40) / 60)
+    f.iloc[1:3] = np.nan
+    assert control_figures(f, 60, B, price).unplanned_battery_export_wh == pytest.approx((50 + 400 + 40) / 60)
+
+
+def test_a_flat_tariff_has_no_peak() -> None:
+    f, _, planned = frame()
+    assert control_figures(f, 60, B, np.full(len(f), 0.24), planned).peak_import_wh == 0
+
+
+def test_planned_export_follows_the_plan_step_in_force() -> None:
+    index = pd.date_range(START, periods=4, freq="900s")  # 18:00, 18:15, 18:30, 18:45
+    ns = int(START.timestamp()) * 1_000_000_000
+    steps = [(ns, 2500.0, -1800.0), (ns + 1800 * 1_000_000_000, 500.0, 100.0)]  # 30 min steps
+    # 18:00-18:30 the plan discharges 2500 W and exports 1800 W: 1800 W of it the battery's;
+    # 18:30-19:00 it discharges while importing: no export asked for.
+    assert planned_battery_export_w(index, steps, 1800).tolist() == [1800, 1800, 0, 0]
+    assert planned_battery_export_w(index, [], 1800).tolist() == [0, 0, 0, 0]
+    # a bucket past the last step's end is not covered
+    assert planned_battery_export_w(index, steps[:1], 1800).tolist() == [1800, 1800, 0, 0]
