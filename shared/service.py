@@ -20,11 +20,13 @@ import typer
 from shared import clock, topics
 from shared.bus import Bus
 from shared.clock import FollowedClock
-from shared.config import ConfigError, OngridConfig, load_config
+from shared.config import ConfigError, ConfigProblem, OngridConfig, config_source, load_config
 from shared.logs import get_logger, setup_logging
 from shared.messages import SimTruth
 
 ServiceRun = Callable[[OngridConfig, Bus], Awaitable[None]]
+# Checks a service can make of its configuration before it connects to anything; raises ConfigProblem.
+ServiceCheck = Callable[[OngridConfig], object]
 
 ConfigOption = Annotated[
     Path | None,
@@ -45,6 +47,12 @@ def load_or_exit(config: Path | None) -> OngridConfig:
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+def config_exit(config: Path | None, problem: ConfigProblem) -> typer.Exit:
+    """Say, on one line, which file, key and value a service cannot run with; status 2."""
+    typer.echo(f"error: {config_source(config)}: {problem}", err=True)
+    return typer.Exit(2)
 
 
 async def run_until_stopped(main: Awaitable[None]) -> None:
@@ -100,8 +108,14 @@ def service_main(
     *,
     help_text: str | None = None,
     bus_options: Callable[[OngridConfig], dict[str, object]] | None = None,
+    check: ServiceCheck | None = None,
 ) -> None:
-    """The ``main`` of a long-running service. ``bus_options(cfg)`` may ask for a persistent session."""
+    """The ``main`` of a long-running service. ``bus_options(cfg)`` may ask for a persistent session.
+
+    Every configuration error ends the process with status 2 and one message naming the file, the
+    key and the value, never a traceback: a validation error at load, a ``ConfigProblem`` from
+    ``check(cfg)`` (before connecting, so a missing broker cannot hide it) or from ``run``.
+    """
 
     # Plain tracebacks: they end up in container logs and journald, not on a colour terminal.
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=help_text or f"Run the ongrid {name}.")
@@ -111,12 +125,19 @@ def service_main(
         cfg = load_or_exit(config)
         setup_logging(name, log_level or cfg.log_level, cfg.log_format)
         log = get_logger(name)
+        try:
+            if check is not None:
+                check(cfg)
+        except ConfigProblem as problem:
+            raise config_exit(config, problem) from None
         log.info("starting (site=%s, broker=%s:%d)", cfg.site, cfg.mqtt.host, cfg.mqtt.port)
         options = bus_options(cfg) if bus_options else {}
         try:
             asyncio.run(run_until_stopped(_serve(name, run, cfg, **options)))
         except KeyboardInterrupt:
             pass
+        except ConfigProblem as problem:
+            raise config_exit(config, problem) from None
         except Exception:
             # The supervisor (Docker's restart policy, systemd) restarts us; say why we died first.
             log.exception("crashed")

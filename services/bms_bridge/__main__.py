@@ -6,9 +6,11 @@ from shared.service import service_main
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .service import run
+    from .service import check_config, run
 
-    service_main("bms-bridge", run, argv, help_text="Read Pylontech BMS stacks over RS485 and publish them.")
+    service_main(
+        "bms-bridge", run, argv, check=check_config, help_text="Read Pylontech BMS stacks over RS485 and publish them."
+    )
 
 
 if __name__ == "__main__":

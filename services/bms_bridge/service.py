@@ -6,7 +6,7 @@ import asyncio
 
 from shared.bridge.schedule import run_every
 from shared.bus import Bus
-from shared.config import BatteryConfig, OngridConfig
+from shared.config import BatteryConfig, ConfigProblem, OngridConfig
 from shared.logs import get_logger
 from shared.messages import Event, EventLevel, utc_now
 from shared.pylontech import PylontechError
@@ -85,17 +85,28 @@ async def _send_identity(bus: Bus, coordinator: BatteryCoordinator, poller: Stac
     return True
 
 
-async def run(cfg: OngridConfig, bus: Bus) -> None:
-    try:
-        pollers = make_pollers(cfg.batteries)
-    except UnsupportedTransport as exc:
-        log.error("%s", exc)
-        raise SystemExit(2) from None
-    if not pollers:
-        log.error(
-            "no battery with model %s and a transport (its RS485 link) in batteries[]: nothing to read", MODEL
+def check_config(cfg: OngridConfig) -> None:
+    """What can be known wrong before connecting: a transport that cannot carry RS485, or nothing to read."""
+    readable = 0
+    for i, battery in enumerate(cfg.batteries):
+        if battery.transport is None or battery.model != MODEL:
+            continue
+        try:
+            endpoint_for(battery)
+        except UnsupportedTransport as exc:
+            raise ConfigProblem(f"batteries.{i}.transport.kind", battery.transport.kind, str(exc)) from None
+        readable += 1
+    if not readable:
+        raise ConfigProblem(
+            "batteries",
+            [b.id for b in cfg.batteries],
+            f"no battery with model {MODEL} and a transport (its RS485 link): nothing for the bms-bridge to read",
         )
-        raise SystemExit(2)
+
+
+async def run(cfg: OngridConfig, bus: Bus) -> None:
+    check_config(cfg)  # a ConfigProblem ends the service with status 2 (shared.service)
+    pollers = make_pollers(cfg.batteries)
     clients = {id(p.client): p.client for p in pollers}
     try:
         async with asyncio.TaskGroup() as group:

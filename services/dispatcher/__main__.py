@@ -6,9 +6,11 @@ from shared.service import service_main
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .service import run
+    from .service import check_config, run
 
-    service_main("dispatcher", run, argv, help_text="Plan and control the battery and flexible loads.")
+    service_main(
+        "dispatcher", run, argv, check=check_config, help_text="Plan and control the battery and flexible loads."
+    )
 
 
 if __name__ == "__main__":

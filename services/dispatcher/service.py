@@ -26,9 +26,10 @@ from typing import Any
 
 from shared import topics
 from shared.bus import Bus
-from shared.config import OngridConfig
+from shared.config import ConfigProblem, OngridConfig
+from shared.config.tariff import Csv
 from shared.energy.battery import BatteryModel
-from shared.energy.tariff import Tariff, TariffError, tariff_from_config
+from shared.energy.tariff import Tariff, TariffError, parse_price_csv, tariff_from_config
 from shared.homeassistant import publish_discovery
 from shared.logs import get_logger
 from shared.messages import (
@@ -68,10 +69,6 @@ PLAN_TICK_S = 1.0  # wall seconds between "is a plan due?" checks
 RESTORE_WAIT_S = 5.0
 
 
-class ConfigProblem(ValueError):
-    """A configuration the dispatcher cannot run with; the message names the key."""
-
-
 @dataclasses.dataclass(frozen=True)
 class Devices:
     inverter: str
@@ -85,13 +82,15 @@ def devices(cfg: OngridConfig) -> Devices:
     d = cfg.dispatcher
     inverter = cfg.inverter(d.inverter)
     if inverter is None:
-        wanted = f"dispatcher.inverter {d.inverter!r} is not among inverters[]" if d.inverter else "no inverters[]"
-        raise ConfigProblem(f"nothing to command: {wanted}")
+        if d.inverter:
+            raise ConfigProblem("dispatcher.inverter", d.inverter, "is not among inverters[]: nothing to command")
+        raise ConfigProblem("inverters", [], "no inverter configured: the dispatcher has nothing to command")
     battery = cfg.battery(d.battery or inverter.battery)
     if (d.battery or inverter.battery) and battery is None:
-        raise ConfigProblem(f"dispatcher.battery {d.battery or inverter.battery!r} is not among batteries[]")
+        key = "dispatcher.battery" if d.battery else f"inverters.{cfg.inverters.index(inverter)}.battery"
+        raise ConfigProblem(key, d.battery or inverter.battery, "is not among batteries[]")
     if d.grid_meter is not None and d.grid_meter not in {m.id for m in cfg.meters}:
-        raise ConfigProblem(f"dispatcher.grid_meter {d.grid_meter!r} is not among meters[]")
+        raise ConfigProblem("dispatcher.grid_meter", d.grid_meter, "is not among meters[]")
     load_meters = {load.meter: load.id for load in cfg.loads if load.meter is not None}
     # A battery on CAN to the inverter only has no BMS state: its SoC is the inverter's, its limits
     # the configured ones (DESIGN.md "Safety and failure").
@@ -104,8 +103,39 @@ def battery_model(cfg: OngridConfig) -> BatteryModel:
     inverter = cfg.inverter(d.inverter)
     battery = cfg.battery(d.battery or (inverter.battery if inverter else None))
     if battery is None:
-        raise ConfigProblem("the dispatcher needs batteries[] (usable_kwh, limits, SoC bands) to plan")
+        raise ConfigProblem(
+            "batteries",
+            [],
+            "the dispatcher needs a battery (usable_kwh, limits, SoC bands) to plan; "
+            "one on CAN to the inverter only needs no transport",
+        )
     return BatteryModel.from_config(battery, inverter)
+
+
+def read_tariff(cfg: OngridConfig) -> Tariff:
+    """The tariff, CSV price files read; a file that cannot be read or parsed is a ConfigProblem."""
+    texts: dict[str, str] = {}
+    for what, kind in (("import", cfg.tariff.import_), ("export", cfg.tariff.export)):
+        if not isinstance(kind, Csv):
+            continue
+        try:
+            text = Path(kind.path).read_text()
+            parse_price_csv(text, source=kind.path)
+        except OSError as exc:
+            raise ConfigProblem(f"tariff.{what}.path", kind.path, f"cannot read: {exc.strerror or exc}") from None
+        except TariffError as exc:
+            raise ConfigProblem(f"tariff.{what}.path", kind.path, str(exc)) from None
+        texts[kind.path] = text
+    return tariff_from_config(cfg.tariff, read_text=texts.__getitem__)
+
+
+def check_config(cfg: OngridConfig) -> None:
+    """What can be known wrong before connecting: disabled, unknown devices, no battery, a bad tariff."""
+    if not cfg.dispatcher.enabled:
+        raise ConfigProblem("dispatcher.enabled", False, "the dispatcher is disabled: nothing to do")
+    devices(cfg)
+    battery_model(cfg)
+    read_tariff(cfg)
 
 
 def history_path(cfg: OngridConfig) -> Path:
@@ -136,7 +166,7 @@ class Dispatcher:
         self.devices = devices(cfg)
         self.battery = battery_model(cfg)
         self.params = ControlParams.from_config(cfg, self.battery)
-        self.tariff = tariff or tariff_from_config(cfg.tariff, read_text=lambda path: Path(path).read_text())
+        self.tariff = tariff or read_tariff(cfg)
         d = cfg.dispatcher
         self.lease_s = d.lease_s
         self.step_s = d.step_minutes * 60
@@ -559,14 +589,8 @@ class Dispatcher:
 
 async def run(cfg: OngridConfig, bus: Bus) -> None:
     """The service: ``python -m services.dispatcher --config FILE``."""
-    if not cfg.dispatcher.enabled:
-        log.error("dispatcher.enabled is false: nothing to do")
-        raise SystemExit(2)
-    try:
-        dispatcher = Dispatcher(cfg, bus)
-    except (ConfigProblem, TariffError, OSError) as exc:
-        log.error("%s", exc)
-        raise SystemExit(2) from None
+    check_config(cfg)  # a ConfigProblem ends the service with status 2 (shared.service)
+    dispatcher = Dispatcher(cfg, bus)
     silence_highs_banner()
     await dispatcher.restore()
     dispatcher.subscribe()

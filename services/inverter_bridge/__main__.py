@@ -6,12 +6,13 @@ from shared.service import service_main
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .service import run
+    from .service import check_config, run
 
     service_main(
         "inverter-bridge",
         run,
         argv,
+        check=check_config,
         help_text="Poll battery inverters over Modbus, publish their state and execute commands safely.",
     )
 

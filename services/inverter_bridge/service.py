@@ -16,7 +16,7 @@ from shared import topics
 from shared.bridge import DeviceAvailability, MapPoller, PollFailed
 from shared.bridge.schedule import run_every
 from shared.bus import Bus
-from shared.config import InverterConfig, OngridConfig
+from shared.config import ConfigProblem, InverterConfig, OngridConfig
 from shared.config.transports import ModbusTransport
 from shared.logs import EpisodeLog, get_logger
 from shared.messages import (
@@ -58,18 +58,36 @@ IDENTITY_FIELDS = (
 )
 
 
-class ConfigProblem(ValueError):
-    """A configured inverter this bridge cannot drive; the message says why."""
-
-
-def check_map(inverter: InverterConfig) -> RegisterMap:
+def check_map(inverter: InverterConfig, key: str | None = None) -> RegisterMap:
+    """The inverter's register map; ``key`` names the inverter in the config (``inverters.0``)."""
+    key = key or f"inverters[{inverter.id}]"
     try:
         regmap = load_map(inverter.model)
     except MapError as exc:
-        raise ConfigProblem(f"inverter {inverter.id}: {exc}") from None
+        raise ConfigProblem(f"{key}.model", inverter.model, str(exc)) from None
     if regmap.kind != "inverter":
-        raise ConfigProblem(f"inverter {inverter.id}: map {regmap.name} is a {regmap.kind} map")
+        raise ConfigProblem(f"{key}.model", inverter.model, f"map {regmap.name} is a {regmap.kind} map")
     return regmap
+
+
+def check_transport(inverter: InverterConfig, key: str | None = None) -> ModbusTransport:
+    transport = inverter.transport
+    if not isinstance(transport, ModbusTransport):
+        raise ConfigProblem(
+            f"{key or f'inverters[{inverter.id}]'}.transport.kind",
+            transport.kind,
+            "does not carry Modbus; use modbus_tcp, modbus_rtu, rtu_over_tcp or solarman_v5",
+        )
+    return transport
+
+
+def check_config(cfg: OngridConfig) -> None:
+    """What can be known wrong before connecting: no inverter, an unknown map, a wrong transport."""
+    if not cfg.inverters:
+        raise ConfigProblem("inverters", [], "no inverter configured: nothing for the inverter-bridge to do")
+    for i, inverter in enumerate(cfg.inverters):
+        check_map(inverter, f"inverters.{i}")
+        check_transport(inverter, f"inverters.{i}")
 
 
 def budget_path(inverter: InverterConfig) -> Path:
@@ -361,43 +379,36 @@ class InverterBridge:
         )
 
 
-def make_bridge(inverter: InverterConfig, site: str, bus: Bus) -> InverterBridge:
+def make_bridge(inverter: InverterConfig, site: str, bus: Bus, key: str | None = None) -> InverterBridge:
     """One inverter's bridge: its register map, its (shared) link and its control driver."""
-    regmap = check_map(inverter)
-    transport = inverter.transport
-    if not isinstance(transport, ModbusTransport):
-        raise ConfigProblem(
-            f"inverter {inverter.id}: transport kind {transport.kind!r} does not carry Modbus; "
-            "use modbus_tcp, modbus_rtu, rtu_over_tcp or solarman_v5"
-        )
-    link = open_link(transport)
+    regmap = check_map(inverter, key)
+    transport = check_transport(inverter, key)
+    try:
+        link = open_link(transport)
+    except ValueError as exc:  # one serial port configured twice with different settings
+        where = getattr(transport, "device", transport.kind)
+        raise ConfigProblem(f"{key or f'inverters[{inverter.id}]'}.transport", where, str(exc)) from None
     try:
         driver = driver_for(regmap, link, transport.unit)
     except DriverProblem as exc:
-        raise ConfigProblem(f"inverter {inverter.id}: {exc}") from None
+        raise ConfigProblem(f"{key or f'inverters[{inverter.id}]'}.model", inverter.model, str(exc)) from None
     return InverterBridge(inverter, site, bus, link, regmap, driver)
 
 
 def make_bridges(cfg: OngridConfig, bus: Bus) -> list[InverterBridge]:
     bridges = []
-    for inverter in cfg.inverters:
+    for i, inverter in enumerate(cfg.inverters):
         battery = cfg.battery(inverter.battery) if inverter.battery is not None else None
         if battery is not None and not battery.has_bms_link:
             # CAN to the inverter only: no BMS state will come; the inverter's own limits stand.
             inverter = inverter.model_copy(update={"battery": None})
-        bridges.append(make_bridge(inverter, cfg.site, bus))
+        bridges.append(make_bridge(inverter, cfg.site, bus, f"inverters.{i}"))
     return bridges
 
 
 async def run(cfg: OngridConfig, bus: Bus) -> None:
-    if not cfg.inverters:
-        log.error("no inverters in the configuration: nothing to do")
-        raise SystemExit(2)
-    try:
-        bridges = make_bridges(cfg, bus)
-    except ConfigProblem as exc:
-        log.error("%s", exc)
-        raise SystemExit(2) from None
+    check_config(cfg)
+    bridges = make_bridges(cfg, bus)  # a ConfigProblem ends the service with status 2 (shared.service)
     for bridge in bridges:
         bridge.subscribe()
     try:

@@ -6,9 +6,11 @@ from shared.service import service_main
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .service import run
+    from .service import check_config, run
 
-    service_main("meter-bridge", run, argv, help_text="Read CT/energy meters over Modbus and publish them.")
+    service_main(
+        "meter-bridge", run, argv, check=check_config, help_text="Read CT/energy meters over Modbus and publish them."
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from shared import topics
 from shared.bridge import DeviceAvailability, MapPoller, PollFailed
 from shared.bridge.schedule import run_every
 from shared.bus import Bus
-from shared.config import MeterConfig, OngridConfig
+from shared.config import ConfigProblem, MeterConfig, OngridConfig
 from shared.config.transports import ModbusTransport
 from shared.logs import get_logger
 from shared.messages import MeterState, utc_now
@@ -26,10 +26,6 @@ from shared.topics import Kind
 from .accuracy import AccuracySpec, assess, spec_for
 
 log = get_logger("meter-bridge")
-
-
-class ConfigProblem(ValueError):
-    pass
 
 
 def build_state(
@@ -99,21 +95,41 @@ class MeterBridge:
         await run_every(self.meter.poll_s, self.poll_once)
 
 
+def check_meter(meter: MeterConfig, key: str) -> tuple[RegisterMap, ModbusTransport]:
+    """The meter's register map and transport, or a ConfigProblem naming ``key`` (``meters.0``)."""
+    try:
+        regmap = load_map(meter.model)
+    except MapError as exc:
+        raise ConfigProblem(f"{key}.model", meter.model, str(exc)) from None
+    if regmap.kind != "meter":
+        raise ConfigProblem(f"{key}.model", meter.model, f"map {regmap.name} is an {regmap.kind} map")
+    if not isinstance(meter.transport, ModbusTransport):
+        raise ConfigProblem(
+            f"{key}.transport.kind",
+            meter.transport.kind,
+            "does not carry Modbus; use modbus_rtu, modbus_tcp, rtu_over_tcp or solarman_v5",
+        )
+    return regmap, meter.transport
+
+
+def check_config(cfg: OngridConfig) -> None:
+    """What can be known wrong before connecting: no meter, an unknown map, a wrong transport."""
+    if not cfg.meters:
+        raise ConfigProblem("meters", [], "no meter configured: nothing for the meter-bridge to do")
+    for i, meter in enumerate(cfg.meters):
+        check_meter(meter, f"meters.{i}")
+
+
 def make_bridges(cfg: OngridConfig, bus: Bus) -> list[MeterBridge]:
     bridges = []
-    for meter in cfg.meters:
+    for i, meter in enumerate(cfg.meters):
+        regmap, transport = check_meter(meter, f"meters.{i}")
         try:
-            regmap = load_map(meter.model)
-        except MapError as exc:
-            raise ConfigProblem(f"meter {meter.id}: {exc}") from None
-        if regmap.kind != "meter":
-            raise ConfigProblem(f"meter {meter.id}: map {regmap.name} is an {regmap.kind} map")
-        if not isinstance(meter.transport, ModbusTransport):
-            raise ConfigProblem(
-                f"meter {meter.id}: transport kind {meter.transport.kind!r} does not carry Modbus; "
-                "use modbus_rtu, modbus_tcp, rtu_over_tcp or solarman_v5"
-            )
-        bridge = MeterBridge(meter, cfg.site, bus, open_link(meter.transport), regmap)
+            link = open_link(transport)
+        except ValueError as exc:  # one serial port configured twice with different settings
+            where = getattr(transport, "device", transport.kind)
+            raise ConfigProblem(f"meters.{i}.transport", where, str(exc)) from None
+        bridge = MeterBridge(meter, cfg.site, bus, link, regmap)
         if bridge.spec is None:
             log.warning(
                 "no accuracy data for %s: readings are not marked below_accurate_range",
@@ -125,14 +141,8 @@ def make_bridges(cfg: OngridConfig, bus: Bus) -> list[MeterBridge]:
 
 
 async def run(cfg: OngridConfig, bus: Bus) -> None:
-    if not cfg.meters:
-        log.error("no meters in the configuration: nothing to do")
-        raise SystemExit(2)
-    try:
-        bridges = make_bridges(cfg, bus)
-    except (ConfigProblem, ValueError) as exc:
-        log.error("%s", exc)
-        raise SystemExit(2) from None
+    check_config(cfg)
+    bridges = make_bridges(cfg, bus)  # a ConfigProblem ends the service with status 2 (shared.service)
     try:
         async with asyncio.TaskGroup() as group:
             for bridge in bridges:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from shared.service import service_main
 
-from .service import bus_options, run
+from .service import bus_options, check_config, run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -14,6 +14,7 @@ def main(argv: list[str] | None = None) -> None:
         argv,
         help_text="Store every reading on the bus in InfluxDB (or the embedded store), with a durable spool.",
         bus_options=bus_options,
+        check=check_config,
     )
 
 

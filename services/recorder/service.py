@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from pathlib import Path
 
 from shared import topics
 from shared.bus import Bus
-from shared.config import OngridConfig
+from shared.config import ConfigProblem, OngridConfig
 from shared.contract import model_for_topic
 from shared.logs import get_logger
 from shared.messages import DailyStats
 
 from .backends import open_backend, open_reader
+from .backends.base import BackendDown
 from .pipeline import Recorder
 from .rows import Row
-from .spool import Spool
+from .spool import Spool, SpoolError
 from .stats_job import StatsJob
 
 log = get_logger("recorder")
@@ -52,9 +54,34 @@ def build_recorder(cfg: OngridConfig) -> Recorder:
     )
 
 
+def _writable_dir(key: str, value: str, directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigProblem(key, value, f"cannot create {directory}: {exc.strerror or exc}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigProblem(key, value, f"{directory} is not writable by this process")
+
+
+def check_config(cfg: OngridConfig) -> None:
+    """What can be known wrong before connecting: a spool or embedded store it cannot write."""
+    rc = cfg.recorder
+    _writable_dir("recorder.spool_dir", rc.spool_dir, Path(rc.spool_dir))
+    if cfg.influxdb is None:
+        _writable_dir("recorder.sqlite_path", rc.sqlite_path, Path(rc.sqlite_path).parent)
+
+
 async def run(cfg: OngridConfig, bus: Bus) -> None:
-    recorder = build_recorder(cfg)
-    reader = open_reader(cfg)
+    check_config(cfg)  # a ConfigProblem ends the service with status 2 (shared.service)
+    try:
+        recorder = build_recorder(cfg)
+        reader = open_reader(cfg)
+    except SpoolError as exc:
+        raise ConfigProblem("recorder.spool_dir", cfg.recorder.spool_dir, str(exc)) from None
+    except BackendDown as exc:
+        if cfg.influxdb is not None:
+            raise  # a database that is down is not a configuration problem
+        raise ConfigProblem("recorder.sqlite_path", cfg.recorder.sqlite_path, str(exc)) from None
     bus.subscribe(subscription(cfg), model_for_topic, recorder.handle, qos=1)
     status_topic = topics.recorder_state(cfg.site, cfg.recorder.id)
 

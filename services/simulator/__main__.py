@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 
 from shared.bus import Bus
+from shared.config import ConfigProblem
 from shared.logs import get_logger, setup_logging
-from shared.service import load_or_exit, run_until_stopped
+from shared.service import config_exit, load_or_exit, run_until_stopped
 
 from .runtime import Simulator
 
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> None:
         setup_logging("simulator", log_level or cfg.log_level, cfg.log_format)
         try:
             sim = Simulator(cfg, speed=speed, start=start, seed=seed)
+        except ConfigProblem as problem:
+            raise config_exit(config, problem) from None
         except ValueError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -63,6 +66,8 @@ def main(argv: list[str] | None = None) -> None:
             asyncio.run(run_until_stopped(_run(sim, use_mqtt)))
         except KeyboardInterrupt:
             pass
+        except ConfigProblem as problem:  # e.g. a port another process holds: one line, status 2
+            raise config_exit(config, problem) from None
 
     app(args=sys.argv[1:] if argv is None else argv, prog_name="ongrid simulate", standalone_mode=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import sys
 from collections import deque
@@ -15,7 +16,7 @@ from typing import Any, TextIO
 
 from services.simulator.servers.modbus import MapSource, RegisterContext, ServedEndpoint, ServeError, start_server
 from shared import topics
-from shared.config import OngridConfig
+from shared.config import ConfigProblem, OngridConfig
 from shared.config.simulator import (
     ListenRtu,
     ListenSerial,
@@ -76,7 +77,7 @@ class Simulator:
 
     def __post_init__(self) -> None:
         if self.cfg.simulator is None:
-            raise ValueError("the config has no 'simulator:' section: it is not a scenario file")
+            raise ConfigProblem("simulator", None, "no 'simulator:' section: the config is not a scenario file")
         self.sim = self.cfg.simulator
         speed = self.speed if self.speed is not None else self.sim.speed
         if speed <= 0:
@@ -88,10 +89,16 @@ class Simulator:
     # -- lifecycle ----------------------------------------------------------------------------
     async def __aenter__(self) -> Simulator:
         try:
-            for device in self.sim.devices:
-                await self._start_device(device)
+            for i, device in enumerate(self.sim.devices):
+                try:
+                    await self._start_device(device)
+                except OSError as exc:
+                    raise _cannot_listen(f"simulator.devices.{i}.listen", device.listen, exc) from None
             control = ControlServer(self.sim.control.host, self.sim.control.port, self._control)
-            self.control_port = await control.start()
+            try:
+                self.control_port = await control.start()
+            except OSError as exc:
+                raise _cannot_listen("simulator.control", self.sim.control, exc) from None
             self._closers.append(control.close)
             self._announce(
                 "control", "http", f"http://{self.sim.control.host}:{self.control_port}", "simulator"
@@ -344,6 +351,15 @@ class Simulator:
         truth["grid_up"] = h.grid_up
         truth["energy_wh"] = round(h.battery.energy_wh, 2)
         return truth
+
+
+def _cannot_listen(key: str, listen: Any, exc: OSError) -> ConfigProblem:
+    """A port (or pty path) the simulator cannot listen on, named by its key, as one line."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    port = getattr(listen, "port", None)
+    if port is not None:
+        return ConfigProblem(f"{key}.port", port, f"cannot listen on {getattr(listen, 'host', '')}:{port}: {reason}")
+    return ConfigProblem(f"{key}.device", getattr(listen, "device", None), f"cannot open: {reason}")
 
 
 def _bool(body: Any, key: str) -> bool:

@@ -34,6 +34,7 @@ from .transports import ModbusRtu, ModbusTcp, RtuOverTcp, Serial, SolarmanV5, Tc
 __all__ = [
     "BatteryConfig",
     "ConfigError",
+    "ConfigProblem",
     "DispatcherConfig",
     "DiverterLoad",
     "EvLoad",
@@ -55,6 +56,7 @@ __all__ = [
     "TcpSerial",
     "TlsConfig",
     "Transport",
+    "config_source",
     "load_config",
 ]
 
@@ -66,6 +68,19 @@ _yaml_data: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextV
 
 class ConfigError(Exception):
     """A config that cannot be used. The message names each offending key by its path."""
+
+
+class ConfigProblem(ValueError):
+    """A configuration that passed validation but that a service cannot run with, found by the
+    service at start (an unknown register map, a transport that cannot carry its protocol, a port
+    that cannot be bound). Names the key by its path and the value given; ``service_main`` adds the
+    file and exits with status 2, as for a validation error."""
+
+    def __init__(self, key: str, value: object, why: str) -> None:
+        super().__init__(f"{key}: {why} (got {value!r})")
+        self.key = key
+        self.value = value
+        self.why = why
 
 
 class _YamlSource(PydanticBaseSettingsSource):
@@ -167,7 +182,8 @@ def resolve_path(path: str | os.PathLike[str] | None) -> Path | None:
 
 
 def format_errors(error: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
+    """One line naming file, key and value; one line per key under a header when there are several."""
+    problems = []
     for item in error.errors(include_url=False):
         key = ".".join(str(part) for part in item["loc"]) or "(top level)"
         message = item["msg"]
@@ -175,8 +191,10 @@ def format_errors(error: ValidationError, source: str) -> str:
             message = "unknown key"
         given = item.get("input")
         shown = "" if isinstance(given, dict | list) or item["type"] == "missing" else f" (got {given!r})"
-        lines.append(f"  {key}: {message}{shown}")
-    return "\n".join(lines)
+        problems.append(f"{key}: {message}{shown}")
+    if len(problems) == 1:
+        return f"invalid configuration in {source}: {problems[0]}"
+    return "\n".join([f"invalid configuration in {source}:", *(f"  {p}" for p in problems)])
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -189,7 +207,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {_yaml_problem(exc)}") from None
     except RecursionError:
         raise ConfigError(f"config file {path} nests too deeply to be a configuration") from None
     if data is None:
@@ -197,6 +215,25 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top, not {type(data).__name__}")
     return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's explanation on one line, with line and column (1-based) and no source excerpt."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return str(exc).replace("\n", " ")
+    parts = []
+    if exc.problem_mark is not None:
+        parts.append(f"line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}:")
+    parts.append(exc.problem or "not YAML")
+    if exc.context and exc.context_mark is not None:
+        parts.append(f"({exc.context} at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})")
+    return " ".join(parts)
+
+
+def config_source(path: str | os.PathLike[str] | None) -> str:
+    """The file a service's configuration came from, as error messages name it."""
+    resolved = resolve_path(path)
+    return str(resolved) if resolved is not None else "defaults and environment"
 
 
 def load_config(path: str | os.PathLike[str] | None = None, **overrides: Any) -> OngridConfig:

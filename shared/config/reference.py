@@ -23,9 +23,13 @@ ongrid reads one YAML file: `--config FILE`, else `$ONGRID_CONFIG`, else `./ongr
 exists, else built-in defaults. A documented example is `deploy/ongrid.example.yaml`; the simulated
 seed house is `deploy/scenarios/seed-house.yaml` (a scenario file is also a complete fleet config).
 
-* **Unknown keys are errors.** A typo stops the service at start with the key's path, e.g.
-  `mqtt.prot: unknown key (got 1883)`; a bad value names the key and the value given. The service exits
-  with status 2 and does not start half-configured.
+* **Unknown keys are errors.** A typo stops the service at start with the file and the key's path, e.g.
+  `invalid configuration in ongrid.yaml: mqtt.prot: unknown key (got 1883)`; a bad value names the key
+  and the value given. So does what a service finds wrong before it starts (an unknown register map, a
+  transport that cannot carry the device's protocol, a tariff file it cannot read, a port the simulator
+  cannot listen on), e.g. `error: ongrid.yaml: inverters.0.model: map eastron_sdm120 is a meter map (got
+  'eastron_sdm120')`, and a YAML syntax error names the file, line and column. Each is one message, no
+  traceback; the service exits with status 2 and does not start half-configured.
 * **Environment overrides** any key: `ONGRID_` + the path in capitals with `__` between levels, e.g.
   `ONGRID_MQTT__HOST=broker`, `ONGRID_MQTT__PASSWORD=...`, `ONGRID_SITE=attic`. The environment wins over
   the file; this is how docker-compose passes hostnames and secrets.

@@ -9,6 +9,7 @@ serial port / pty.
 from __future__ import annotations
 
 import inspect
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -177,6 +178,7 @@ async def start_server(
     pdus = list(SERVER_PDUS if custom_pdu is None else custom_pdu)
     server: ModbusTcpServer | ModbusSerialServer
     if kind in ("modbus_tcp", "rtu_over_tcp"):
+        probe_listen(host, port)
         framer = FramerType.SOCKET if kind == "modbus_tcp" else FramerType.RTU
         server = ModbusTcpServer(
             context, framer=framer, address=(host, port), custom_pdu=pdus, trace_packet=trace_packet
@@ -198,8 +200,20 @@ async def start_server(
         endpoint = f"rtu:{device}"
     else:
         raise ValueError(f"unknown server kind {kind!r}")
-    await server.serve_forever(background=True)
+    try:
+        await server.serve_forever(background=True)
+    except RuntimeError as exc:  # pymodbus says only "Could not start listen, please check address."
+        raise OSError(f"cannot listen on {endpoint}: {exc}") from None
     return ServedEndpoint(kind=kind, endpoint=endpoint, server=server)
+
+
+def probe_listen(host: str, port: int) -> None:
+    """Raise the operating system's ``OSError`` if ``host:port`` cannot be listened on (pymodbus
+    swallows it and says only "Could not start listen"). Bound with SO_REUSEADDR as asyncio does."""
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
 
 
 def static_source(image: Mapping[int, Mapping[int, int]]) -> DeviceSource:
