@@ -65,22 +65,34 @@ def fleet_clock(view: FleetView, clock: str, wall: datetime) -> tuple[datetime, 
     return truth.sim_time + timedelta(seconds=elapsed * truth.speed), "simulated clock"
 
 
-def _age(ts: datetime, now: datetime) -> str:
+def _age(ts: datetime, now: datetime, wall: datetime | None = None) -> str:
+    """How old a stamp is by ``now``. A stamp far ahead of a simulated ``now`` was made by the wall
+    clock (a service announces itself before it hears the simulator): that one is aged by ``wall``."""
+    suffix = ""
+    if wall is not None and (ts - now).total_seconds() > SIM_SILENT_S:
+        now, suffix = wall, " (wall clock)"
     seconds = max(0.0, (now - ts).total_seconds())
     if seconds < 120:
-        return f"{seconds:.0f} s"
+        return f"{seconds:.0f} s{suffix}"
     if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
+        return f"{seconds / 60:.0f} min{suffix}"
+    return f"{seconds / 3600:.1f} h{suffix}"
 
 
 def _w(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
-def render(view: FleetView, now: datetime | None = None, clock_name: str = "wall clock") -> Group:
-    """The fleet as tables; ages are ``now`` minus each reading's stamp, in ``clock_name``."""
+def render(
+    view: FleetView, now: datetime | None = None, clock_name: str = "wall clock", wall: datetime | None = None
+) -> Group:
+    """The fleet as tables; ages are ``now`` minus each reading's stamp, in ``clock_name`` (``wall``:
+    the wall clock, for stamps made before the fleet followed a simulator)."""
     now = now or m.utc_now()
+
+    def _since(ts: datetime) -> str:
+        return _age(ts, now, wall)
+
     services = Table(
         title=f"ongrid site '{view.site}': services (ages by the {clock_name}, now {now:%Y-%m-%d %H:%M:%S} UTC)",
         title_justify="left",
@@ -90,7 +102,7 @@ def render(view: FleetView, now: datetime | None = None, clock_name: str = "wall
     for parts, message in view.of(topics.Kind.SERVICE, topics.Stream.AVAILABILITY):
         assert isinstance(message, m.Availability)
         style = "green" if message.state is m.AvailabilityState.ONLINE else "red"
-        services.add_row(parts.device, f"[{style}]{message.state.value}[/]", _age(message.ts, now))
+        services.add_row(parts.device, f"[{style}]{message.state.value}[/]", _since(message.ts))
 
     devices = Table(title="devices (W: into the house is +)", title_justify="left")
     for column in ("device", "kind", "avail", "SoC %", "battery W", "grid W", "PV W", "load W", "detail", "age"):
@@ -100,14 +112,14 @@ def render(view: FleetView, now: datetime | None = None, clock_name: str = "wall
         devices.add_row(
             parts.device, "inverter", view.availability(parts.kind, parts.device), f"{message.battery_soc_pct:.0f}",
             _w(message.battery_power_w), _w(message.grid_power_w), _w(message.pv_power_w),
-            _w(message.load_power_w), message.running_state.value, _age(message.ts, now),
+            _w(message.load_power_w), message.running_state.value, _since(message.ts),
         )
     for parts, message in view.of(topics.Kind.BMS, topics.Stream.STATE):
         assert isinstance(message, m.BatteryState)
         spread = "" if message.cell_spread_mv is None else f", spread {message.cell_spread_mv:.0f} mV"
         devices.add_row(
             parts.device, "bms", view.availability(parts.kind, parts.device), f"{message.soc_pct:.0f}",
-            _w(message.power_w), "", "", "", f"{message.voltage_v:.1f} V{spread}", _age(message.ts, now),
+            _w(message.power_w), "", "", "", f"{message.voltage_v:.1f} V{spread}", _since(message.ts),
         )
     for parts, message in view.of(topics.Kind.METER, topics.Stream.STATE):
         assert isinstance(message, m.MeterState)
@@ -116,7 +128,7 @@ def render(view: FleetView, now: datetime | None = None, clock_name: str = "wall
         cells[slot] = _w(message.power_w) + ("~" if message.below_accurate_range else "")
         devices.add_row(
             parts.device, f"meter/{message.role.value}", view.availability(parts.kind, parts.device), "", "",
-            *cells, f"{message.voltage_v:.0f} V", _age(message.ts, now),
+            *cells, f"{message.voltage_v:.0f} V", _since(message.ts),
         )
 
     parts_out: list[Any] = [services, devices]
@@ -129,7 +141,7 @@ def render(view: FleetView, now: datetime | None = None, clock_name: str = "wall
             assert isinstance(message, m.DispatcherDecision)
             table.add_row(
                 message.mode, message.reason, _w(message.setpoints.battery_power_w), message.detail or "",
-                _age(message.ts, now),
+                _since(message.ts),
             )
         parts_out.append(table)
     return Group(*parts_out)
@@ -151,7 +163,8 @@ async def collect(cfg: OngridConfig, seconds: float, watch: bool, console: Conso
             await asyncio.sleep(seconds)
             return view
         def show() -> Group:
-            return render(view, *fleet_clock(view, clock, datetime.now(UTC)))
+            wall = datetime.now(UTC)
+            return render(view, *fleet_clock(view, clock, wall), wall)
 
         with Live(show(), console=console, refresh_per_second=2) as live:
             while True:
@@ -185,7 +198,8 @@ def status(
         typer.echo(f"nothing retained for site '{cfg.site}' on {cfg.mqtt.host}:{cfg.mqtt.port}: is the fleet running?")
         raise typer.Exit(1)
     else:
-        console.print(render(view, *fleet_clock(view, cfg.clock, datetime.now(UTC))))
+        wall = datetime.now(UTC)
+        console.print(render(view, *fleet_clock(view, cfg.clock, wall), wall))
 
 
 def main(argv: list[str] | None = None) -> None:

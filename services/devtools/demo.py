@@ -225,13 +225,14 @@ async def _watch(
                     done = (watcher.sim_time - start).total_seconds()
                     progress.update(task, completed=done, description=watcher.sim_time.strftime("%a %d %b %H:%M"))
                 if display is not None:
-                    display.update(Group(render(watcher.view, watcher.sim_time), progress))
+                    table = render(watcher.view, watcher.sim_time, "simulated clock", datetime.now(UTC))
+                    display.update(Group(table, progress))
                 elif time.monotonic() - last_print > 10 and watcher.sim_time is not None:
                     last_print = time.monotonic()
                     console.print(f"simulated time {watcher.sim_time:%Y-%m-%d %H:%M} UTC")
                 await asyncio.sleep(0.5)
         if not live_ui:
-            console.print(render(watcher.view, watcher.sim_time))
+            console.print(render(watcher.view, watcher.sim_time, "simulated clock", datetime.now(UTC)))
     return watcher
 
 

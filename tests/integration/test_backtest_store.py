@@ -23,7 +23,7 @@ from services.recorder.backends import InfluxQLReader, InfluxV1Writer, SqliteSto
 from services.recorder.pipeline import Recorder
 from services.recorder.spool import Spool
 from shared.config import load_config
-from shared.messages import InverterState, Message, MeterState, MeterRole
+from shared.messages import InverterState, Message, MeterRole, MeterState
 
 SITE = "storesite"
 START = day_start("2026-03-01")
@@ -113,7 +113,8 @@ def test_a_silence_it_cannot_bridge_is_named(tmp_path: Path, capsys: pytest.Capt
     path = config(tmp_path)
     hole = (START + timedelta(days=3, hours=10), timedelta(hours=2))
     fill(SqliteStore(tmp_path / "store.sqlite"), tmp_path / "spool", fortnight(hole))
-    with pytest.raises(DataError, match=r"no load \(load_w\) recorded from 2026-03-04 10:0\d Europe/London for 1\d\d min"):
+    named = r"no load \(load_w\) recorded from 2026-03-04 10:0\d Europe/London for 1\d\d min"
+    with pytest.raises(DataError, match=named):
         store_series(load_config(path), FIRST, LAST)
     with pytest.raises(SystemExit) as exit_info:
         ongrid(["backtest", "--config", str(path), "--from-store", "--start", "2026-03-01", "--end", "2026-03-14",

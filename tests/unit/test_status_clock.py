@@ -11,7 +11,7 @@ from rich.console import Console
 from services.status import FleetView, fleet_clock, render
 from shared import topics
 from shared.examples import EXAMPLES
-from shared.messages import InverterState, SimTruth
+from shared.messages import Availability, AvailabilityState, InverterState, SimTruth
 
 SITE = "seed"
 WALL = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
@@ -39,8 +39,13 @@ def test_ages_follow_the_simulators_clock() -> None:
     view = _view(WALL - timedelta(seconds=2))
     now, name = fleet_clock(view, "simulator", WALL)
     assert now == SIM + timedelta(minutes=2) and name == "simulated clock"
-    text = _text(view, now, name)
-    assert "2 min" in text and "simulated clock" in text
+    # A service announced itself (wall clock) 90 s ago, before it followed the simulator.
+    announced = Availability(ts=WALL - timedelta(seconds=90), state=AvailabilityState.ONLINE)
+    asyncio.run(view.take(topics.availability(SITE, topics.Kind.SERVICE, "recorder"), announced))
+    console = Console(width=200, record=True)
+    console.print(render(view, now, name, WALL))
+    text = console.export_text()
+    assert "2 min" in text and "simulated clock" in text and "90 s (wall clock)" in text
     assert " h " not in text and "3889" not in text
     # A simulator silent for minutes has stopped: its clock stands where it was last heard.
     assert fleet_clock(_view(WALL - timedelta(minutes=5)), "simulator", WALL) == (SIM, "simulated clock, stopped")
