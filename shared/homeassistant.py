@@ -70,12 +70,14 @@ class SensorSpec:
     icon: str | None = None
 
     def value_template(self) -> str:
-        value = f"value_json.{self.field}"
+        field = f"value_json.{self.field}"
+        value = field
         if self.scale != 1.0:
             value = f"({value} * {self.scale!r})"
         if self.digits is not None:
             value = f"{value} | round({self.digits})"
-        return "{{ " + value + " }}"
+        # A field published as null (a BMS value dropped as implausible) renders None: HA's "unknown".
+        return "{{ " + f"{value} if {field} is number else none" + " }}"
 
 
 def _power(key: str, name: str, field: str) -> SensorSpec:

@@ -312,3 +312,11 @@ def test_any_valid_device_and_site_ids_give_valid_configs(site: str, device: str
     for topic, payload in configs.items():
         assert topic.startswith(f"homeassistant/{_component(topic)}/ongrid_{site}/")
         assert payload["availability"][0]["topic"].startswith(f"ongrid/{site}/service/")
+
+
+def test_a_null_field_renders_none_which_home_assistant_shows_as_unknown(configs: dict[str, dict[str, Any]]) -> None:
+    # Issue 15 item 2: a stack current the BMS sent implausibly is published as null.
+    payload = configs[topics.ha_discovery("sensor", "ongrid_seed", "bms_bat1_power")]
+    state = EXAMPLES[m.BatteryState].model_copy(update={"power_w": None, "current_a": None})
+    assert _render_value(payload["value_template"], state) == "None"
+    assert float(_render_value(payload["value_template"], EXAMPLES[m.BatteryState])) == -1198.0
