@@ -21,9 +21,12 @@ recorded plan steps. Sign convention as on the bus: grid import ``+``, battery d
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -38,7 +41,14 @@ from .rows import ns
 from .stats import day_bounds, day_frame
 from .stats_job import MAX_GAP_S, SEED_S, STEP_S, battery_model, read_sources
 
-__all__ = ["SIGN_BAND_W", "ControlFigures", "control_figures", "day_control_figures", "planned_battery_export_w"]
+__all__ = [
+    "SIGN_BAND_W",
+    "ControlFigures",
+    "control_figures",
+    "day_control_figures",
+    "figures_html",
+    "planned_battery_export_w",
+]
 
 # Below this a reading is the inverter idling or CT noise, not a direction.
 SIGN_BAND_W = 50.0
@@ -130,6 +140,36 @@ def day_control_figures(cfg: OngridConfig, reader: Reader, tariff: Tariff, day: 
     import_price, _ = tariff.prices(frame.index, STEP_S)
     planned = planned_battery_export_w(frame.index, steps, step_s)
     return control_figures(frame, STEP_S, battery_model(cfg), import_price, planned)
+
+
+def figures_html(cfg: OngridConfig, reader: Reader, start: datetime, end: datetime) -> str:
+    """The report's table: the three figures for each local day from ``start`` to ``end``."""
+    from shared.energy.tariff import TariffError, tariff_from_config
+
+    zone = ZoneInfo(cfg.tariff.timezone)
+    try:
+        tariff = tariff_from_config(cfg.tariff, read_text=lambda path: Path(path).read_text())
+    except (TariffError, OSError) as exc:
+        return f"<h2>Careful-owner figures</h2><p>Not computed: {html.escape(str(exc))}</p>"
+    rows = []
+    day = start.astimezone(zone).date()
+    while datetime.combine(day, time(0), tzinfo=zone) < end:
+        figures = day_control_figures(cfg, reader, tariff, day)
+        if figures is not None:
+            rows.append(
+                f"<tr><td>{day}</td><td>{figures.unplanned_battery_export_wh:.0f} Wh</td>"
+                f"<td>{figures.peak_import_wh:.0f} Wh</td><td>{figures.opposite_sign_s / 60:.1f} min</td></tr>"
+            )
+        day += timedelta(days=1)
+    if not rows:
+        return "<h2>Careful-owner figures</h2><p>No day with data in this range.</p>"
+    return (
+        "<h2>Careful-owner figures</h2><p>Each is zero for a battery that does exactly what its plan and "
+        "the house need (docs/dispatcher.md).</p><table><tr><th>day</th><th>battery energy exported "
+        "unplanned</th><th>peak-rate import above the reserve</th><th>setpoint and battery opposite</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

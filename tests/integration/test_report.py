@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -141,3 +141,27 @@ def test_embedded_store_and_influxdb_give_the_same_views(sqlite_config: Path, in
                     assert value == pytest.approx(other[t], rel=1e-6, abs=1e-6), f"{pa.panel.title} {label} at {t}"
                 compared += len(points)
     assert compared > 1000
+
+
+def test_report_shows_the_careful_owner_figures_per_day(sqlite_config: Path, tmp_path: Path) -> None:
+    from services.recorder.control_figures import day_control_figures
+    from shared.energy.tariff import tariff_from_config
+
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        ongrid(
+            ["report", "--config", str(sqlite_config), "--from", "2026-02-28", "--to", "2026-03-01", "--out", str(out)]
+        )
+    assert exit_info.value.code == 0
+    page = (out / "index.html").read_text()
+    assert "<h2>Careful-owner figures</h2>" in page
+    cfg = load_config(sqlite_config)
+    store = SqliteStore(Path(cfg.recorder.sqlite_path))
+    for day in (date(2026, 2, 28), date(2026, 3, 1)):
+        figures = day_control_figures(cfg, store, tariff_from_config(cfg.tariff), day)
+        assert figures is not None
+        row = (
+            f"<tr><td>{day}</td><td>{figures.unplanned_battery_export_wh:.0f} Wh</td>"
+            f"<td>{figures.peak_import_wh:.0f} Wh</td><td>{figures.opposite_sign_s / 60:.1f} min</td></tr>"
+        )
+        assert row in page

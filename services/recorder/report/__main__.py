@@ -13,6 +13,7 @@ import typer
 from shared.service import ConfigOption, load_or_exit
 
 from ..backends import BackendError, open_reader
+from ..control_figures import figures_html
 from ..stats_job import stored_days
 from .render import collect, nights_table, render
 
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             results = collect(reader, site or cfg.site, start, end)
             days = stored_days(reader, site or cfg.site, start, end)
+            careful = figures_html(cfg, reader, start, end)
         except BackendError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
             end,
             cfg.tariff.timezone,
             cfg.tariff.currency,
-            nights_table(days),
+            nights_table(days) + careful,
         )
         empty = [p.panel.title for r in results for p in r.panels if p.points == 0]
         named = f": {', '.join(empty)}" if empty else ""
