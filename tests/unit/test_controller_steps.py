@@ -441,7 +441,7 @@ def test_battery_seen(commanding, changed_s, inverter_s, meter_s, expected) -> N
         ("self_use", -190, False, (-190, 0)),  # no charge above the surplus
         ("no_plan", 0, False, (0, 0)),
         ("plan_track", 2000, False, (-3000, 2500)),  # a planned power: the limits only
-        ("self_use", 150, True, (0, -1000)),  # topping up: at least the top-up charge (nothing holds)
+        ("self_use", 150, True, (-3000, -1000)),  # topping up: at least the top-up charge
     ],
 )
 def test_hold_range(reason, goal_w, topping_up, expected) -> None:

@@ -326,7 +326,7 @@ def hold_range(lim: Limits, topping_up: bool, top_up_w: float, goal_reason: str,
     surplus (grid energy into the battery). Holding the other side only leaves the battery doing a
     little less than it could; the energy stays in it."""
     lo, hi = -lim.charge_max_w, (-min(top_up_w, lim.charge_max_w) if topping_up else lim.discharge_max_w)
-    if goal_reason in ZERO_GRID_GOALS:
+    if goal_reason in ZERO_GRID_GOALS and not topping_up:
         lo, hi = max(lo, min(goal_w, 0.0)), min(hi, max(goal_w, 0.0))
     return lo, hi
 
