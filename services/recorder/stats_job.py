@@ -122,6 +122,19 @@ def stored_days(reader: Reader, site: str, since: datetime, until: datetime) -> 
     return days
 
 
+def month_to_date_rows(cfg: OngridConfig, days: list[DailyStats], fresh: list[DailyStats]) -> list[Row]:
+    """Nights to sunrise so far in the month, as of each freshly computed day (keyed like its daily
+    row), so a dashboard over any range shows the month's count; ``monthly_stats`` sits on the 1st."""
+    tags = {"site": cfg.site, "kind": Kind.STATS.value}
+    rows = []
+    for day in fresh:
+        so_far = [d for d in days if d.day.strftime("%Y-%m") == day.day.strftime("%Y-%m") and d.day <= day.day]
+        judged = [d for d in so_far if d.reached_sunrise is not None]
+        fields = {"nights": len(judged), "nights_to_sunrise": sum(1 for d in judged if d.reached_sunrise)}
+        rows.append(Row.make("month_to_date", tags, fields, ns(datetime.combine(day.day, time(0), tzinfo=UTC))))
+    return rows
+
+
 def summary_rows(cfg: OngridConfig, days: list[DailyStats], now: datetime) -> list[Row]:
     """Monthly sums (keyed by the month's first day) and the payback figure (keyed by now)."""
     rows = []
@@ -180,5 +193,6 @@ class StatsJob:
         days = await asyncio.to_thread(stored_days, self.reader, self.cfg.site, since, now + timedelta(days=1))
         by_day = {d.day: d for d in days}
         by_day.update({d.day: d for d in results})  # the fresh ones may not be flushed yet
-        self.store(summary_rows(self.cfg, sorted(by_day.values(), key=lambda d: d.day), now))
+        ordered = sorted(by_day.values(), key=lambda d: d.day)
+        self.store(summary_rows(self.cfg, ordered, now) + month_to_date_rows(self.cfg, ordered, results))
         return results

@@ -190,11 +190,12 @@ BATTERY = Dashboard(
             "Nights to sunrise per month",
             "count",
             (
-                q("monthly_stats", "nights_to_sunrise", "last", every=DAY, label="Nights made"),
-                q("monthly_stats", "nights", "last", every=DAY, label="Nights"),
+                q("month_to_date", "nights_to_sunrise", "last", every=DAY, label="Nights made"),
+                q("month_to_date", "nights", "last", every=DAY, label="Nights"),
             ),
             kind="bars",
-            description="Per month (shown on its first day): nights the battery lasted to first light.",
+            description="The month so far, as of each day: nights the battery lasted to first light, of "
+            "the nights judged. A month's last bar is its total.",
         ),
     ),
 )
@@ -252,7 +253,8 @@ ECONOMICS = Dashboard(
                 q("payback", "payback_high_years", "last", label="Band high"),
             ),
             kind="stat",
-            description="From the spread of monthly savings; no band under two months of data.",
+            description="From the spread of monthly savings; no band under two months of data. Needs "
+            "recorder.battery_cost (the installed cost) in the config.",
         ),
         Panel(
             "Battery cycles per day",

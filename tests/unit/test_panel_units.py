@@ -38,6 +38,7 @@ MODELS: dict[str, type[BaseModel] | None] = {
     "plan_step": m.PlanStep,
     "daily_stats": m.DailyStats,
     "monthly_stats": m.DailyStats,  # sums of the daily figures (services/recorder/stats.monthly)
+    "month_to_date": m.DailyStats,  # nights so far in the month (stats_job.month_to_date_rows)
     "write_counters": m.WriteCounters,
     "availability": m.Availability,
     "recorder": m.RecorderStatus,
@@ -54,6 +55,8 @@ DERIVED: dict[tuple[str, str], tuple[str | None, str]] = {
     ("battery_module", "temp_max_c"): ("temps_c", "°C"),
     ("monthly_stats", "nights"): ("reached_sunrise", "count"),
     ("monthly_stats", "nights_to_sunrise"): ("reached_sunrise", "count"),
+    ("month_to_date", "nights"): ("reached_sunrise", "count"),
+    ("month_to_date", "nights_to_sunrise"): ("reached_sunrise", "count"),
 }
 # The unit words of the naming convention (DESIGN.md: "Units live in field names"); the last one in a
 # name wins (``soc_pct_end`` is in %).
