@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,13 +28,16 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.register_coalescing import _measure
+from benchmarks.register_coalescing import measure
+from services.devtools.endpoints import read_endpoints
+from services.devtools.processes import Child
 from services.inverter_bridge.service import POLL_GROUPS, make_bridge
 from services.meter_bridge.service import MeterBridge
 from shared.bridge import MapPoller
 from shared.config import load_config
 from shared.messages import Message
 from shared.modbus import close_links, open_link
+from shared.ports import free_port
 from shared.registers import available_maps, load_map, naive_reads
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,12 +59,6 @@ class JsonSink:
         pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def transactions() -> dict[str, Any]:
     out = {}
     for name in available_maps():
@@ -76,7 +70,7 @@ def transactions() -> dict[str, Any]:
         )
         poller = MapPoller(name, regmap, None, 1, {g: 1.0 for g in groups})  # type: ignore[arg-type]
         points = regmap.readable_points(set(groups))
-        engine = _measure(regmap, 200)
+        engine = measure(regmap, 200)
         out[name] = {
             "bridge_poll_groups": groups,
             "bridge_poll_transactions": len(poller.plan(groups)),
@@ -156,20 +150,13 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="ongrid-bench-") as tmp:
         path, _ = scenario(Path(tmp))
-        sim = subprocess.Popen([sys.executable, "-m", "services.simulator", "--config", str(path), "--no-mqtt"],
-                               cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)  # fmt: skip
+        log = Path(tmp) / "sim.log"
+        sim = Child("services.simulator", "--config", str(path), "--no-mqtt", log=log, pipe_stdout=True)
         try:
-            assert sim.stdout is not None
-            for line in sim.stdout:  # endpoints are announced one per line; "control" comes last
-                if json.loads(line)["device"] == "control":
-                    break
+            read_endpoints(sim.start(), timeout=60, log=sim.log_path)
             result["cpu"] = asyncio.run(cpu(path, args.polls))
         finally:
-            sim.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                sim.wait(10)
-            if sim.poll() is None:
-                sim.kill()
+            sim.stop()
     print(json.dumps(result, indent=2))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from services.devtools.demo import SCENARIO, relocate_scenario
-from services.devtools.localbroker import free_port
+from shared.ports import free_port
 
 FLEET_SERVICES = ("inverter_bridge", "bms_bridge", "meter_bridge", "dispatcher", "recorder")
 

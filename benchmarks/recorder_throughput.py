@@ -29,13 +29,14 @@ import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.devtools.devdb import free_port, running_influxd
+from services.devtools.devdb import running_influxd
 from services.recorder.backends import InfluxV1Writer
 from services.recorder.pipeline import Recorder
 from services.recorder.points import to_rows
 from services.recorder.spool import Spool
 from shared.config import InfluxConfig
 from shared.messages import MeterRole, MeterState
+from shared.ports import free_port
 from shared.topics import Kind, Stream, TopicParts
 
 T0 = datetime(2026, 3, 10, tzinfo=UTC)

@@ -29,7 +29,7 @@ def _sample(point: Point) -> object:
     return (lo + hi) / 2 * point.scale * point.sign
 
 
-def _measure(regmap: RegisterMap, polls: int) -> dict[str, object]:
+def measure(regmap: RegisterMap, polls: int) -> dict[str, object]:
     points = regmap.readable_points()
     image = encode(regmap, {p.field: _sample(p) for p in points})
     blocks = plan_reads(regmap)
@@ -65,7 +65,7 @@ def main() -> None:
         "benchmark": "register_coalescing",
         "python": platform.python_version(),
         "polls": args.polls,
-        "maps": {name: _measure(load_map(name), args.polls) for name in available_maps()},
+        "maps": {name: measure(load_map(name), args.polls) for name in available_maps()},
     }
     print(json.dumps(result, indent=2))
 

@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.procstats import cpu_model
+from services.devtools.procstats import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

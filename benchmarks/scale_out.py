@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.loadgen import run_scale_out
+from services.devtools.loadgen import run_scale_out
 
 
 def main() -> None:

@@ -41,8 +41,9 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.fleetrun import FLEET_SERVICES, scenario_config
-from benchmarks.procstats import memory_mb
-from services.devtools.demo import Fleet, _read_endpoints, private_broker
+from services.devtools.demo import Fleet, private_broker
+from services.devtools.endpoints import read_endpoints
+from services.devtools.procstats import memory_mb
 from shared import topics
 from shared.bus import Bus
 from shared.config import load_config
@@ -111,7 +112,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 simulator = fleet.start(
                     "simulator", "services.simulator", "--speed", str(speed), "--start", start.isoformat(), "--mqtt"
                 )
-                endpoints = await asyncio.to_thread(_read_endpoints, simulator, 60)
+                endpoints = await asyncio.to_thread(read_endpoints, simulator, 60)
                 control = next(e["endpoint"] for e in endpoints if e["device"] == "control")
                 for service in FLEET_SERVICES:
                     fleet.start(service, f"services.{service}")

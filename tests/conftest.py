@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import Broker, running_broker
+from tests.support import Broker, running_broker
 
 
 @pytest.fixture(scope="session")

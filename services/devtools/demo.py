@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
 import shutil
 import signal
 import subprocess
@@ -30,15 +28,18 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from services.devtools.localbroker import Broker, free_port
 from services.status import FleetView, render
 from shared import topics
 from shared.bus import Bus
 from shared.config import ConfigError, MqttConfig, load_config
 from shared.contract import model_for_topic
 from shared.messages import Message, SimTruth
+from shared.ports import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+from .endpoints import read_endpoints
+from .localbroker import Broker
+from .processes import ROOT, Child, stop_all
+
 SCENARIO = ROOT / "deploy" / "scenarios" / "seed-house.yaml"
 SERVICES = ("inverter_bridge", "bms_bridge", "meter_bridge", "dispatcher", "recorder")
 
@@ -113,78 +114,38 @@ class Fleet:
 
     workdir: Path
     config: Path
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    commands: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    children: dict[str, Child] = field(default_factory=dict)
 
     def log_path(self, name: str) -> Path:
         return self.workdir / "logs" / f"{name}.log"
 
-    def start(self, name: str, module: str, *args: str, append: bool = False) -> subprocess.Popen[bytes]:
-        self.log_path(name).parent.mkdir(parents=True, exist_ok=True)
-        self.commands[name] = (module, args)
-        log = self.log_path(name).open("ab" if append else "wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", module, "--config", str(self.config), *args],
-            stdout=subprocess.PIPE if name == "simulator" else log,
-            stderr=log,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    @property
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        return {name: child.process for name, child in self.children.items() if child.process is not None}
+
+    def start(self, name: str, module: str, *args: str) -> subprocess.Popen[bytes]:
+        child = Child(
+            module, "--config", str(self.config), *args, log=self.log_path(name), pipe_stdout=name == "simulator"
         )
-        self.processes[name] = process
-        return process
+        self.children[name] = child
+        return child.start()
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
         """Send ``sig`` to one process and wait for it to end; its exit status."""
-        process = self.processes[name]
-        if process.poll() is None:
-            process.send_signal(sig)
-        return process.wait(15)
+        return self.children[name].kill(sig, timeout=15)
 
     def restart(self, name: str) -> subprocess.Popen[bytes]:
         """Start a process again with the command it was started with, its log continued."""
-        if self.processes[name].poll() is None:
-            self.kill(name, signal.SIGTERM)
-        module, args = self.commands[name]
-        return self.start(name, module, *args, append=True)
+        child = self.children[name]
+        if child.running():
+            child.kill(signal.SIGTERM, timeout=15)
+        return child.start(append=True)
 
     def dead(self) -> dict[str, int]:
-        return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
+        return {name: code for name, child in self.children.items() if (code := child.returncode()) is not None}
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for process in self.processes.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.1, deadline - time.monotonic()))
-            if process.poll() is None:
-                process.kill()
-                process.wait(5)
-
-
-def _read_endpoints(process: subprocess.Popen[bytes], timeout: float) -> list[dict[str, Any]]:
-    """The simulator prints one JSON line per device once every endpoint is listening."""
-    assert process.stdout is not None
-    endpoints: list[dict[str, Any]] = []
-    os.set_blocking(process.stdout.fileno(), False)
-    deadline = time.monotonic() + timeout
-    buffer = b""
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("the simulator exited during start-up")
-        chunk = process.stdout.read() or b""
-        buffer += chunk
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            with contextlib.suppress(ValueError):
-                entry = json.loads(line)
-                if isinstance(entry, dict) and "device" in entry:
-                    endpoints.append(entry)
-        if endpoints and not chunk:
-            return endpoints
-        time.sleep(0.2)
-    raise RuntimeError(f"the simulator announced no devices within {timeout:.0f} s")
+        stop_all(self.processes.values(), grace_s=10)
 
 
 class Watcher:
@@ -283,7 +244,7 @@ def run_demo(
             simulator = fleet.start(
                 "simulator", "services.simulator", "--speed", str(speed), "--start", start.isoformat(), "--mqtt"
             )
-            for endpoint in _read_endpoints(simulator, timeout=60):
+            for endpoint in read_endpoints(simulator, timeout=60, log=fleet.log_path("simulator")):
                 console.print(f"  simulated {endpoint['model']:<16} {endpoint['protocol']:<12} {endpoint['endpoint']}")
             for service in SERVICES:
                 fleet.start(service, f"services.{service}")

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from shared.config.simulator import (
 )
 from shared.logs import get_logger
 from shared.messages import SimTruth
+from shared.ports import free_port
 from shared.registers import load_map
 
 from .clock import SimClock
@@ -46,12 +46,6 @@ log = get_logger("simulator")
 TICK_S = 0.05
 MAX_STEPS_PER_TICK = 20_000
 WRITE_LOG_MAX = 100_000
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -15,8 +15,6 @@ passive timeout) are scaled up for the speed, because polls and ticks stay in wa
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import statistics
 import subprocess
@@ -30,11 +28,11 @@ import pytest
 import yaml
 
 from services.devtools.demo import SCENARIO, Fleet, relocate_scenario
-from services.devtools.localbroker import MOSQUITTO, Broker, free_port, running_broker
 from shared import topics
 from shared.bus import Bus
 from shared.config import MqttConfig
 from shared.messages import DispatcherDecision, InverterCommand, Plan, SimTruth
+from tests.support import MOSQUITTO, Broker, free_port, read_endpoints, running_broker
 
 SPEED = 400.0
 START = datetime(2026, 1, 14, 23, 30, tzinfo=UTC)  # January: London time is UTC
@@ -70,24 +68,6 @@ def scenario(workdir: Path, broker: Broker) -> dict[str, Any]:
     )
     data["log_level"] = "INFO"
     return data
-
-
-def read_endpoints(fleet: Fleet, timeout: float = 60.0) -> list[dict[str, Any]]:
-    """The simulator prints one JSON line per endpoint, ``control`` last, once all listen."""
-    process = fleet.processes["simulator"]
-    assert process.stdout is not None
-    endpoints: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the simulator exited: {fleet.log_path('simulator').read_text()[-3000:]}")
-        with contextlib.suppress(ValueError):
-            entry = json.loads(line)
-            endpoints.append(entry)
-            if entry.get("device") == "control":
-                return endpoints
-    raise RuntimeError("the simulator announced no control endpoint in time")
 
 
 @pytest.fixture
@@ -137,7 +117,7 @@ def test_economy7_night_charges_cheap_and_carries_the_morning(tmp_path: Path, br
     env_speed = ("--speed", str(SPEED), "--start", START.isoformat(), "--mqtt")
     try:
         fleet.start("simulator", "services.simulator", *env_speed)
-        read_endpoints(fleet)
+        read_endpoints(fleet.processes["simulator"], timeout=60, log=fleet.log_path("simulator"))
         for service in ("inverter_bridge", "meter_bridge", "bms_bridge", "dispatcher"):
             fleet.start(service, f"services.{service}")
         mqtt = MqttConfig(host=broker.host, port=broker.port)

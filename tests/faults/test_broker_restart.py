@@ -22,7 +22,7 @@ from shared import topics
 from shared.messages import AckStatus, Availability, AvailabilityState, CommandAck, InverterCommand
 from shared.modbus.sofar_pdu import PASSIVE_FUNCTION
 from shared.topics import Kind
-from tests.faults.harness import SERVICES, FaultFleet
+from tests.support.fault_fleet import SERVICES, FaultFleet
 
 BACK_WITHIN_S = 5.0
 # Long enough for the default backoff (0.5 s doubling) to reach its cap before the broker returns.

@@ -17,7 +17,7 @@ import pytest
 from shared import topics
 from shared.messages import Availability, AvailabilityState, CommandMode, DispatcherDecision, InverterCommand
 from shared.topics import Kind
-from tests.faults.harness import (
+from tests.support.fault_fleet import (
     BMS_POLL_S,
     INVERTER_POLL_S,
     METER_POLL_S,

@@ -14,7 +14,7 @@ import time
 from shared import topics
 from shared.messages import Availability, AvailabilityState, Event, InverterCommand, InverterControl, InverterState
 from shared.modbus.sofar_pdu import AUTO_REGISTER, PASSIVE_FUNCTION
-from tests.faults.harness import LEASE_S, PASSIVE_TIMEOUT_S, SPEED, FaultFleet
+from tests.support.fault_fleet import LEASE_S, PASSIVE_TIMEOUT_S, SPEED, FaultFleet
 
 # Simulated seconds of slack on the lease: the bridge's watchdog ticks every 0.2 s wall (4 s
 # simulated here) and each process follows the simulator's clock from its published truth.

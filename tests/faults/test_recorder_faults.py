@@ -17,7 +17,7 @@ import pytest
 from services.recorder.rows import ns
 from shared import topics
 from shared.messages import RecorderStatus, SimTruth
-from tests.faults.harness import SPEED, FaultFleet, Observer, expected_rows, stored_rows
+from tests.support.fault_fleet import SPEED, FaultFleet, Observer, expected_rows, stored_rows
 
 MARGIN_S = 30.0  # simulated seconds kept off each end of the window (in-flight at the edges)
 

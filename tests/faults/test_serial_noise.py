@@ -14,7 +14,7 @@ from pathlib import Path
 from shared import topics
 from shared.messages import Availability, AvailabilityState
 from shared.topics import Kind
-from tests.faults.harness import FaultFleet
+from tests.support.fault_fleet import FaultFleet
 
 NOISE_S = 3.0
 SEED = 8

@@ -44,7 +44,7 @@ from shared.modbus.sofar_pdu import (
     PASSIVE_FUNCTION,
     STANDBY_REGISTER,
 )
-from tests.faults.harness import MAX_CHARGE_W, MAX_DISCHARGE_W, SERVICES, FaultFleet
+from tests.support.fault_fleet import MAX_CHARGE_W, MAX_DISCHARGE_W, SERVICES, FaultFleet
 
 # ONGRID_FUZZ_TOTAL: fewer for a quick look while debugging; the suite runs the full 10,000.
 TOTAL = int(os.environ.get("ONGRID_FUZZ_TOTAL", "10000"))

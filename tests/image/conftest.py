@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from shared import topics
-from tests.helpers import free_port
 from tests.image.podman_fleet import IMAGE, Fleet, Messages, base_of, build_broker_image, build_image, why_no_podman
+from tests.support import free_port
 
 SITE = "seed"  # deploy/compose/demo-house.yaml
 # The simulator first, as in compose's demo profile: the bridges then find their devices at once.

@@ -29,7 +29,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from tests.integration.compose_local import TEST_SECRETS, load_compose
+from tests.support.compose_local import TEST_SECRETS, load_compose
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = ROOT / "deploy" / "podman" / "containers.conf"

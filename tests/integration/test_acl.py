@@ -18,7 +18,7 @@ import pytest
 
 from shared import topics
 from shared.messages import CommandMode, DispatcherModeName, InverterCommand, ModeRequest, utc_now
-from tests.integration.compose_local import LocalCompose, local_compose
+from tests.support.compose_local import LocalCompose, local_compose
 
 SITE = "acl"
 COMMAND = topics.inverter_command(SITE, "inv1")

@@ -6,11 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,63 +19,24 @@ from services.simulator.devices.pylontech import PylontechFaults, SerialEndpoint
 from services.simulator.physics.battery import Battery, BatteryParams, PackView, WeakModule
 from shared import topics
 from shared.topics import Kind
-from tests.helpers import Broker
+from tests.support import SOCAT, Broker, Child, pty_pair
 
-REPO = Path(__file__).resolve().parents[2]
-SOCAT = shutil.which("socat")
 pytestmark = pytest.mark.skipif(SOCAT is None, reason="socat is not installed")
 BAUD = 115200
 MODULES = 3
 
 
 @pytest.fixture
-def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
+def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """Two linked ptys, as a USB-RS485 adapter and the battery would be."""
-    a, b = tmp_path / "ttyBMS", tmp_path / "ttyBridge"
-    proc = subprocess.Popen(
-        [SOCAT, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"], stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 5
-    while not (a.exists() and b.exists()):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("socat did not create the pty pair")
-        time.sleep(0.02)
-    yield str(a), str(b)
-    proc.terminate()
-    proc.wait(5)
+    with pty_pair(tmp_path / "ttyBMS", tmp_path / "ttyBridge") as ends:
+        yield ends
 
 
 def charging_battery() -> Battery:
     battery = Battery(BatteryParams(modules=MODULES, weak=WeakModule(index=1), initial_soc_pct=62.0))
     battery.apply(-1800.0, 60.0)  # charging: current and power must come out negative
     return battery
-
-
-class BridgeProcess:
-    def __init__(self, config: Path, log: Path) -> None:
-        self._log = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "services.bms_bridge", "--config", str(config)],
-            cwd=REPO,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.log_path = log
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 class Inbox:
@@ -133,9 +89,9 @@ async def listening(broker: Broker, site: str) -> AsyncIterator[Inbox]:
 
 @contextlib.asynccontextmanager
 async def bridge_against_sim(
-    tmp_path: Path, broker: Broker, pty_pair: tuple[str, str], battery: Battery, faults: PylontechFaults
-) -> AsyncIterator[tuple[str, Inbox, BridgeProcess]]:
-    bms_end, bridge_end = pty_pair
+    tmp_path: Path, broker: Broker, ptys: tuple[str, str], battery: Battery, faults: PylontechFaults
+) -> AsyncIterator[tuple[str, Inbox, Child]]:
+    bms_end, bridge_end = ptys
     site = "t" + uuid.uuid4().hex[:10]
     config = tmp_path / "ongrid.yaml"
     config.write_text(
@@ -163,7 +119,8 @@ async def bridge_against_sim(
     )
     server = asyncio.create_task(serve(battery, SerialEndpoint(bms_end), baudrate=BAUD, faults=faults))
     async with listening(broker, site) as inbox:
-        bridge = BridgeProcess(config, tmp_path / "bridge.log")
+        bridge = Child("services.bms_bridge", "--config", str(config), log=tmp_path / "bridge.log")
+        bridge.start()
         try:
             yield site, inbox, bridge
         finally:
@@ -211,11 +168,11 @@ def assert_matches_truth(state: dict[str, Any], truth: PackView) -> None:
 
 
 async def test_bridge_publishes_truth_then_goes_offline_and_recovers(
-    tmp_path: Path, mosquitto: Broker, pty_pair: tuple[str, str]
+    tmp_path: Path, mosquitto: Broker, ptys: tuple[str, str]
 ) -> None:
     battery = charging_battery()
     faults = PylontechFaults()
-    async with bridge_against_sim(tmp_path, mosquitto, pty_pair, battery, faults) as (site, inbox, bridge):
+    async with bridge_against_sim(tmp_path, mosquitto, ptys, battery, faults) as (site, inbox, bridge):
         state_topic = topics.battery_state(site, "stack")
         avail_topic = topics.availability(site, Kind.BMS, "stack")
         event_topic = topics.event(site, Kind.BMS, "stack")
@@ -248,12 +205,12 @@ async def test_bridge_publishes_truth_then_goes_offline_and_recovers(
 
 
 async def test_bridge_survives_noise_and_rejects_impossible_values(
-    tmp_path: Path, mosquitto: Broker, pty_pair: tuple[str, str]
+    tmp_path: Path, mosquitto: Broker, ptys: tuple[str, str]
 ) -> None:
     battery = charging_battery()
     # Noise before every answer, holding frame markers of its own.
     faults = PylontechFaults(noise=b"\x00\xff~12\r\x7f~\x15\r~200\x00")
-    async with bridge_against_sim(tmp_path, mosquitto, pty_pair, battery, faults) as (site, inbox, bridge):
+    async with bridge_against_sim(tmp_path, mosquitto, ptys, battery, faults) as (site, inbox, bridge):
         state_topic = topics.battery_state(site, "stack")
         avail_topic = topics.availability(site, Kind.BMS, "stack")
         first = await inbox.wait_for(state_topic)
@@ -282,18 +239,18 @@ async def test_bridge_survives_noise_and_rejects_impossible_values(
         assert_matches_truth(clean, battery.snapshot())
         await inbox.wait_for(event_topic, lambda m: m["code"] == "implausible_value_cleared")
         assert not [m for t, m in inbox.messages if t == avail_topic and m["state"] == "offline"]
-        assert bridge.proc.poll() is None
+        assert bridge.running()
 
 
 async def test_a_negative_discharge_limit_is_read_as_its_magnitude_end_to_end(
-    tmp_path: Path, mosquitto: Broker, pty_pair: tuple[str, str]
+    tmp_path: Path, mosquitto: Broker, ptys: tuple[str, str]
 ) -> None:
     # Issue 15 item 2: Pylontech firmware may send the discharge current limit negative
     # (python-pylontech README, github.com/Frankkkkk/python-pylontech: DischargeCurrentLimit = -10.0).
     # Before, one such 0x92 field made the bridge publish nothing, ever.
     battery = charging_battery()
     faults = PylontechFaults(negative_discharge_limit=True)
-    async with bridge_against_sim(tmp_path, mosquitto, pty_pair, battery, faults) as (site, inbox, bridge):
+    async with bridge_against_sim(tmp_path, mosquitto, ptys, battery, faults) as (site, inbox, bridge):
         state = await inbox.wait_for(topics.battery_state(site, "stack"))
         assert_matches_truth(state, battery.snapshot())
         assert state["quality_flags"] == []
@@ -303,4 +260,4 @@ async def test_a_negative_discharge_limit_is_read_as_its_magnitude_end_to_end(
         )
         assert identity["details"]["module_discharge_current_limit_a"] == 50.0
         await inbox.wait_for(topics.availability(site, Kind.BMS, "stack"), lambda m: m["state"] == "online")
-        assert bridge.proc.poll() is None
+        assert bridge.running()

@@ -32,7 +32,7 @@ from shared.messages import (
     MeterState,
 )
 from shared.topics import Kind, Stream
-from tests.helpers import Broker
+from tests.support import Broker
 
 
 def site() -> str:

@@ -21,7 +21,6 @@ import pytest
 import yaml
 
 from services.devtools.demo import SCENARIO, Fleet, relocate_scenario
-from services.devtools.localbroker import MOSQUITTO, Broker, free_port, running_broker
 from shared import topics
 from shared.bus import Bus
 from shared.config import MqttConfig
@@ -34,7 +33,7 @@ from shared.messages import (
     InverterState,
     Plan,
 )
-from tests.e2e.test_tariff_day import read_endpoints
+from tests.support import MOSQUITTO, Broker, free_port, read_endpoints, running_broker
 
 SPEED = 60.0
 START = datetime(2026, 1, 15, 1, 0, tzinfo=UTC)  # in the Economy 7 window: the plan charges
@@ -103,7 +102,7 @@ def test_dispatcher_runs_a_battery_without_a_bms_link(tmp_path: Path, broker: Br
     fleet = Fleet(tmp_path, config)
     try:
         fleet.start("simulator", "services.simulator", "--speed", str(SPEED), "--start", START.isoformat(), "--mqtt")
-        read_endpoints(fleet)
+        read_endpoints(fleet.processes["simulator"], timeout=60, log=fleet.log_path("simulator"))
         for service in ("inverter_bridge", "dispatcher"):
             fleet.start(service, f"services.{service}")
         seen = asyncio.run(watch(MqttConfig(host=broker.host, port=broker.port), data["site"], fleet, 240.0))

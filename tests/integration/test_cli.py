@@ -15,7 +15,7 @@ from shared.bus import Bus
 from shared.config import MqttConfig
 from shared.examples import EXAMPLES
 from shared.messages import Availability, AvailabilityState, BatteryState, InverterState, MeterState, utc_now
-from tests.helpers import Broker
+from tests.support import Broker
 
 ONGRID = [sys.executable, "-m", "services"]
 
@@ -74,7 +74,7 @@ def test_status_shows_retained_fleet_state(mosquitto: Broker, tmp_path: Path) ->
 
 
 def test_status_with_no_broker_fails_clearly(tmp_path: Path) -> None:
-    from tests.helpers import free_port
+    from tests.support import free_port
 
     cfg = tmp_path / "ongrid.yaml"
     cfg.write_text(f"mqtt: {{host: 127.0.0.1, port: {free_port()}}}\n")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.cli import COMMANDS
-from tests.integration.compose_local import LocalCompose, local_compose
+from tests.support.compose_local import LocalCompose, local_compose
 
 ONLINE_TIMEOUT_S = 60.0
 

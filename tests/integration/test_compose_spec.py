@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.integration.compose_local import TEST_SECRETS, ComposeError, interpolate, load_compose
+from tests.support.compose_local import TEST_SECRETS, ComposeError, interpolate, load_compose
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from services.devtools.demo import SCENARIO
-from services.devtools.localbroker import free_port
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 INVERTER = {"id": "inv1", "battery": "bat1", "transport": {"kind": "modbus_tcp", "host": "127.0.0.1", "port": 1}}

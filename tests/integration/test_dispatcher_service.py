@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -50,7 +49,7 @@ from shared.messages import (
     utc_now,
 )
 from shared.topics import Kind
-from tests.helpers import Broker
+from tests.support import Broker, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 SWITCH_TOPIC = "tasmota/{site}/cmnd/immersion/POWER"
@@ -192,13 +191,7 @@ def dispatcher_process(config: Path, log: Path) -> Any:
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+            stop_process(proc, grace_s=15)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from shared import topics
 from shared.bus import Bus
 from shared.config import MqttConfig
 from shared.messages import MeterRole, MeterState
-from tests.helpers import Broker
+from tests.support import Broker
 
 
 def reading(i: int) -> MeterState:

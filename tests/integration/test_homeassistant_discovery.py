@@ -13,7 +13,7 @@ import aiomqtt
 from shared import homeassistant as ha
 from shared.bus import Bus
 from shared.config import MqttConfig, OngridConfig, load_config
-from tests.helpers import Broker
+from tests.support import Broker
 
 
 def _config(broker: Broker, site: str, extra_meter: bool) -> OngridConfig:

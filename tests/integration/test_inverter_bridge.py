@@ -17,15 +17,14 @@ import pytest
 from shared import topics
 from shared.messages import BatteryLimits, BatteryState, CommandMode, InverterCommand
 from shared.topics import Kind
-from tests.helpers import Broker
-from tests.integration.test_inverter_bridge_harness import (
-    SOCAT,
+from tests.support import SOCAT, Broker, Child
+from tests.support.bridge_rig import (
     Inbox,
-    Process,
     Simulator,
     listening,
     reading_at_truth,
     scenario,
+    start_service,
     transports,
     write_config,
 )
@@ -53,10 +52,10 @@ class Bridge:
         self.config["inverters"] = [{"id": DEVICE, "model": "sofar_me3000sp", **inverter}]
         self.path = write_config(self.config, tmp / f"{name}.yaml")
         self.log = tmp / f"{name}.log"
-        self.process: Process | None = None
+        self.process: Child | None = None
 
     def start(self) -> Bridge:
-        self.process = Process(["-m", "services.inverter_bridge", "--config", str(self.path)], self.log)
+        self.process = start_service("services.inverter_bridge", self.path, self.log)
         return self
 
     def stop(self) -> None:

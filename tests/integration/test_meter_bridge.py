@@ -4,8 +4,6 @@ against ground truth, two meters sharing one RS485 bus, and a meter that goes ba
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,14 +15,13 @@ from services.simulator.servers import MapSource, RegisterContext, start_server
 from shared import topics
 from shared.registers import load_map
 from shared.topics import Kind
-from tests.helpers import Broker
-from tests.integration.test_inverter_bridge_harness import (
-    SOCAT,
-    Process,
+from tests.support import SOCAT, Broker, Child, pty_pair
+from tests.support.bridge_rig import (
     Simulator,
     listening,
     reading_at_truth,
     scenario,
+    start_service,
     transports,
     write_config,
 )
@@ -44,7 +41,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory, mosquitto: Broker) -> Iterator
 
 
 @pytest.fixture
-def meter_bridge(rig: tuple[Simulator, dict[str, Any]], tmp_path: Path) -> Iterator[tuple[str, Process]]:
+def meter_bridge(rig: tuple[Simulator, dict[str, Any]], tmp_path: Path) -> Iterator[tuple[str, Child]]:
     _, shared_data = rig
     data = {**shared_data, "site": "t" + uuid.uuid4().hex[:10]}
     reach = transports(data, Path(data["simulator"]["run_dir"]))
@@ -52,8 +49,8 @@ def meter_bridge(rig: tuple[Simulator, dict[str, Any]], tmp_path: Path) -> Itera
         {"id": "grid", "model": "eastron_sdm120", "role": "grid", "transport": reach["grid_meter"], "poll_s": 0.5},
         {"id": "pv", "model": "eastron_sdm630", "role": "pv", "transport": reach["pv_meter"], "poll_s": 0.5},
     ]
-    process = Process(["-m", "services.meter_bridge", "--config", str(write_config(data, tmp_path / "m.yaml"))],
-                      tmp_path / "meter-bridge.log")  # fmt: skip
+    config = write_config(data, tmp_path / "m.yaml")
+    process = start_service("services.meter_bridge", config, tmp_path / "meter-bridge.log")
     yield data["site"], process
     process.stop()
 
@@ -63,7 +60,7 @@ def meter(site: str, device: str, stream: str = "state") -> str:
 
 
 async def test_meters_equal_ground_truth(
-    rig: tuple[Simulator, dict[str, Any]], meter_bridge: tuple[str, Process], mosquitto: Broker
+    rig: tuple[Simulator, dict[str, Any]], meter_bridge: tuple[str, Child], mosquitto: Broker
 ) -> None:
     sim = rig[0]
     site, _ = meter_bridge
@@ -92,7 +89,7 @@ async def test_meters_equal_ground_truth(
 
 
 async def test_a_bad_meter_goes_offline_alone_and_recovers(
-    rig: tuple[Simulator, dict[str, Any]], meter_bridge: tuple[str, Process], mosquitto: Broker
+    rig: tuple[Simulator, dict[str, Any]], meter_bridge: tuple[str, Child], mosquitto: Broker
 ) -> None:
     sim = rig[0]
     site, process = meter_bridge
@@ -119,19 +116,8 @@ async def test_a_bad_meter_goes_offline_alone_and_recovers(
 @pytest.fixture
 def shared_bus(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """One RS485 line as a socat pty pair: the bridge's adapter end and the meters' end."""
-    assert SOCAT is not None
-    a, b = tmp_path / "ttyBridge", tmp_path / "ttyMeters"
-    proc = subprocess.Popen([SOCAT, f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 5
-    while not (a.exists() and b.exists()):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.fail("socat did not create the pty pair")
-        time.sleep(0.02)
-    yield str(a), str(b)
-    proc.terminate()
-    proc.wait(5)
+    with pty_pair(tmp_path / "ttyBridge", tmp_path / "ttyMeters") as ends:
+        yield ends
 
 
 def sdm_values(power: float, current: float, import_kwh: float, export_kwh: float) -> dict[str, float]:
@@ -173,8 +159,7 @@ async def test_two_meters_share_one_rs485_line(
              "poll_s": 0.3},
         ],
     }  # fmt: skip
-    process = Process(["-m", "services.meter_bridge", "--config", str(write_config(data, tmp_path / "bus.yaml"))],
-                      tmp_path / "bus.log")  # fmt: skip
+    process = start_service("services.meter_bridge", write_config(data, tmp_path / "bus.yaml"), tmp_path / "bus.log")
     try:
         async with listening(mosquitto, site) as inbox:
             hp = await inbox.wait_for(meter(site, "hp"))

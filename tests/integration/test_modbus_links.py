@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -38,7 +36,7 @@ from shared.modbus import (
 )
 from shared.modbus.rtu import check_crc, crc16
 from shared.registers import decode, load_map, plan_reads
-from tests.helpers import free_port
+from tests.support import SOCAT, free_port, pty_pair
 
 SOFAR = load_map("sofar_me3000sp")
 SDM = load_map("eastron_sdm120")
@@ -95,23 +93,10 @@ def assert_sofar(values: dict[str, object]) -> None:
 
 @pytest.fixture
 def ptys(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    socat = shutil.which("socat")
-    if socat is None:
+    if SOCAT is None:
         pytest.skip("socat is not installed")
-    a, b = tmp_path / "ttyA", tmp_path / "ttyB"
-    proc = subprocess.Popen(
-        [socat, "-d", "-d", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"],
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 5
-    while not (a.exists() and b.exists()):
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise TimeoutError("socat did not create the pty pair")
-        time.sleep(0.02)
-    yield str(a), str(b)
-    proc.terminate()
-    proc.wait(5)
+    with pty_pair(tmp_path / "ttyA", tmp_path / "ttyB") as ends:
+        yield ends
 
 
 @pytest.fixture

@@ -26,8 +26,8 @@ import pytest
 
 from shared import topics
 from shared.messages import BatteryLimits, BatteryState, DispatcherModeName, ModeRequest, utc_now
-from tests.helpers import free_port, wait_for_port
-from tests.integration.compose_local import ROOT, LocalCompose, local_compose
+from tests.support import free_port, stop_process, wait_for_port
+from tests.support.compose_local import ROOT, LocalCompose, local_compose
 
 NODE_RED_VERSION = "4.1.8"  # 5.x needs Node.js 22.9+
 CACHE = ROOT / "var" / "cache" / f"node-red-{NODE_RED_VERSION}"
@@ -125,12 +125,7 @@ def node_red(broker: LocalCompose, tmp_path_factory: pytest.TempPathFactory) -> 
         running.wait_for("Connected to broker")
         yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process, grace_s=10)
 
 
 def _client(broker: LocalCompose, user: str) -> aiomqtt.Client:

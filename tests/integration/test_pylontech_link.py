@@ -67,7 +67,7 @@ async def test_faults_surface_as_codec_and_transport_errors_and_the_link_recover
 
 
 async def test_unreachable_tcp_endpoint_is_a_transport_error() -> None:
-    from tests.helpers import free_port
+    from tests.support import free_port
 
     client = PylontechClient.for_endpoint(
         Endpoint(host="127.0.0.1", port=free_port()), timeout_s=0.5, retries=0

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import urllib.parse
 import urllib.request
 import uuid
@@ -27,9 +24,8 @@ from shared import topics
 from shared.bus import Bus
 from shared.config import MqttConfig
 from shared.messages import BatteryLimits, BatteryState, CellState, MeterRole, MeterState, ModuleState
-from tests.helpers import Broker
+from tests.support import REPO, Broker, Child
 
-REPO = Path(__file__).resolve().parents[2]
 needs_influxd = pytest.mark.skipif(not influxd_available(), reason="influxd not installed (apt-get install influxdb)")
 needs_victoria = pytest.mark.skipif(
     not victoria_available(), reason="victoria-metrics not installed (apt-get install victoria-metrics)"
@@ -104,27 +100,25 @@ class Fleet:
         if influx is not None:
             data["influxdb"] = influx
         self.config.write_text(yaml.safe_dump(data))
-        self.process: subprocess.Popen[bytes] | None = None
+        self.child = Child(
+            "services.recorder",
+            "--config",
+            str(self.config),
+            "--log-level",
+            "INFO",
+            log=tmp / "recorder.log",
+            env={"PYTHONPATH": str(REPO)},
+        )
 
     def start(self) -> None:
-        log = open(self.tmp / "recorder.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "services.recorder", "--config", str(self.config), "--log-level", "INFO"],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-        log.close()
+        self.child.start(append=True)
 
     def kill(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            self.process.wait(20)
-        self.process = None
+        if self.child.running():
+            self.child.kill(sig, timeout=20)
 
     def log(self) -> str:
-        return (self.tmp / "recorder.log").read_text(errors="replace")[-3000:]
+        return self.child.output(tail_chars=3000)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import yaml
 from services.simulator.runtime import Simulator
 from shared.config import load_config
 from shared.modbus.sofar_pdu import CLIENT_PDUS, HeartbeatRequest, PassiveModeRequest
-from tests.helpers import free_port
+from tests.support import free_port
 
 SEED = Path(__file__).resolve().parents[2] / "deploy" / "scenarios" / "seed-house.yaml"
 

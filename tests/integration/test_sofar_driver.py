@@ -19,7 +19,7 @@ from shared.config.transports import RtuOverTcp
 from shared.messages import CommandMode
 from shared.modbus import Link, LinkTimeout, PassiveStatus, build_link
 from shared.registers import load_map
-from tests.helpers import free_port
+from tests.support import free_port
 
 SOFAR = load_map("sofar_me3000sp")
 # Vendor PDF examples: standby, discharge 500 W, charge 3000 W, heartbeat.

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmarks.loadgen import (
+from services.devtools.loadgen import (
     DEVICES,
     LoadPlan,
     SeriesStats,

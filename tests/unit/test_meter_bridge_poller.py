@@ -10,7 +10,7 @@ from shared.bridge.map_poller import group_intervals
 from shared.config import ModbusTcp
 from shared.modbus import build_link
 from shared.registers import load_map
-from tests.helpers import free_port
+from tests.support import free_port
 
 SDM120 = load_map("eastron_sdm120")
 

@@ -11,10 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -27,11 +23,10 @@ from typing import Any
 import aiomqtt
 import yaml
 
-from tests.helpers import Broker, free_port
+from tests.support import Broker, Child, endpoint_map, free_port, read_endpoints
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "deploy" / "scenarios" / "seed-house.yaml"
-SOCAT = shutil.which("socat")
 PERFECT_CT = {"accuracy_pct": 0, "floor_w": 0, "noise_w": 0, "starting_current_a": 0, "wander_w": 0}
 LOGGER_SERIAL = 2712345678
 
@@ -101,51 +96,30 @@ def write_config(data: dict[str, Any], path: Path) -> Path:
     return path
 
 
-class Process:
-    """A service as a child process, its output in a log file, stopped with SIGTERM."""
+def start_service(module: str, config: Path, log: Path) -> Child:
+    """A service (``services.meter_bridge`` ...) as a child process, its output in ``log``."""
+    child = Child(module, "--config", str(config), log=log)
+    child.start()
+    return child
 
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.log_path = log
-        self._log = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=REPO,
-            stdout=subprocess.PIPE if args[1] == "services.simulator" else self._log,
-            stderr=self._log,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+
+class Simulator:
+    """The simulator as a child process, without MQTT; its endpoints as it announced them."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.child = Child("services.simulator", "--config", str(config), "--no-mqtt", log=log, pipe_stdout=True)
+        try:
+            self.endpoints = endpoint_map(read_endpoints(self.child.start(), timeout=60, log=log))
+        except RuntimeError:
+            self.child.stop()
+            raise
+        self.base = self.endpoints["control"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self._log.close()
+        self.child.stop()
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-class Simulator(Process):
-    def __init__(self, config: Path, log: Path) -> None:
-        super().__init__(["-m", "services.simulator", "--config", str(config), "--no-mqtt"], log)
-        self.endpoints: dict[str, str] = {}
-        deadline = time.monotonic() + 30
-        assert self.proc.stdout is not None
-        while "control" not in self.endpoints:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"simulator exited: {self.output()[-3000:]}")
-            entry = json.loads(line)
-            self.endpoints[entry["device"]] = entry["endpoint"]
-            if time.monotonic() > deadline:
-                raise TimeoutError("simulator did not announce its endpoints")
-        self.base = self.endpoints["control"]
+        return self.child.output()
 
     def http(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         request = urllib.request.Request(

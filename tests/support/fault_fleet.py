@@ -25,22 +25,25 @@ import signal
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from services.devtools.demo import SCENARIO, Fleet, relocate_scenario
 from services.devtools.devdb import Server, influxd_available, running_influxd
-from services.devtools.localbroker import Broker, free_port, running_broker
+from services.devtools.endpoints import endpoint_map, read_endpoints
+from services.devtools.localbroker import MOSQUITTO, Broker, running_broker
 from shared import topics
 from shared.bus import Bus
 from shared.config import MqttConfig
 from shared.contract import model_for_topic
-from shared.messages import Message
+from shared.messages import Availability, AvailabilityState, DispatcherDecision, Message
+from shared.ports import free_port
 from shared.topics import Kind
 
 SPEED = 20.0
@@ -273,23 +276,6 @@ class FaultFleet:
                 self.control.clear(device)
 
 
-def _read_endpoints(fleet: Fleet, timeout: float = 60.0) -> dict[str, str]:
-    process = fleet.processes["simulator"]
-    assert process.stdout is not None
-    endpoints: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the simulator exited: {fleet.log_path('simulator').read_text()[-3000:]}")
-        with contextlib.suppress(ValueError):
-            entry = json.loads(line)
-            endpoints[entry["device"]] = entry["endpoint"]
-            if entry.get("device") == "control":
-                return endpoints
-    raise RuntimeError("the simulator announced no control endpoint in time")
-
-
 @contextlib.contextmanager
 def running_fleet(workdir: Path) -> Iterator[FaultFleet]:
     with contextlib.ExitStack() as stack:
@@ -301,9 +287,9 @@ def running_fleet(workdir: Path) -> Iterator[FaultFleet]:
         fleet = Fleet(workdir, config)
         stack.callback(fleet.stop)
         fleet.start("simulator", "services.simulator", "--speed", str(SPEED), "--start", START.isoformat(), "--mqtt")
-        endpoints = _read_endpoints(fleet)
-        # Drain the simulator's stdout in the background so it can never block on a full pipe.
         simulator = fleet.processes["simulator"]
+        endpoints = endpoint_map(read_endpoints(simulator, timeout=60, log=fleet.log_path("simulator")))
+        # Drain the simulator's stdout in the background so it can never block on a full pipe.
         assert simulator.stdout is not None
         os.set_blocking(simulator.stdout.fileno(), False)
         for name, module in SERVICES.items():
@@ -354,3 +340,47 @@ def stored_rows(influx_url: str, measurements: set[str], t0_ns: int, t1_ns: int)
             tags = tuple(sorted((k, v) for k, v in (series.get("tags") or {}).items() if v != ""))
             keys.extend((measurement, tags, int(value[0])) for value in series["values"])
     return keys
+
+
+# -- the fixtures of the fault suite and the topic fuzzer (their conftests import them) ------------
+
+
+@pytest.fixture(scope="session")
+def fault_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultFleet]:
+    if not Path(MOSQUITTO).exists():
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    with running_fleet(tmp_path_factory.mktemp("fault-fleet")) as fleet:
+        yield fleet
+
+
+def _online(observer: Observer, topic: str) -> bool:
+    message = observer.latest(topic)
+    return isinstance(message, Availability) and message.state is AvailabilityState.ONLINE
+
+
+@pytest.fixture
+async def fleet(fault_fleet: FaultFleet) -> AsyncIterator[FaultFleet]:
+    """The shared fleet, every service and device online and the dispatcher commanding."""
+    fault_fleet.revive()
+    async with fault_fleet.observer() as observer:
+        wanted = [fault_fleet.service_availability(name) for name in SERVICES]
+        wanted += [
+            fault_fleet.device_availability(Kind.INVERTER, "inv1"),
+            fault_fleet.device_availability(Kind.METER, "grid"),
+            fault_fleet.device_availability(Kind.BMS, "bat1"),
+        ]
+        try:
+            await observer.wait(lambda: all(_online(observer, t) for t in wanted), 90, "fleet online")
+            decision = topics.dispatcher_decision(fault_fleet.site)
+
+            def commanding() -> bool:
+                latest = observer.latest(decision)
+                return isinstance(latest, DispatcherDecision) and latest.commanding
+
+            await observer.wait(commanding, 60, "dispatcher commanding")
+        except AssertionError as exc:
+            states = {t: observer.latest(t) for t in wanted}
+            detail = f"{exc}; availability {states}; dead {fault_fleet.dead()}"
+            raise AssertionError(detail + fault_fleet.logs()) from None
+    yield fault_fleet
+    assert not {n: c for n, c in fault_fleet.dead().items() if n == "simulator"}, fault_fleet.logs()

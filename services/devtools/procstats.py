@@ -1,7 +1,7 @@
 """CPU time and memory of a running process from /proc (Linux), for the benchmarks' JSON.
 
-Not a benchmark itself: ``run_all.py`` skips it. CPU is user + system time in seconds, so a
-percentage is ``cpu_s / wall_s * 100`` (100% = one core). Memory is ``VmRSS`` (now) and ``VmHWM``
+For the benchmarks and the load test, so it lives with the dev tools. CPU is user + system time
+in seconds, so a percentage is ``cpu_s / wall_s * 100`` (100% = one core). Memory is ``VmRSS`` (now) and ``VmHWM``
 (the peak resident set since the process started), in MB.
 """
 

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
-from tests.helpers import MOSQUITTO, free_port, wait_for_port
+from tests.support import MOSQUITTO, free_port, stop_all, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -309,16 +309,7 @@ class LocalCompose:
         return path.read_text(errors="replace")[-4000:] if path and path.exists() else ""
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):
-            process = self.processes[name]
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        stop_all(reversed(list(self.processes.values())), grace_s=10)
 
 
 TEST_SECRETS = {

@@ -1,7 +1,7 @@
 """Many homes on one broker: a load generator, a group of recorder processes, and the count.
 
 Used by ``benchmarks/scale_out.py`` (1,000 sites x 60 s, figures as JSON) and
-``tests/load/test_scale_out.py`` (a smaller size, with assertions). Not a benchmark itself.
+``tests/load/test_scale_out.py`` (a smaller size, with assertions), so it lives with the dev tools.
 
 * ``LoadPlan``: N sites, each with an inverter (``inv1``) and a grid meter (``grid``) publishing one
   state message per second for S seconds. Every message carries its sequence number in an energy
@@ -20,15 +20,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,7 +43,10 @@ from shared.config import MqttConfig
 from shared.messages import InverterState, MeterRole, MeterState, RecorderStatus, RunningState
 from shared.topics import Kind, Stream
 
-ROOT = Path(__file__).resolve().parents[1]
+from .devdb import influxd_available, running_influxd
+from .localbroker import running_broker
+from .processes import Child, stop_all
+from .procstats import CpuWindow, memory_mb
 
 # The stored field that carries each message's sequence number, per measurement.
 SEQUENCE_FIELD = {"inverter": "import_energy_total_wh", "meter": "import_energy_wh"}
@@ -220,7 +221,11 @@ class RecorderGroup:
     share_group: str = "recorders"
     influx_url: str | None = None
     batch_size: int = 1000
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    children: dict[str, Child] = field(default_factory=dict)
+
+    @property
+    def processes(self) -> dict[str, subprocess.Popen[bytes]]:
+        return {name: child.process for name, child in self.children.items() if child.process is not None}
 
     def ids(self) -> list[str]:
         return [f"r{n + 1}" for n in range(self.count)]
@@ -253,15 +258,9 @@ class RecorderGroup:
             (self.workdir / recorder).mkdir(parents=True, exist_ok=True)
             path = self.workdir / recorder / "ongrid.yaml"
             path.write_text(yaml.safe_dump(self.config(recorder)))
-            log = open(self.workdir / recorder / "recorder.log", "ab")
-            self.processes[recorder] = subprocess.Popen(
-                [sys.executable, "-m", "services.recorder", "--config", str(path)],
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-            log.close()
+            child = Child("services.recorder", "--config", str(path), log=self.workdir / recorder / "recorder.log")
+            child.start(append=True)
+            self.children[recorder] = child
 
     def dead(self) -> dict[str, int]:
         return {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
@@ -271,15 +270,7 @@ class RecorderGroup:
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        stop_all(self.processes.values(), grace_s=20)
 
 
 class StatusWatch:
@@ -419,8 +410,6 @@ BROKER_CONF = "max_queued_messages 200000\nmax_inflight_messages 100\n"
 
 
 def _cpu_of(pids: dict[str, int]) -> dict[str, Any]:
-    from benchmarks.procstats import CpuWindow
-
     windows = {name: CpuWindow(pid) for name, pid in pids.items()}
     for window in windows.values():
         window.start()
@@ -440,12 +429,6 @@ async def run_scale_out(
     """Publish ``sites`` x 2 devices x ``seconds`` through a private Mosquitto into a recorder
     group and count what was stored. ``store``: ``influxdb`` (InfluxDB 1.x via ``influxd``),
     ``sqlite`` (the embedded store, one file per recorder) or ``auto`` (influxdb when installed)."""
-    import uuid
-
-    from benchmarks.procstats import memory_mb
-    from services.devtools.devdb import influxd_available, running_influxd
-    from services.devtools.localbroker import running_broker
-
     if store == "auto":
         store = "influxdb" if influxd_available() else "sqlite"
     run_id = uuid.uuid4().hex[:6]
