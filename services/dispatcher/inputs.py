@@ -6,6 +6,9 @@
   ``Forecast`` on the PV forecast topic where it covers a step (clear-sky x clearness elsewhere).
 * Load: an external load ``Forecast`` where one covers a step; else the history's same weekday and
   time of day (``core.forecast.load_profile_forecast``), the default shape before any history.
+* Scenarios: once the history holds a whole day before the plan, the last days' joint load and
+  PV at the same hours (``core.forecast.history_scenarios``, the backtest's planner uses the
+  same), external forecasts laid over them; the point forecasts are then the scenarios' mean.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from shared.energy.battery import BatteryModel
 from shared.energy.tariff import Tariff
 from shared.messages import Forecast
 
-from .core.forecast import PvArray, clear_sky_pv_w, clearness, load_profile_forecast
+from .core.forecast import PvArray, clear_sky_pv_w, clearness, history_scenarios, load_profile_forecast
 from .core.planner import PlanInputs, Schedule
 from .core.replan import forecast_error_pct
 from .history import History
@@ -65,6 +68,10 @@ class Forecasts:
     clearness: float
     pv_source: str
     load_source: str
+    # The last days' joint load and PV at the same hours (``core.forecast.history_scenarios``),
+    # external forecasts laid over them where given; empty until a whole day of history exists.
+    load_scenarios_w: np.ndarray | None = None
+    pv_scenarios_w: np.ndarray | None = None
 
 
 def forecasts(
@@ -97,7 +104,28 @@ def forecasts(
     if np.isfinite(given).any():
         load = np.where(np.isfinite(given), given, load)
         load_source = "external" if np.isfinite(given).all() else f"external+{load_source}"
-    return Forecasts(np.maximum(pv, 0.0), np.maximum(load, 0.0), k, pv_source, load_source)
+    keys = np.asarray(past.as_unit("s").asi8, dtype=np.int64) // step_s
+    first_key = int(starts[0].timestamp()) // step_s
+    load_s, pv_s = history_scenarios(keys, past_load, past_pv, first_key, len(starts), step_s)
+    if len(load_s) == 0:
+        return Forecasts(np.maximum(pv, 0.0), np.maximum(load, 0.0), k, pv_source, load_source)
+    # A forecast someone publishes knows more than last week did: it replaces every scenario's
+    # value where it covers a step.
+    pv_given = external_values(pv_external, starts, step_s) if d.pv_forecast == "external" else None
+    if pv_given is not None:
+        pv_s = np.where(np.isfinite(pv_given), pv_given, pv_s)
+    load_given = external_values(load_external, starts, step_s)
+    load_s = np.where(np.isfinite(load_given), load_given, load_s)
+    load_s, pv_s = np.maximum(load_s, 0.0), np.maximum(pv_s, 0.0)
+    return Forecasts(
+        pv_s.mean(axis=0),
+        load_s.mean(axis=0),
+        k,
+        pv_source,
+        load_source,
+        load_s,
+        pv_s,
+    )
 
 
 def build_inputs(
@@ -132,6 +160,9 @@ def build_inputs(
         export_limit_w=d.export_limit_w,
         import_limit_w=d.import_limit_w,
         battery_power_now_w=battery_now_w,
+        battery_may_export=d.battery_may_export,
+        load_scenarios_w=fc.load_scenarios_w,
+        pv_scenarios_w=fc.pv_scenarios_w,
     )
     return inputs, fc
 

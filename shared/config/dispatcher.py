@@ -36,6 +36,13 @@ class DispatcherConfig(Section):
         ),
     )
     import_limit_w: Positive = Field(23_000.0, description="Main fuse: most the house can import.")
+    battery_may_export: bool = Field(
+        True,
+        description=(
+            "False when the export tariff pays only for PV (many forbid exporting battery energy): "
+            "the planner then never plans battery energy out to the grid, only the PV surplus."
+        ),
+    )
     top_up_power_w: Positive = Field(1000.0, description="Mains top-up charge power below the floor.")
     battery_priority: Annotated[int, Field(ge=0, le=100)] = Field(
         10, description="The battery's place in the surplus order (loads[].priority: lower goes first)."

@@ -209,6 +209,10 @@ class PolicyResult:
     battery_cycles: float = 0.0
     plans: int = 0
     setpoint_changes: int = 0
+    wear_cost: float = 0.0  # beside the bill, never in it: cycle_cost_per_kwh on the throughput
+    switching_cost: float = 0.0  # beside the bill: switch_cost_per_change per kW of change
+    method: str = ""  # the yardstick's solution method (backtest ``perfect``)
+    greedy_cost: float | None = None  # backtest ``self_use``: a plain greedy self-use's bill, same data
     exports: ExportTally = field(default_factory=ExportTally)
     monthly_cost: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     monthly_days: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -249,6 +253,17 @@ class PolicyResult:
             "battery_discharge_kwh": round(self.discharge_kwh, 3),
             "plans": self.plans,
             "setpoint_changes": self.setpoint_changes,
+            "wear_cost": round(self.wear_cost, 4),
+            "switching_cost": round(self.switching_cost, 4),
+            **({"method": self.method} if self.method else {}),
+            **(
+                {
+                    "greedy_self_use_cost": round(self.greedy_cost, 4),
+                    "controller_effect_cost": round(self.cost - self.greedy_cost, 4),
+                }
+                if self.greedy_cost is not None
+                else {}
+            ),
             "export_causes_kwh": {k: round(v, 3) for k, v in self.export_causes_kwh.items()},
             "export_by_cause_kwh": {k: round(v, 3) for k, v in self.export_by_cause_kwh.items()},
             "nights_to_sunrise": self.nights_to_sunrise,

@@ -15,12 +15,12 @@ from services.dispatcher.core.forecast import PvArray
 from services.dispatcher.highs import silence_highs_banner
 from shared.config import BatteryConfig, ConfigError, load_config
 from shared.config.transports import ModbusTcp
-from shared.energy.accounting import PolicyResult
 from shared.energy.battery import BatteryModel
 from shared.energy.tariff import TariffError, tariff_from_config
 
 from .data import DataError, read_series
-from .engine import POLICIES, Setup, simulate
+from .engine import POLICIES, Setup
+from .parallel import run_policies
 from .report import summarise
 
 app = typer.Typer(add_completion=False, help=__doc__)
@@ -90,7 +90,6 @@ def backtest(
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     silence_highs_banner()
-    results: dict[str, PolicyResult] = {}
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -98,17 +97,14 @@ def backtest(
         console=err,
         disable=not progress,
     ) as bar:
-        for name in policies:
-            task = bar.add_task(f"{name:>9}", total=len(series.times))
-
-            def advance(steps: int, task: TaskID = task) -> None:
-                bar.advance(task, steps)
-
-            try:
-                results[name] = simulate(series, name, setup, progress=advance)
-            except (TariffError, ValueError) as exc:
-                err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-                raise typer.Exit(2) from None
+        tasks: dict[str, TaskID] = {name: bar.add_task(f"{name:>9}", total=len(series.times)) for name in policies}
+        try:
+            results = run_policies(
+                series, policies, setup, progress=lambda name, steps: bar.advance(tasks[name], steps)
+            )
+        except (TariffError, ValueError) as exc:
+            err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
     summary = summarise(results, battery_cost)
     summary_meta = {
         "data": str(data),

@@ -5,10 +5,18 @@ meter would (load - pv - the battery's last power) and sets the battery; the bat
 the step at that power, clipped only where its energy runs out (physical limits: floor and 100%).
 Plans are made every ``replan_minutes`` (30) at ``step_minutes`` resolution:
 
-* ``planner``: forecasts only from data before the decision (clear-sky PV times the clearness of
-  the last 24 h; load by weekday and time of day over the last 4 weeks);
-* ``perfect``: the actual load and PV of the horizon (perfect foresight);
-* ``self_use``: no plan, the controller zeroes the grid; ``none``: no battery at all.
+* ``planner``: the live planner on forecasts only from data before the decision: the last 7
+  days' joint load and PV as scenarios (``core.forecast.history_scenarios``), before that load by
+  weekday and time of day and clear-sky PV times the clearness of the last 24 h;
+* ``perfect``: the yardstick, not a controller: the bill's optimum with perfect foresight over the
+  whole data at the data's own step, one optimisation (``perfect.perfect_foresight``), replayed
+  through the same accounting;
+* ``self_use``: no plan, the controller zeroes the grid (a plain greedy self-use is reported
+  beside it); ``none``: no battery at all.
+
+Every policy also reports, beside its bill and never mixed into it, the planner's own wear figure
+(``cycle_cost_per_kwh`` on the energy through the battery) and switching figure
+(``switch_cost_per_change`` per kW of change in battery power from one data step to the next).
 """
 
 from __future__ import annotations
@@ -22,7 +30,13 @@ import numpy as np
 import pandas as pd
 
 from services.dispatcher.core.controller import ControlParams, Memory, control
-from services.dispatcher.core.forecast import PvArray, clear_sky_pv_w, clearness, load_profile_forecast
+from services.dispatcher.core.forecast import (
+    PvArray,
+    clear_sky_pv_w,
+    clearness,
+    history_scenarios,
+    load_profile_forecast,
+)
 from services.dispatcher.core.planner import PlanInputs, Schedule, plan
 from services.dispatcher.core.replan import should_replan
 from services.dispatcher.core.snapshot import ModeState, Snapshot
@@ -33,11 +47,14 @@ from shared.energy.tariff import Tariff
 from shared.messages import DispatcherModeName
 
 from .data import Series
+from .greedy import greedy_self_use
+from .perfect import perfect_foresight
 
 __all__ = ["POLICIES", "Setup", "simulate"]
 
 POLICIES = ("none", "self_use", "planner", "perfect")
 HISTORY_DAYS = 28
+PROGRESS_EVERY = 480  # steps between progress reports: a bar, not a per-step callback
 
 
 @dataclass(frozen=True)
@@ -68,16 +85,27 @@ class _Forecaster:
         self.imp, self.exp = setup.tariff.prices(extended, self.step)
         self.local = extended.tz_convert(setup.timezone)
         self.setup = setup
+        # Step numbers since the epoch, and the history as the live History keeps it: steps with no
+        # data are absent (a scenario needing one is left out).
+        self.keys0 = int(agg.index[0].value // 10**9 // self.step)
+        present = np.isfinite(self.agg_load) & np.isfinite(self.agg_pv)
+        self.keys = np.where(present, self.keys0 + np.arange(len(agg)), -1)
+        self.hist_load = np.nan_to_num(self.agg_load)
+        self.hist_pv = np.nan_to_num(self.agg_pv)
 
-    def inputs(self, k: int, now: pd.Timestamp, soc: float, battery_now: float, perfect: bool) -> PlanInputs:
-        # Plan from the current plan-step boundary: the step in force now is step 0.
-        stop = min(k + self.horizon, len(self.agg_times) if perfect else k + self.horizon)
-        idx = slice(k, stop)
-        if perfect:
-            load = np.nan_to_num(self.agg_load[idx])
-            pv = np.nan_to_num(self.agg_pv[idx])
+    def inputs(self, k: int, soc: float, battery_now: float) -> PlanInputs:
+        # Plan from the current plan-step boundary: the step in force now is step 0. Only steps
+        # before it are history (the live dispatcher's History.complete).
+        idx = slice(k, k + self.horizon)
+        steps = len(self.imp[idx])
+        begin = max(0, k - HISTORY_DAYS * 86400 // self.step)
+        load_s, pv_s = history_scenarios(
+            self.keys[begin:k], self.hist_load[begin:k], self.hist_pv[begin:k], int(self.keys0 + k), steps, self.step
+        )
+        if len(load_s):
+            load, pv = load_s.mean(axis=0), pv_s.mean(axis=0)
         else:
-            past = slice(max(0, k - HISTORY_DAYS * 86400 // self.step), k)
+            past = slice(begin, k)
             load = load_profile_forecast(
                 self.local[past],
                 np.nan_to_num(self.agg_load[past]),
@@ -103,6 +131,9 @@ class _Forecaster:
             export_limit_w=d.export_limit_w,
             import_limit_w=d.import_limit_w,
             battery_power_now_w=battery_now,
+            battery_may_export=d.battery_may_export,
+            load_scenarios_w=load_s if len(load_s) else None,
+            pv_scenarios_w=pv_s if len(pv_s) else None,
         )
 
 
@@ -119,7 +150,7 @@ def simulate(
     d = setup.dispatcher
     params = ControlParams.from_section(d, b)
     has_battery = policy != "none"
-    planning = policy in ("planner", "perfect")
+    planning = policy == "planner"
     forecaster = _Forecaster(series, setup) if planning else None
     mode = ModeState(DispatcherModeName.AUTO if planning else DispatcherModeName.SELF_USE)
     step_s = series.step_s
@@ -131,6 +162,26 @@ def simulate(
 
     result = PolicyResult(policy)
     soc_wh = b.wh(max(b.reserve_pct, 50.0))
+    optimum: np.ndarray | None = None
+    if policy == "perfect":
+        best = perfect_foresight(
+            series.times[0].to_pydatetime(),
+            step_s,
+            series.load_w,
+            series.pv_w,
+            imp_price,
+            exp_price,
+            b,
+            b.pct(soc_wh),
+            export_limit_w=d.export_limit_w,
+            import_limit_w=d.import_limit_w,
+            battery_may_export=d.battery_may_export,
+        )
+        optimum, result.method = best.battery_w, best.method
+    times = series.times.to_pydatetime()
+    load_list, pv_list = series.load_w.tolist(), series.pv_w.tolist()
+    imp_list, exp_list = imp_price.tolist(), exp_price.tolist()
+    throughput_kw = 0.0
     battery_w = 0.0
     memory = Memory()
     schedule: Schedule | None = None
@@ -142,9 +193,9 @@ def simulate(
     every_s = d.replan_minutes * 60
     previous_setpoint = 0.0
 
-    for k in range(len(series.times)):
-        now = series.times[k].to_pydatetime()
-        load, pv = float(series.load_w[k]), float(series.pv_w[k])
+    for k in range(len(times)):
+        now = times[k]
+        load, pv = load_list[k], pv_list[k]
         month, day = month_keys[k], day_keys[k]
         result.monthly_days[month] += dt_h / 24.0
         numbers: Mapping[str, float] = {}
@@ -162,28 +213,34 @@ def simulate(
                     ak = int(
                         (series.times[k] - forecaster.agg_times[0]) // pd.Timedelta(seconds=forecaster.step)
                     )
-                    inputs = forecaster.inputs(ak, series.times[k], soc_pct, battery_w, policy == "perfect")
+                    inputs = forecaster.inputs(ak, soc_pct, battery_w)
                     if inputs.steps > 0:
                         schedule = plan(inputs, exact=setup.exact)
                         result.plans += 1
                     last_plan_at = now
-            snap = Snapshot(
-                now=now,
-                soc_pct=soc_pct,
-                battery_w=battery_w,
-                grid_w=load - pv - battery_w,
-                pv_w=pv,
-                mode=mode,
-                inverter_at=now,
-                meter_at=now,
-            )
-            decision, memory = control(snap, schedule, memory, params)
-            numbers = decision.numbers
-            setpoint = decision.battery_w
+            if optimum is not None:
+                # The yardstick's own decision: what it does is what it planned.
+                setpoint = float(optimum[k])
+                numbers = {"goal_w": setpoint, "planned_grid_w": load - pv - setpoint}
+            else:
+                snap = Snapshot(
+                    now=now,
+                    soc_pct=soc_pct,
+                    battery_w=battery_w,
+                    grid_w=load - pv - battery_w,
+                    pv_w=pv,
+                    mode=mode,
+                    inverter_at=now,
+                    meter_at=now,
+                )
+                decision, memory = control(snap, schedule, memory, params)
+                numbers = decision.numbers
+                setpoint = decision.battery_w
             if setpoint != previous_setpoint:
                 result.setpoint_changes += 1
                 previous_setpoint = setpoint
             # The battery runs the step at the setpoint unless its energy runs out first.
+            before = battery_w
             if setpoint < 0:
                 room = max(0.0, top_wh - soc_wh)
                 charge = min(-setpoint, room / (b.charge_efficiency * dt_h))
@@ -196,10 +253,11 @@ def simulate(
                 battery_w = discharge
                 soc_wh -= discharge / b.discharge_efficiency * dt_h
                 result.discharge_kwh += discharge * dt_h / 1000.0
+            throughput_kw += abs(battery_w - before) / 1000.0
         grid = load - pv - battery_w
         imp_kwh = max(grid, 0.0) * dt_h / 1000.0
         exp_kwh = max(-grid, 0.0) * dt_h / 1000.0
-        cost = imp_kwh * imp_price[k] - exp_kwh * exp_price[k]
+        cost = imp_kwh * imp_list[k] - exp_kwh * exp_list[k]
         result.cost += cost
         result.monthly_cost[month] += cost
         result.import_kwh += imp_kwh
@@ -218,10 +276,18 @@ def simulate(
             import_w=max(grid, 0.0),
         )
         result.track_export(day, step, b)
-        if progress is not None:
-            progress(1)
+        if progress is not None and (k + 1) % PROGRESS_EVERY == 0:
+            progress(PROGRESS_EVERY)
     result.settle_exports()
+    if policy == "self_use":
+        greedy = greedy_self_use(series.load_w, series.pv_w, b, max(b.reserve_pct, 50.0), step_s)
+        grid = series.load_w - series.pv_w - greedy
+        result.greedy_cost = float(np.sum(np.where(grid > 0, grid * imp_price, grid * exp_price)) * dt_h / 1000.0)
+    if progress is not None and len(times) % PROGRESS_EVERY:
+        progress(len(times) % PROGRESS_EVERY)
     result.battery_cycles = result.discharge_kwh * 1000.0 / b.capacity_wh if has_battery else 0.0
+    result.wear_cost = d.cycle_cost_per_kwh / 2.0 * (result.charge_kwh + result.discharge_kwh)
+    result.switching_cost = d.switch_cost_per_change * throughput_kw
     result.nights_to_sunrise = dict(nights) if has_battery else {}
     return result
 

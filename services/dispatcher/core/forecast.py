@@ -19,7 +19,18 @@ import numpy as np
 import pandas as pd
 import pvlib
 
-__all__ = ["PvArray", "clear_sky_pv_w", "clearness", "default_load_shape", "load_profile_forecast"]
+__all__ = [
+    "SCENARIO_DAYS",
+    "PvArray",
+    "clear_sky_pv_w",
+    "clearness",
+    "default_load_shape",
+    "history_scenarios",
+    "load_profile_forecast",
+]
+
+# Days of history that become the planner's scenarios (one joint load-and-PV day each).
+SCENARIO_DAYS = 7
 
 # Inverter, wiring, soiling and temperature losses of a typical rooftop system (PVWatts' 14%).
 SYSTEM_LOSSES = 0.14
@@ -115,3 +126,47 @@ def load_profile_forecast(
         by_day = day_sum[t_slot] / day_n[t_slot]
     out = np.where(week_n[t_key] > 0, by_week, np.where(day_n[t_slot] > 0, by_day, fallback[t_slot]))
     return np.asarray(out, dtype=float)
+
+
+def history_scenarios(
+    past_keys: np.ndarray,
+    past_load_w: np.ndarray,
+    past_pv_w: np.ndarray,
+    first_key: int,
+    steps: int,
+    step_s: int,
+    days: int = SCENARIO_DAYS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Joint load and PV scenarios for ``steps`` steps from step ``first_key``: what each of the
+    last ``days`` days did at the same time of day. Shape (scenarios, steps) each.
+
+    Keys are step numbers since the epoch (``timestamp // step_s``), past ones strictly before
+    ``first_key``. A target step ``j`` steps ahead takes, in scenario ``d``, the step
+    ``(m + d)`` whole days earlier, where ``m`` is the fewest days that reach back before
+    ``first_key`` (1 within the next day, 2 beyond it), so a scenario is a run of real days that
+    ends with the most recent data. A scenario with any step missing from the history is left out;
+    no complete scenario gives an empty (0, steps) pair and the caller plans on its point forecast.
+    Using whole past days keeps what a mean throws away: a dull day is dull all day, and an
+    evening's load comes with that day's PV.
+    """
+    slots = max(1, round(86400 / step_s))
+    keys = np.asarray(past_keys, dtype=np.int64)
+    j = np.arange(steps)
+    m = (j + slots) // slots  # ceil((j + 1) / slots)
+    load_rows: list[np.ndarray] = []
+    pv_rows: list[np.ndarray] = []
+    for d in range(days):
+        source = first_key + j - (m + d) * slots
+        if len(keys) == 0:
+            break
+        at = np.searchsorted(keys, source)
+        inside = at < len(keys)
+        found = np.zeros(steps, dtype=bool)
+        found[inside] = keys[at[inside]] == source[inside]
+        if not found.all():
+            continue
+        load_rows.append(np.asarray(past_load_w, dtype=float)[at])
+        pv_rows.append(np.asarray(past_pv_w, dtype=float)[at])
+    if not load_rows:
+        return np.zeros((0, steps)), np.zeros((0, steps))
+    return np.maximum(np.array(load_rows), 0.0), np.maximum(np.array(pv_rows), 0.0)

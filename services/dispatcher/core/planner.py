@@ -24,8 +24,10 @@ step that still shows both directions gets a binary too and is solved again.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import highspy
@@ -39,6 +41,10 @@ __all__ = ["PlanInputs", "Schedule", "ScheduleError", "classify", "plan", "refer
 
 # Below this many watts a flow counts as zero (solver noise, and far below any inverter's step).
 TOLERANCE_W = 25.0
+# A W over one step costs ~1e-4 currency: the objective is handed to HiGHS in these smaller units
+# so that its 1e-7 optimality tolerance is not a sizeable share of a step's cost (unscaled, a
+# solver can stop a few percent short of the optimum; tests/unit/test_perfect.py saw 3%).
+OBJECTIVE_SCALE = 1000.0
 # Relative gap (against max(|objective|, 1 currency unit)) the planner guarantees on hard steps.
 MIP_GAP = 0.0025
 
@@ -77,6 +83,11 @@ class PlanInputs:
     export_limit_w: float | None = None
     import_limit_w: float = 23_000.0
     battery_power_now_w: float = 0.0
+    battery_may_export: bool = True
+    # Joint load and PV scenarios (one row each, e.g. the same hours on each of the last days):
+    # the plan then minimises the mean bill over them with one shared decision for step 0.
+    load_scenarios_w: np.ndarray | None = None
+    pv_scenarios_w: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None:
@@ -96,6 +107,22 @@ class PlanInputs:
             raise ValueError(f"pv_w must be >= 0, got {float(self.pv_w.min())}")
         if np.any(self.load_w < 0):
             raise ValueError(f"load_w must be >= 0, got {float(self.load_w.min())}")
+        if (self.load_scenarios_w is None) != (self.pv_scenarios_w is None):
+            raise ValueError("load_scenarios_w and pv_scenarios_w come together or not at all")
+        if self.load_scenarios_w is not None and self.pv_scenarios_w is not None:
+            for name in ("load_scenarios_w", "pv_scenarios_w"):
+                grid = np.array(getattr(self, name), dtype=float)
+                if grid.ndim != 2 or grid.shape[1] != len(price) or grid.shape[0] < 1:
+                    raise ValueError(f"{name} must have shape (scenarios, {len(price)}), got {grid.shape}")
+                if not np.all(np.isfinite(grid)) or np.any(grid < 0):
+                    raise ValueError(f"{name} must be finite and >= 0")
+                grid.setflags(write=False)
+                object.__setattr__(self, name, grid)
+            if self.load_scenarios_w.shape != self.pv_scenarios_w.shape:
+                raise ValueError(
+                    f"load and PV scenarios differ in shape: {self.load_scenarios_w.shape} "
+                    f"vs {self.pv_scenarios_w.shape}"
+                )
 
     @property
     def steps(self) -> int:
@@ -209,8 +236,12 @@ _C, _D, _I, _E, _S, _U = range(6)
 class _Model:
     """Builds the HiGHS model for one ``PlanInputs``; binaries are added per step on request."""
 
-    def __init__(self, inputs: PlanInputs) -> None:
+    def __init__(self, inputs: PlanInputs, load_w: np.ndarray | None = None, pv_w: np.ndarray | None = None) -> None:
         self.x = inputs
+        # One scenario's load and PV (the point forecast unless given): the plan's other inputs.
+        self.load_w = inputs.load_w if load_w is None else load_w
+        self.pv_w = inputs.pv_w if pv_w is None else pv_w
+        self.net = self.load_w - self.pv_w
         self.n = inputs.steps
         self.dt_h = inputs.step_s / 3600.0
 
@@ -219,7 +250,7 @@ class _Model:
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         x, n, b = self.x, self.n, self.x.battery
-        net = x.load_w - x.pv_w
+        net = self.net
         # Tight physical bounds (also the big-M of the direction binaries): only importing, the most
         # is the net load plus a full charge; only exporting, the net surplus plus a full discharge.
         import_max = np.maximum(0.0, net + b.max_charge_w)
@@ -229,6 +260,9 @@ class _Model:
             # PV above the limit that the battery cannot absorb must go somewhere: the inverter
             # curtails it, the plan lets it through rather than call the problem infeasible.
             export_max = np.minimum(export_max, np.maximum(x.export_limit_w, -net - b.max_charge_w))
+        if not x.battery_may_export:
+            # Only the PV surplus may leave the house: battery energy covers the load, nothing more.
+            export_max = np.minimum(export_max, np.maximum(0.0, -net))
         soc_lo, soc_hi = soc_limits.plan_band_wh(b, x.soc_pct)
         lower = np.zeros(6 * n)
         upper = np.concatenate(
@@ -245,11 +279,12 @@ class _Model:
         return lower, upper
 
     def costs(self) -> np.ndarray:
-        x, n, k = self.x, self.n, self.dt_h / 1000.0
+        """Objective per column, in units of 1/OBJECTIVE_SCALE currency (see OBJECTIVE_SCALE)."""
+        x, n, k = self.x, self.n, self.dt_h / 1000.0 * OBJECTIVE_SCALE
         wear = x.cycle_cost_per_kwh / 2.0 * k
         terminal = max(0.0, x.terminal_value_factor * x.battery.discharge_efficiency * float(x.import_price.min()))
         soc_cost = np.zeros(n)
-        soc_cost[-1] = -terminal / 1000.0
+        soc_cost[-1] = -terminal / 1000.0 * OBJECTIVE_SCALE
         return np.concatenate(
             [
                 np.full(n, wear),
@@ -257,9 +292,24 @@ class _Model:
                 x.import_price * k,
                 -x.export_price * k,
                 soc_cost,
-                np.full(n, x.switch_cost / 1000.0),
+                np.full(n, x.switch_cost / 1000.0 * OBJECTIVE_SCALE),
             ]
         )
+
+    def row_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of the base rows (balance, energy, switching up, switching down), see ``_base_rows``."""
+        x, n = self.x, self.n
+        net = self.net
+        s0 = x.battery.wh(x.soc_pct)
+        energy = np.zeros(n)
+        energy[0] = s0
+        up_lo = np.zeros(n)
+        down_lo = np.zeros(n)
+        up_lo[0] = -x.battery_power_now_w
+        down_lo[0] = x.battery_power_now_w
+        lower = np.concatenate([net, energy, up_lo, down_lo])
+        upper = np.concatenate([net, energy, np.full(2 * n, np.inf)])
+        return lower, upper
 
     def build(
         self,
@@ -273,45 +323,25 @@ class _Model:
         discharges: Sequence[int] = (),
     ) -> highspy.HighsLp:
         """The model; ``imports`` etc. pin a step to one direction (its other flow fixed at 0)."""
-        x, n, b = self.x, self.n, self.x.battery
+        n, b = self.n, self.x.battery
         lower, upper = self.bounds()
         for block, steps in ((_E, imports), (_I, exports), (_D, charges), (_C, discharges)):
             for t in steps:
                 upper[self.col(block, t)] = 0.0
         cost = self.costs()
+        base_rows, base_entries = _base_rows(n, self.dt_h, b.charge_efficiency, b.discharge_efficiency)
+        row_lo_v, row_hi_v = self.row_bounds()
         rows_lo: list[float] = []
         rows_hi: list[float] = []
         entries: list[tuple[int, int, float]] = []
 
         def row(lo: float, hi: float, terms: Sequence[tuple[int, float]]) -> None:
-            r = len(rows_lo)
+            r = base_rows + len(rows_lo)
             rows_lo.append(lo)
             rows_hi.append(hi)
             entries.extend((r, c, v) for c, v in terms)
 
-        net = x.load_w - x.pv_w
-        s0 = b.wh(x.soc_pct)
-        for t in range(n):
-            c, d, i, e, s, u = (self.col(blk, t) for blk in (_C, _D, _I, _E, _S, _U))
-            row(net[t], net[t], [(i, 1.0), (e, -1.0), (d, 1.0), (c, -1.0)])
-            energy = [
-                (s, 1.0),
-                (c, -b.charge_efficiency * self.dt_h),
-                (d, self.dt_h / b.discharge_efficiency),
-            ]
-            if t == 0:
-                row(s0, s0, energy)
-            else:
-                row(0.0, 0.0, [*energy, (self.col(_S, t - 1), -1.0)])
-            if t == 0:
-                now = x.battery_power_now_w
-                row(-now, np.inf, [(u, 1.0), (d, -1.0), (c, 1.0)])
-                row(now, np.inf, [(u, 1.0), (d, 1.0), (c, -1.0)])
-            else:
-                dp, cp = self.col(_D, t - 1), self.col(_C, t - 1)
-                row(0.0, np.inf, [(u, 1.0), (d, -1.0), (c, 1.0), (dp, 1.0), (cp, -1.0)])
-                row(0.0, np.inf, [(u, 1.0), (d, 1.0), (c, -1.0), (dp, -1.0), (cp, 1.0)])
-
+        net = self.net
         # Direction binaries. Grid (z = 1: the step imports, else it exports) uses the disjunctive
         # hull of the whole step, not a plain big-M: the charge and discharge done while importing
         # (cA, dA) get their own columns, so the relaxation is "import for a fraction z of the step,
@@ -346,30 +376,222 @@ class _Model:
 
         lp = highspy.HighsLp()
         lp.num_col_ = extra + nb
-        lp.num_row_ = len(rows_lo)
+        lp.num_row_ = base_rows + len(rows_lo)
         lp.col_cost_ = np.concatenate([cost, np.zeros(nb)])
         lp.col_lower_ = np.concatenate([lower, np.zeros(nb)])
         upper_extra = np.full(nb, np.inf)
         upper_extra[np.array(integer, dtype=int) - extra] = 1.0
         lp.col_upper_ = np.concatenate([upper, upper_extra])
-        lp.row_lower_ = np.array(rows_lo)
-        lp.row_upper_ = np.array(rows_hi)
-        arr = np.array(entries)
-        r, cidx, val = arr[:, 0].astype(np.int32), arr[:, 1].astype(np.int32), arr[:, 2]
-        order = np.lexsort((r, cidx))
-        counts = np.bincount(cidx, minlength=lp.num_col_)
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-        lp.a_matrix_.index_ = r[order]
-        lp.a_matrix_.value_ = val[order]
-        lp.a_matrix_.num_col_ = lp.num_col_
-        lp.a_matrix_.num_row_ = lp.num_row_
+        lp.row_lower_ = np.concatenate([row_lo_v, np.array(rows_lo)])
+        lp.row_upper_ = np.concatenate([row_hi_v, np.array(rows_hi)])
+        r0, c0, v0 = base_entries
+        if entries:
+            arr = np.array(entries)
+            r = np.concatenate([r0, arr[:, 0].astype(np.int32)])
+            cidx = np.concatenate([c0, arr[:, 1].astype(np.int32)])
+            val = np.concatenate([v0, arr[:, 2]])
+        else:
+            r, cidx, val = r0, c0, v0
+        _set_matrix(lp, r, cidx, val)
         if integer and integer_vars:
             kinds = [highspy.HighsVarType.kContinuous] * lp.num_col_
             for k in integer:
                 kinds[k] = highspy.HighsVarType.kInteger
             lp.integrality_ = kinds
         return lp
+
+
+def _base_rows(
+    n: int, dt_h: float, eta_c: float, eta_d: float
+) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The constraint matrix of the plain model, which depends only on the step count and battery.
+
+    Rows ``[0, n)`` balance ``i - e + d - c = net``; ``[n, 2n)`` energy ``s[t] - s[t-1] - dt eta_c c
+    + dt d / eta_d = (s0 at t = 0, else 0)``; ``[2n, 3n)`` and ``[3n, 4n)`` switching
+    ``u[t] -+ ((d - c)[t] - (d - c)[t-1]) >= 0`` (at ``t = 0`` against the battery's power now,
+    which sits in the row bound). Returns the row count and the entries as (rows, cols, values).
+    """
+    t = np.arange(n)
+    cols = {blk: blk * n + t for blk in (_C, _D, _I, _E, _S, _U)}
+    bal, en, up, down = t, n + t, 2 * n + t, 3 * n + t
+    later = t[1:]
+    parts = [
+        (bal, cols[_I], 1.0),
+        (bal, cols[_E], -1.0),
+        (bal, cols[_D], 1.0),
+        (bal, cols[_C], -1.0),
+        (en, cols[_S], 1.0),
+        (en, cols[_C], -eta_c * dt_h),
+        (en, cols[_D], dt_h / eta_d),
+        (n + later, cols[_S][:-1], -1.0),
+        (up, cols[_U], 1.0),
+        (up, cols[_D], -1.0),
+        (up, cols[_C], 1.0),
+        (2 * n + later, cols[_D][:-1], 1.0),
+        (2 * n + later, cols[_C][:-1], -1.0),
+        (down, cols[_U], 1.0),
+        (down, cols[_D], 1.0),
+        (down, cols[_C], -1.0),
+        (3 * n + later, cols[_D][:-1], -1.0),
+        (3 * n + later, cols[_C][:-1], 1.0),
+    ]
+    rows = np.concatenate([p[0] for p in parts]).astype(np.int32)
+    columns = np.concatenate([p[1] for p in parts]).astype(np.int32)
+    values = np.concatenate([np.full(len(p[0]), p[2], dtype=float) for p in parts])
+    return 4 * n, (rows, columns, values)
+
+
+def _set_matrix(lp: highspy.HighsLp, rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> None:
+    order = np.lexsort((rows, cols))
+    counts = np.bincount(cols, minlength=lp.num_col_)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    lp.a_matrix_.index_ = rows[order].astype(np.int32)
+    lp.a_matrix_.value_ = values[order]
+    lp.a_matrix_.num_col_ = lp.num_col_
+    lp.a_matrix_.num_row_ = lp.num_row_
+
+
+class _Reusable:
+    """One HiGHS instance per model shape, kept between plans: only bounds and costs change, so
+    HiGHS starts from the last plan's basis (hot start) instead of building and solving afresh.
+
+    The model is one plain block per scenario, the blocks' costs weighted equally. A point
+    forecast is one block and nothing more. Scenarios (``shared=True``) also get what the
+    dispatcher must decide before it knows which scenario comes true, and only that: one column
+    ``g``, the power bought from the grid to charge during step 0, the same in every scenario.
+    Each scenario's step-0 charge lies within ``[g, g + its PV surplus]`` and its step-0
+    discharge within its net load, so beyond ``g`` every scenario does self-use with its own load
+    and PV, which is what the controller does with the real ones.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._solvers: dict[tuple[int, int, float, float, float, bool], highspy.Highs] = {}
+        self._starts: dict[tuple[int, int, float, float, float, bool], datetime] = {}
+
+    @staticmethod
+    def _build(models: Sequence[_Model], shared: bool) -> highspy.HighsLp:
+        first = models[0]
+        b, n = first.x.battery, first.n
+        rows_per, (r0, c0, v0) = _base_rows(n, first.dt_h, b.charge_efficiency, b.discharge_efficiency)
+        count = len(models)
+        rows = [r0 + k * rows_per for k in range(count)]
+        cols = [c0 + k * 6 * n for k in range(count)]
+        vals = [v0] * count
+        ncol, nrow = 6 * n * count, count * rows_per
+        if shared:
+            grid_charge = ncol
+            ncol += 1
+            for k in range(count):
+                rows.append(np.array([nrow, nrow], dtype=np.int32))
+                cols.append(np.array([k * 6 * n + _C * n, grid_charge], dtype=np.int32))
+                vals.append(np.array([1.0, -1.0]))
+                nrow += 1
+        lp = highspy.HighsLp()
+        lp.num_col_ = ncol
+        lp.num_row_ = nrow
+        lp.col_cost_ = np.zeros(ncol)
+        lp.col_lower_ = np.zeros(ncol)
+        lp.col_upper_ = np.zeros(ncol)
+        lp.row_lower_ = np.zeros(nrow)
+        lp.row_upper_ = np.zeros(nrow)
+        _set_matrix(lp, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals))
+        return lp
+
+    def run(
+        self, models: Sequence[_Model], time_limit_s: float, shared: bool = False
+    ) -> tuple[np.ndarray, float, float]:
+        first = models[0]
+        b, n = first.x.battery, first.n
+        key = (len(models), n, first.dt_h, b.charge_efficiency, b.discharge_efficiency, shared)
+        weight = 1.0 / len(models)
+        lower_parts, upper_parts, row_lo_parts, row_hi_parts, cost_parts = [], [], [], [], []
+        for model in models:
+            lower, upper = model.bounds()
+            row_lo, row_hi = model.row_bounds()
+            if shared:
+                upper[_D * n] = min(upper[_D * n], max(0.0, float(model.net[0])))
+            lower_parts.append(lower)
+            upper_parts.append(upper)
+            row_lo_parts.append(row_lo)
+            row_hi_parts.append(row_hi)
+            cost_parts.append(model.costs() * weight)
+        if shared:
+            surplus = np.array([max(0.0, -float(model.net[0])) for model in models])
+            lower_parts.append(np.zeros(1))
+            upper_parts.append(np.array([b.max_charge_w]))
+            cost_parts.append(np.zeros(1))
+            row_lo_parts.append(np.zeros(len(models)))
+            row_hi_parts.append(surplus)
+        lower, upper = np.concatenate(lower_parts), np.concatenate(upper_parts)
+        row_lo, row_hi = np.concatenate(row_lo_parts), np.concatenate(row_hi_parts)
+        cost = np.concatenate(cost_parts)
+        cols = np.arange(len(cost), dtype=np.int32)
+        rows = np.arange(len(row_lo), dtype=np.int32)
+        with self._lock:
+            h = self._solvers.get(key)
+            if h is None:
+                if len(self._solvers) >= 16:
+                    self._solvers.clear()
+                h = highspy.Highs()
+                h.setOptionValue("output_flag", False)
+                # Small, hot-started LPs: presolve costs more than it saves.
+                h.setOptionValue("presolve", "off")
+                h.passModel(self._build(models, shared))
+                self._solvers[key] = h
+            shifted = self._starts.get(key) == first.x.start - timedelta(seconds=first.x.step_s)
+            basis = h.getBasis() if shifted else None
+            changed = [
+                h.changeColsCost(len(cols), cols, cost),
+                h.changeColsBounds(len(cols), cols, lower, upper),
+                # In the binding, missing from its stub.
+                h.changeRowsBounds(len(rows), rows, row_lo, row_hi),  # type: ignore[attr-defined]
+            ]
+            if any(status != highspy.HighsStatus.kOk for status in changed):
+                raise ScheduleError(f"HiGHS refused the new bounds or costs for a {n}-step plan")
+            if basis is not None and basis.valid:
+                # The last plan started one step earlier: its basis moved one step along is
+                # nearly this plan's (the same hours, the same scenario days), far closer than
+                # the unshifted one. HiGHS repairs what no longer fits (an "alien" basis).
+                cols_status = list(basis.col_status)
+                body = len(models) * 6 * n
+                basis.col_status = _shift(cols_status[:body], len(models) * 6, n) + cols_status[body:]
+                rows_status = list(basis.row_status)
+                body = len(models) * 4 * n
+                basis.row_status = _shift(rows_status[:body], len(models) * 4, n) + rows_status[body:]
+                basis.alien = True
+                h.setBasis(basis)
+            self._starts[key] = first.x.start
+            # HiGHS's run clock keeps counting across runs of one instance; the limit is on it.
+            h.setOptionValue("time_limit", h.getRunTime() + time_limit_s)
+            began = time.perf_counter()
+            h.run()
+            status = h.getModelStatus()
+            if status != highspy.HighsModelStatus.kOptimal:
+                # A basis from a very different plan can stall; start clean once before giving up.
+                h.clearSolver()
+                h.run()
+                status = h.getModelStatus()
+            if status != highspy.HighsModelStatus.kOptimal:
+                del self._solvers[key]
+                raise ScheduleError(f"HiGHS returned {h.modelStatusToString(status)} for a {first.n}-step plan")
+            values = np.array(h.getSolution().col_value)
+            elapsed_ms = (time.perf_counter() - began) * 1000.0
+            return values, float(h.getInfo().objective_function_value) / OBJECTIVE_SCALE, elapsed_ms
+
+
+_REUSABLE = _Reusable()
+
+
+def _shift(status: list[highspy.HighsBasisStatus], groups: int, n: int) -> list[highspy.HighsBasisStatus]:
+    """Per-step statuses in ``groups`` runs of ``n``, each moved one step earlier (last repeated)."""
+    out: list[highspy.HighsBasisStatus] = []
+    for g in range(groups):
+        run = status[g * n : (g + 1) * n]
+        out.extend(run[1:])
+        out.append(run[-1])
+    return out
 
 
 def _run(
@@ -384,7 +606,7 @@ def _run(
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", time_limit_s)
     h.setOptionValue("mip_rel_gap", gap)
-    h.setOptionValue("mip_abs_gap", abs_gap)
+    h.setOptionValue("mip_abs_gap", abs_gap * OBJECTIVE_SCALE)
     h.passModel(lp)
     if start is not None:
         h.setSolution(_solution(start))
@@ -394,7 +616,7 @@ def _run(
     if status != highspy.HighsModelStatus.kOptimal and not timed_out:
         raise ScheduleError(f"HiGHS returned {h.modelStatusToString(status)} for a {steps}-step plan")
     values = np.array(h.getSolution().col_value)
-    return values, float(h.getInfo().objective_function_value), h.getRunTime() * 1000.0
+    return values, float(h.getInfo().objective_function_value) / OBJECTIVE_SCALE, h.getRunTime() * 1000.0
 
 
 def _solution(values: np.ndarray) -> highspy.HighsSolution:
@@ -423,8 +645,8 @@ def _schedule(model: _Model, values: np.ndarray, objective: float, solver: str, 
         intents=intents,
         import_price=x.import_price,
         export_price=x.export_price,
-        pv_w=x.pv_w,
-        load_w=x.load_w,
+        pv_w=model.pv_w,
+        load_w=model.load_w,
         cost=cost,
         objective=objective,
         solver=solver,
@@ -523,7 +745,9 @@ def plan(inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0) -
     batt_bad = sorted(np.nonzero(np.minimum(inputs.import_price, inputs.export_price) < 0)[0].tolist())
     total_ms = 0.0
     if not grid_bad and not batt_bad:
-        values, objective, ms = _run(model.build((), ()), 0.0, n)
+        if inputs.load_scenarios_w is not None and inputs.pv_scenarios_w is not None:
+            return _scenario_plan(inputs, time_limit_s)
+        values, objective, ms = _REUSABLE.run([model], time_limit_s)
         total_ms += ms
         # A tie (equal prices, zero wear) can leave both directions in an optimal vertex. Netting
         # the grid flows costs nothing then; a battery tie falls through to the pinned path.
@@ -585,6 +809,51 @@ def plan(inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0) -
             values, objective = milp, milp_objective
         solver = "milp"
     return _schedule(model, values[: 6 * n], objective, solver, len(grid_bad) + len(batt_bad), total_ms)
+
+
+def _scenario_plan(inputs: PlanInputs, time_limit_s: float) -> Schedule:
+    """The mean bill over the scenarios, step 0 decided once (see ``_Reusable``); convex prices only.
+
+    The schedule shows the scenarios' mean (battery, grid, SoC, load and PV) except at step 0,
+    the step the controller acts on: a grid charge there is a ``charge`` at that power; otherwise
+    the step is self-use, and its battery power is the most any scenario discharges (or, when
+    none does, charges), which is the cap the controller's self-use keeps to; a step where no
+    scenario moves the battery is a hold.
+    """
+    assert inputs.load_scenarios_w is not None and inputs.pv_scenarios_w is not None
+    models = [
+        _Model(inputs, load, pv) for load, pv in zip(inputs.load_scenarios_w, inputs.pv_scenarios_w, strict=True)
+    ]
+    values, objective, ms = _REUSABLE.run(models, time_limit_s, shared=True)
+    n, count = models[0].n, len(models)
+    blocks = values[: count * 6 * n].reshape(count, 6, n)
+    grid_charge = float(values[count * 6 * n])
+    mean = blocks.mean(axis=0).reshape(6 * n)
+    point = _Model(inputs, inputs.load_scenarios_w.mean(axis=0), inputs.pv_scenarios_w.mean(axis=0))
+    schedule = _schedule(point, mean, objective, "lp_scenarios", 0, ms)
+    each = blocks[:, _D, 0] - blocks[:, _C, 0]
+    net0 = float(point.net[0])
+    if grid_charge > TOLERANCE_W:
+        first_w, intent = float(each.mean()), Intent.CHARGE
+    elif np.all(np.abs(each) <= TOLERANCE_W):
+        first_w, intent = 0.0, (Intent.HOLD if abs(net0) > TOLERANCE_W else Intent.SELF_USE)
+    else:
+        first_w = float(each.max()) if each.max() > TOLERANCE_W else float(each.min())
+        intent = Intent.SELF_USE
+    battery = schedule.battery_w.copy()
+    grid = schedule.grid_w.copy()
+    battery[0], grid[0] = first_w, net0 - first_w
+    # The expected bill: each scenario's own one-meter cost, averaged (not the cost of the mean).
+    k = point.dt_h / 1000.0
+    flows = blocks[:, _I] - blocks[:, _E]
+    bills = np.where(flows > 0, flows * inputs.import_price, flows * inputs.export_price).sum(axis=1) * k
+    return replace(
+        schedule,
+        battery_w=battery,
+        grid_w=grid,
+        intents=(intent, *schedule.intents[1:]),
+        cost=float(bills.mean()),
+    )
 
 
 def _warm_binaries(values: np.ndarray, n: int, grid_bad: Sequence[int], batt_bad: Sequence[int]) -> np.ndarray:
