@@ -46,12 +46,16 @@ def flatten(
 ) -> dict[str, FieldValue | None]:
     """Scalar fields of a model as stored fields; nested models and dicts become ``prefix_key``."""
     out: dict[str, FieldValue | None] = {}
-    for name in type(model).model_fields:
+    # A validated pydantic model keeps exactly its fields, in declaration order, in __dict__:
+    # reading it directly is several times cheaper than getattr per name (the recorder's hot path).
+    for name, value in model.__dict__.items():
         if name in skip or (not prefix and name in _SKIP):
             continue
-        value = getattr(model, name)
-        key = f"{prefix}{name}"
-        _put(out, key, value)
+        kind = type(value)
+        if kind is float or kind is int or kind is str:
+            out[prefix + name if prefix else name] = value
+        else:
+            _put(out, prefix + name if prefix else name, value)
     return out
 
 

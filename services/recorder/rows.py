@@ -1,8 +1,9 @@
 """A stored point, independent of the database: measurement, tags, fields, time in ns.
 
-Rows are what the spool keeps on disk (one JSON object a line) and what every backend writes.
-A row's identity is its *series* (measurement + tags) and its time: writing the same row twice
-overwrites it in InfluxDB and in the SQLite store alike, which is what makes replay exactly-once.
+Rows are what every backend writes, and their line protocol (``Row.line``, made once when the
+row is made) is what the spool keeps on disk and what InfluxDB receives. A row's identity is its
+*series* (measurement + tags) and its time: writing the same row twice overwrites it in InfluxDB
+and in the SQLite store alike, which is what makes replay exactly-once.
 """
 
 from __future__ import annotations
@@ -10,14 +11,18 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from influxdb_client import Point, WritePrecision
-
-FieldValue = float | int | str
+from . import lineproto
+from .lineproto import FieldValue
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Line protocol cannot carry these in names and tag values unambiguously (influxdb-client writes a
+# newline as backslash-n, which InfluxDB then stores as two characters; a backslash before a
+# separator changes how the line splits). They never occur in ongrid's names; if one does, it is
+# stored as '/' or a space, so what a row says is what the database keeps.
+_UNSAFE_NAME = str.maketrans({"\\": "/", "\n": " ", "\r": " ", "\t": " "})
 
 
 class RowError(ValueError):
@@ -36,33 +41,75 @@ def from_ns(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value // 1000)
 
 
+def _safe_name(text: str) -> str:
+    if "\\" in text or "\n" in text or "\r" in text or "\t" in text:
+        return text.translate(_UNSAFE_NAME)
+    return text
+
+
+_TAGS_CACHE_MAX = 200_000
+_tags_cache: dict[tuple[tuple[str, str | None], ...], tuple[tuple[str, str], ...]] = {}
+
+
+def _clean_tags(tags: Mapping[str, str | None]) -> tuple[tuple[str, str], ...]:
+    """Tags without empty values, sorted (a series has one spelling); cached, since the same few
+    thousand series come back every second."""
+    key = tuple(tags.items())
+    clean = _tags_cache.get(key)
+    if clean is None:
+        clean = tuple(sorted((_safe_name(k), _safe_name(str(v))) for k, v in key if v is not None and str(v) != ""))
+        if len(_tags_cache) >= _TAGS_CACHE_MAX:
+            _tags_cache.clear()
+        _tags_cache[key] = clean
+    return clean
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     measurement: str
     tags: tuple[tuple[str, str], ...]
     fields: Mapping[str, FieldValue]
     ts_ns: int
+    # The row as one line of line protocol (no newline): its spool record and its /write body.
+    line: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.line:
+            object.__setattr__(self, "line", lineproto.encode(self.measurement, self.tags, self.fields, self.ts_ns))
 
     @staticmethod
     def make(
         measurement: str, tags: Mapping[str, str | None], fields: Mapping[str, FieldValue | None], ts_ns: int
     ) -> Row:
         """Drop empty tags and ``None`` fields, sort tags (a series has one spelling), check values."""
-        clean_tags = tuple(sorted((k, str(v)) for k, v in tags.items() if v is not None and str(v) != ""))
+        clean_tags = _clean_tags(tags)
         clean_fields: dict[str, FieldValue] = {}
         for key, value in fields.items():
-            if value is None:
+            kind = type(value)
+            if kind is float:
+                if not math.isfinite(value):  # type: ignore[arg-type]
+                    raise RowError(f"{measurement}.{key}: {value} is not a finite number")
+            elif kind is int or kind is str:
+                pass
+            elif value is None:
                 continue
-            if isinstance(value, bool):
+            elif kind is bool:
+                value = int(value)  # type: ignore[arg-type]
+            # Subclasses (a StrEnum, an IntEnum) are stored as their plain value.
+            elif isinstance(value, str):
+                value = str.__str__(value)
+            elif isinstance(value, int):
                 value = int(value)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise RowError(f"{measurement}.{key}: {value} is not a finite number")
-            if not isinstance(value, int | float | str):
+            elif isinstance(value, float):
+                value = float(value)
+                if not math.isfinite(value):
+                    raise RowError(f"{measurement}.{key}: {value} is not a finite number")
+            else:
                 raise RowError(f"{measurement}.{key}: {type(value).__name__} {value!r} is not a field value")
-            clean_fields[key] = value
+            clean_fields[_safe_name(key)] = value  # type: ignore[assignment]
         if not clean_fields:
             raise RowError(f"{measurement}: a point needs at least one field")
-        return Row(measurement, clean_tags, clean_fields, ts_ns)
+        return Row(_safe_name(measurement), clean_tags, clean_fields, ts_ns)
 
     @property
     def series(self) -> str:
@@ -80,16 +127,16 @@ class Row:
 
     @staticmethod
     def from_json(line: str) -> Row:
+        """A row of a spool segment written by an older recorder (one JSON object a line)."""
         data = json.loads(line)
         return Row(data["m"], tuple(sorted(data["t"].items())), data["f"], int(data["ts"]))
 
-    def to_point(self) -> Point:
-        point = Point(self.measurement)
-        for key, value in self.tags:
-            point.tag(key, value)
-        for key, field_value in self.fields.items():
-            point.field(key, field_value)
-        return point.time(self.ts_ns, WritePrecision.NS)
+    @staticmethod
+    def from_line(text: str, start: int = 0) -> tuple[Row, int]:
+        """The row whose line starts at ``start`` of ``text``, and where the next line starts."""
+        measurement, tags, fields, ts, after = lineproto.parse_one(text, start)
+        line = text[start : after - 1]
+        return Row(measurement, tags, fields, ts, line), after
 
     def to_line(self) -> str:
-        return str(self.to_point().to_line_protocol())
+        return self.line
