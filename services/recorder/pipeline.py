@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from shared.logs import EpisodeLog, get_logger
 from shared.messages import Message, RecorderStatus, utc_now
-from shared.topics import parse
+from shared.topics import TopicParts, parse
 
 from .backends import Backend, BackendDown, BackendRejected
 from .points import to_rows
@@ -34,6 +34,8 @@ from .rows import Row
 from .spool import Segment, Spool, SpoolError
 
 log = get_logger("recorder")
+# Parsed topics kept (a neighbourhood repeats the same topics every second); bounded.
+_TOPICS_MAX = 100_000
 
 
 @dataclass
@@ -75,22 +77,38 @@ class Recorder:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._topics: dict[str, TopicParts] = {}
         self._episode = EpisodeLog(log, f"database {backend.name}")
         self._spool_episode = EpisodeLog(log, f"spool {spool.dir}")
 
     # -- intake ------------------------------------------------------------------------------
 
     async def handle(self, topic: str, message: Message) -> None:
-        """The bus handler: store the message's rows in the spool, nothing slower."""
-        self.counters.received += 1
-        try:
+        """One message: store its rows in the spool, nothing slower."""
+        await self.handle_batch([(topic, message)])
+
+    async def handle_batch(self, items: list[tuple[str, Message]]) -> None:
+        """The bus handler (``Bus.subscribe_batch``): the rows of every message that arrived
+        together go to the spool in one append."""
+        rows: list[Row] = []
+        for topic, message in items:
+            self.counters.received += 1
+            try:
+                rows += to_rows(self._parts(topic), message)
+            except ValueError as exc:
+                self.counters.unmapped += 1
+                log.warning("not recorded: %s", exc, extra={"topic": topic})
+        if rows:
+            self.add_rows(rows)
+
+    def _parts(self, topic: str) -> TopicParts:
+        parts = self._topics.get(topic)
+        if parts is None:
             parts = parse(topic)
-            rows = to_rows(parts, message)
-        except ValueError as exc:
-            self.counters.unmapped += 1
-            log.warning("not recorded: %s", exc, extra={"topic": topic})
-            return
-        self.add_rows(rows)
+            if len(self._topics) >= _TOPICS_MAX:
+                self._topics.clear()
+            self._topics[topic] = parts
+        return parts
 
     def add_rows(self, rows: list[Row]) -> None:
         self.counters.rows_in += len(rows)

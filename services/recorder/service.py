@@ -19,7 +19,6 @@ from .backends.base import BackendDown
 from .pipeline import Recorder
 from .rows import Row
 from .spool import Spool, SpoolError
-from .stats_job import StatsJob
 
 log = get_logger("recorder")
 
@@ -82,7 +81,7 @@ async def run(cfg: OngridConfig, bus: Bus) -> None:
         if cfg.influxdb is not None:
             raise  # a database that is down is not a configuration problem
         raise ConfigProblem("recorder.sqlite_path", cfg.recorder.sqlite_path, str(exc)) from None
-    bus.subscribe(subscription(cfg), model_for_topic, recorder.handle, qos=1)
+    bus.subscribe_batch(subscription(cfg), model_for_topic, recorder.handle_batch, qos=1)
     status_topic = topics.recorder_state(cfg.site, cfg.recorder.id)
 
     async def publish_stats(stats: DailyStats) -> None:
@@ -91,17 +90,22 @@ async def run(cfg: OngridConfig, bus: Bus) -> None:
     def store(rows: list[Row]) -> None:
         recorder.add_rows(rows)
 
-    job = StatsJob(cfg, reader, publish_stats, store)
-
     async def status_loop() -> None:
         while True:
             await asyncio.sleep(cfg.recorder.status_interval_s)
             await bus.publish(status_topic, recorder.status())
 
     async def stats_loop() -> None:
+        job = None
         while True:
             await asyncio.sleep(cfg.recorder.stats_interval_s)
             try:
+                if job is None:
+                    # Imported at the first run, not at start: the statistics bring pandas, scipy
+                    # and pvlib (~90 MB), which a recorder that only records never needs.
+                    from .stats_job import StatsJob
+
+                    job = StatsJob(cfg, reader, publish_stats, store)
                 await job.once()
             except Exception:
                 # One bad day of data must not stop the recording.
