@@ -24,6 +24,7 @@ import asyncio
 import json
 import random
 import ssl
+import struct
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import aiomqtt
+from paho.mqtt.client import PUBACK
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
@@ -373,13 +375,12 @@ class Bus:
                     await self._on_connect(client)
                     backoff = self.mqtt.reconnect_min_s
                     async for message in client.messages:
-                        # One wake-up for everything that is already waiting, not one per message.
-                        waiting = self._intake.take(BATCH_MAX - 1) if self._intake is not None else []
+                        batch = self._read_more(client, [message])
                         persistent = self.persistent_session
                         await self._dispatch_batch(
                             [
                                 (m.topic.value, m.payload, (client, m.mid, m.qos) if persistent else None)  # type: ignore[misc]
-                                for m in (message, *waiting)
+                                for m in batch
                             ]
                         )
             except aiomqtt.MqttError as exc:
@@ -392,6 +393,27 @@ class Bus:
             # Jitter keeps a fleet of services from reconnecting in lockstep after a broker restart.
             await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
             backoff = min(backoff * 2, self.mqtt.reconnect_max_s)
+
+    def _read_more(self, client: aiomqtt.Client, batch: list[aiomqtt.Message]) -> list[aiomqtt.Message]:
+        """Add to ``batch`` what is already queued and what the socket already holds, up to
+        ``BATCH_MAX``. aiomqtt's reader callback decodes one packet per event-loop turn, so under load
+        every message would be its own batch (its own spool append, its own PUBACK write); reading
+        on here with paho's ``loop_read`` (what that callback calls) makes a backlog one batch."""
+        intake = self._intake
+        if intake is None:
+            return batch
+        while len(batch) < BATCH_MAX:
+            waiting = intake.take(BATCH_MAX - len(batch))
+            if waiting:
+                batch += waiting
+                continue
+            try:
+                client._client.loop_read()
+            except Exception:  # a broken connection: aiomqtt's own callback meets it and reports it
+                break
+            if intake.empty():
+                break
+        return batch
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         self._client = client
@@ -453,8 +475,7 @@ class Bus:
             acks.append(ack)
         for sub, values in batches.values():
             await self._call_batch(sub, values)
-        for ack in acks:
-            self._ack(ack)
+        self._ack_all(acks)
 
     async def _claim(self, sub: _Subscription, items: list[tuple[str, bytes, _Ack | None]]) -> None:
         if sub.batch:
@@ -466,8 +487,7 @@ class Bus:
                     if value is not None:
                         values.append((topic, value))
                 await self._call_batch(sub, values)
-                for _topic, _payload, ack in chunk:
-                    self._ack(ack)
+                self._ack_all([ack for _topic, _payload, ack in chunk])
             return
         for topic, payload, ack in items:
             await self._deliver(sub, [(topic, payload)])
@@ -481,6 +501,23 @@ class Bus:
         # recorder's rows overwrite by series and time).
         if qos > 0 and client is self._client:
             client._client.ack(mid, qos)
+
+    def _ack_all(self, acks: list[_Ack | None]) -> None:
+        """Acknowledge a batch. QoS 1 PUBACKs go out as one write: paho sends each acknowledgement
+        with its own ``send()``, which was the largest single cost of a recorder taking 10,000
+        messages a second. paho 2.2's packet queue takes the joined PUBACK packets (4 bytes each,
+        MQTT 5 section 3.4, reason code omitted = success) as one; without it, one ``ack()`` each."""
+        mids = [ack[1] for ack in acks if ack is not None and ack[2] == 1 and ack[0] is self._client]
+        others = [ack for ack in acks if ack is not None and ack[2] != 1]
+        client = self._client
+        queue = getattr(client._client, "_packet_queue", None) if client is not None else None
+        if len(mids) > 1 and queue is not None:
+            queue(PUBACK, b"".join([struct.pack("!BBH", PUBACK, 2, mid) for mid in mids]), 0, 1)
+        else:
+            for mid in mids:
+                self._ack((client, mid, 1))  # type: ignore[arg-type]
+        for ack in others:
+            self._ack(ack)
 
     def _model(self, sub: _Subscription, topic: str) -> type[Message] | None:
         if isinstance(sub.model, type):

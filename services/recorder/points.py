@@ -52,7 +52,7 @@ def flatten(
         if name in skip or (not prefix and name in _SKIP):
             continue
         kind = type(value)
-        if kind is float or kind is int or kind is str:
+        if kind is float or kind is int or kind is str or value is None:
             out[prefix + name if prefix else name] = value
         else:
             _put(out, prefix + name if prefix else name, value)

@@ -18,6 +18,9 @@ from . import lineproto
 from .lineproto import FieldValue
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Names and tag sets seen before are looked up, not checked again (bounded: past the bound the
+# caches start again rather than grow with whatever names arrive).
+_TAGS_CACHE_MAX = 200_000
 # Line protocol cannot carry these in names and tag values unambiguously (influxdb-client writes a
 # newline as backslash-n, which InfluxDB then stores as two characters; a backslash before a
 # separator changes how the line splits). They never occur in ongrid's names; if one does, it is
@@ -41,13 +44,19 @@ def from_ns(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value // 1000)
 
 
+_names: dict[str, str] = {}
+
+
 def _safe_name(text: str) -> str:
-    if "\\" in text or "\n" in text or "\r" in text or "\t" in text:
-        return text.translate(_UNSAFE_NAME)
-    return text
+    safe = _names.get(text)
+    if safe is None:
+        safe = text.translate(_UNSAFE_NAME)
+        if len(_names) >= _TAGS_CACHE_MAX:
+            _names.clear()
+        _names[text] = safe
+    return safe
 
 
-_TAGS_CACHE_MAX = 200_000
 _tags_cache: dict[tuple[tuple[str, str | None], ...], tuple[tuple[str, str], ...]] = {}
 
 

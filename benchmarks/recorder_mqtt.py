@@ -1,0 +1,298 @@
+"""The recorder's MQTT path, as a process: Mosquitto -> ``python -m services.recorder`` -> InfluxDB.
+
+Not a benchmark itself (``run_all.py`` skips it): ``recorder_throughput.py`` uses it.
+
+* ``burst``: the recorder is running and subscribed; publisher processes send N ``InverterState``
+  messages (QoS 1, from ``devices`` inverters) as fast as the broker takes them. End to end is
+  from the first publish to the last point readable in InfluxDB, checked by count.
+* ``behind``: the recorder is stopped while N messages queue in its persistent session (N = 60 s
+  of a neighbourhood's traffic), then started: how fast it catches up and its peak memory while
+  it is that far behind.
+* a stock-config broker (``max_queued_messages 1000``, ``max_inflight_messages 20``, as Debian's
+  package and the Home Assistant add-on ship it) silently drops what a subscriber has not taken:
+  ``stored`` says how many of the burst survived.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from benchmarks.loadgen import inverter_state
+from benchmarks.procstats import cpu_seconds, memory_mb
+from services.devtools.localbroker import Broker, running_broker
+from shared import topics
+
+ROOT = Path(__file__).resolve().parents[1]
+T0 = datetime(2026, 3, 10, tzinfo=UTC)
+# The project's broker config (deploy/mosquitto) bounds a session's queue by bytes; the
+# benchmark broker saves its database rarely so a large queue is not rewritten every second.
+PROJECT_CONF = "autosave_interval 3600\n"
+# Mosquitto's defaults, restored over the project's settings (later lines win).
+STOCK_CONF = "max_queued_messages 1000\nmax_queued_bytes 0\nmax_inflight_messages 20\nautosave_interval 3600\n"
+
+
+def messages(n: int, devices: int) -> list[tuple[str, bytes]]:
+    """``n`` inverter states: ``devices`` sites with one inverter each, one message a second each;
+    each carries its second in ``import_energy_total_wh`` so the store can be checked."""
+    out = []
+    for i in range(n):
+        site, second = i % devices, i // devices
+        state = inverter_state(site, second, T0 + timedelta(seconds=second))
+        out.append((topics.inverter_state(f"b{site:04d}", "inv1"), state.to_json()))
+    return out
+
+
+def _publish_share(host: str, port: int, items: list[tuple[str, bytes]], name: str, start_at: float, out: Any) -> None:
+    """One publisher process: connect, wait for the common start, publish, wait for every PUBACK."""
+    acked = 0
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def on_publish(*_args: Any) -> None:
+        nonlocal acked
+        with lock:
+            acked += 1
+            if acked == len(items):
+                done.set()
+
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=paho.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.on_publish = on_publish
+    client.connect(host, port, keepalive=60)
+    client.loop_start()
+    time.sleep(max(0.0, start_at - time.time()))
+    for topic, payload in items:
+        client.publish(topic, payload, qos=1)
+    done.wait(300)
+    out.put((name, acked, time.time()))
+    client.disconnect()
+    client.loop_stop()
+
+
+def publish(host: str, port: int, items: list[tuple[str, bytes]], publishers: int = 2) -> dict[str, float]:
+    """Publish from ``publishers`` processes at once; returns start time (epoch s), acked, end."""
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    start_at = time.time() + 1.5  # every publisher connected before the clock starts
+    procs = [
+        ctx.Process(target=_publish_share, args=(host, port, items[k::publishers], f"bench-pub-{k}", start_at, out))
+        for k in range(publishers)
+    ]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    return {"start": start_at, "acked": sum(r[1] for r in results), "end": max(r[2] for r in results)}
+
+
+def count(url: str, database: str = "ongrid") -> int:
+    q = 'SELECT count("import_energy_total_wh") FROM "inverter" WHERE "site" =~ /^b/'
+    address = f"{url}/query?" + urllib.parse.urlencode({"db": database, "q": q})
+    with urllib.request.urlopen(address, timeout=60) as response:
+        series = json.loads(response.read())["results"][0].get("series")
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+class RecorderProcess:
+    """``python -m services.recorder`` recording every site into InfluxDB 1.x."""
+
+    def __init__(self, workdir: Path, broker: Broker, influx_url: str, batch_size: int) -> None:
+        self.workdir = workdir
+        self.config = workdir / "ongrid.yaml"
+        workdir.mkdir(parents=True, exist_ok=True)
+        data = {
+            "site": "hub",
+            "mqtt": {"host": broker.host, "port": broker.port, "reconnect_min_s": 0.1, "reconnect_max_s": 1.0},
+            "recorder": {
+                "id": "bench",
+                "all_sites": True,
+                "spool_dir": str(workdir / "spool"),
+                "batch_size": batch_size,
+                "flush_interval_s": 0.5,
+                "status_interval_s": 1.0,
+                "stats_interval_s": 86_400,
+            },
+            "influxdb": {"api": "v1", "url": influx_url, "database": "ongrid"},
+        }
+        self.config.write_text(yaml.safe_dump(data))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.workdir / "recorder.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "services.recorder", "--config", str(self.config)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def wait_subscribed(self, timeout: float = 60.0) -> None:
+        """Until the recorder's retained ``online`` is on the broker (sent after it subscribed)."""
+        seen = threading.Event()
+        host, port = self._broker_address()
+
+        def on_message(_c: Any, _u: Any, message: Any) -> None:
+            if b'"online"' in message.payload:
+                seen.set()
+
+        client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        client.on_message = on_message
+        client.connect(host, port)
+        client.subscribe(topics.service_availability("hub", "recorder"), qos=1)
+        client.loop_start()
+        try:
+            deadline = time.monotonic() + timeout
+            while not seen.wait(0.2):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"recorder not online after {timeout} s: {self.log_tail()}")
+                if self.process is not None and self.process.poll() is not None:
+                    raise RuntimeError(f"recorder exited: {self.log_tail()}")
+        finally:
+            client.loop_stop()
+            client.disconnect()
+        time.sleep(0.5)
+
+    def _broker_address(self) -> tuple[str, int]:
+        mqtt = yaml.safe_load(self.config.read_text())["mqtt"]
+        return str(mqtt["host"]), int(mqtt["port"])
+
+    def clear_online(self) -> None:
+        host, port = self._broker_address()
+        client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        client.connect(host, port)
+        client.loop_start()
+        client.publish(topics.service_availability("hub", "recorder"), b"", qos=1, retain=True).wait_for_publish(10)
+        client.loop_stop()
+        client.disconnect()
+
+    def log_tail(self) -> str:
+        path = self.workdir / "recorder.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+
+def _wait_stored(url: str, n: int, recorder: RecorderProcess, quiet_s: float, timeout_s: float) -> dict[str, Any]:
+    """Poll the store until ``n`` points are in, or nothing new arrived for ``quiet_s``; track RSS."""
+    peak_rss = 0.0
+    got, last_change, last = 0, time.monotonic(), -1
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            peak_rss = max(peak_rss, memory_mb(recorder.pid)[0])
+        got = count(url)
+        now = time.monotonic()
+        if got != last:
+            last, last_change = got, now
+        if got >= n or now - last_change > quiet_s:
+            break
+        time.sleep(0.2)
+    return {"stored": got, "at": time.time(), "peak_rss_mb": peak_rss}
+
+
+def run_burst(
+    influx_url: str,
+    workdir: Path,
+    n: int,
+    devices: int,
+    *,
+    stock: bool = False,
+    publishers: int = 2,
+    batch_size: int = 5000,
+) -> dict[str, Any]:
+    items = messages(n, devices)
+    with running_broker(STOCK_CONF if stock else PROJECT_CONF) as broker:
+        recorder = RecorderProcess(workdir, broker, influx_url, batch_size)
+        recorder.start()
+        try:
+            recorder.wait_subscribed()
+            cpu0 = cpu_seconds(recorder.pid)
+            sent = publish(broker.host, broker.port, items, publishers)
+            stored = _wait_stored(influx_url, n, recorder, quiet_s=10.0 if stock else 30.0, timeout_s=600)
+            cpu = cpu_seconds(recorder.pid) - cpu0
+            hwm = memory_mb(recorder.pid)[1]
+        finally:
+            recorder.stop()
+    elapsed = stored["at"] - sent["start"]
+    return {
+        "broker": "stock mosquitto config (max_queued_messages 1000)" if stock else "project mosquitto config",
+        "messages": n,
+        "devices": devices,
+        "publishers": publishers,
+        "acked_by_broker": sent["acked"],
+        "publish_s": round(sent["end"] - sent["start"], 2),
+        "stored": stored["stored"],
+        "end_to_end_s": round(elapsed, 2),
+        "messages_per_s_end_to_end": round(stored["stored"] / elapsed) if elapsed > 0 else 0,
+        "recorder_cpu_s": round(cpu, 2),
+        "recorder_cpu_us_per_message": round(1e6 * cpu / max(1, stored["stored"]), 1),
+        "recorder_rss_peak_mb": round(max(stored["peak_rss_mb"], hwm), 1),
+    }
+
+
+def run_behind(
+    influx_url: str, workdir: Path, n: int, devices: int, *, publishers: int = 2, batch_size: int = 5000
+) -> dict[str, Any]:
+    """``n`` messages queue in the stopped recorder's session; then it starts and catches up."""
+    items = messages(n, devices)
+    with running_broker(PROJECT_CONF) as broker:
+        recorder = RecorderProcess(workdir, broker, influx_url, batch_size)
+        recorder.start()
+        try:
+            recorder.wait_subscribed()  # the persistent session exists from here on
+            recorder.stop()
+            recorder.clear_online()
+            sent = publish(broker.host, broker.port, items, publishers)
+            started = time.time()
+            recorder.start()
+            recorder.wait_subscribed()
+            online = time.time()
+            stored = _wait_stored(influx_url, n, recorder, quiet_s=30.0, timeout_s=900)
+            cpu = cpu_seconds(recorder.pid)
+            hwm = memory_mb(recorder.pid)[1]
+        finally:
+            recorder.stop()
+    catch_up = stored["at"] - online
+    return {
+        "messages_queued": n,
+        "acked_by_broker": sent["acked"],
+        "stored": stored["stored"],
+        "start_to_online_s": round(online - started, 2),
+        "catch_up_s": round(catch_up, 2),
+        "messages_per_s_catching_up": round(stored["stored"] / catch_up) if catch_up > 0 else 0,
+        "recorder_cpu_s_incl_start": round(cpu, 2),
+        "recorder_rss_peak_mb": round(max(stored["peak_rss_mb"], hwm), 1),
+    }
