@@ -33,9 +33,9 @@ import paho.mqtt.client as paho
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from benchmarks.loadgen import inverter_state
-from benchmarks.procstats import cpu_seconds, memory_mb
+from services.devtools.loadgen import inverter_state
 from services.devtools.localbroker import Broker, running_broker
+from services.devtools.procstats import cpu_seconds, memory_mb
 from shared import topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def count(url: str, database: str = "ongrid") -> int:
 class RecorderProcess:
     """``python -m services.recorder`` recording every site into InfluxDB 1.x."""
 
-    def __init__(self, workdir: Path, broker: Broker, influx_url: str, batch_size: int) -> None:
+    def __init__(self, workdir: Path, broker: Broker, influx_url: str, batch_size: int, database: str) -> None:
         self.workdir = workdir
         self.config = workdir / "ongrid.yaml"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -130,10 +130,11 @@ class RecorderProcess:
                 "status_interval_s": 1.0,
                 "stats_interval_s": 86_400,
             },
-            "influxdb": {"api": "v1", "url": influx_url, "database": "ongrid"},
+            "influxdb": {"api": "v1", "url": influx_url, "database": database},
         }
         self.config.write_text(yaml.safe_dump(data))
         self.process: subprocess.Popen[bytes] | None = None
+        self.database = database
 
     def start(self) -> None:
         log = open(self.workdir / "recorder.log", "ab")
@@ -213,7 +214,7 @@ def _wait_stored(url: str, n: int, recorder: RecorderProcess, quiet_s: float, ti
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError):
             peak_rss = max(peak_rss, memory_mb(recorder.pid)[0])
-        got = count(url)
+        got = count(url, recorder.database)
         now = time.monotonic()
         if got != last:
             last, last_change = got, now
@@ -225,6 +226,7 @@ def _wait_stored(url: str, n: int, recorder: RecorderProcess, quiet_s: float, ti
 
 def run_burst(
     influx_url: str,
+    database: str,
     workdir: Path,
     n: int,
     devices: int,
@@ -235,7 +237,7 @@ def run_burst(
 ) -> dict[str, Any]:
     items = messages(n, devices)
     with running_broker(STOCK_CONF if stock else PROJECT_CONF) as broker:
-        recorder = RecorderProcess(workdir, broker, influx_url, batch_size)
+        recorder = RecorderProcess(workdir, broker, influx_url, batch_size, database)
         recorder.start()
         try:
             recorder.wait_subscribed()
@@ -264,12 +266,12 @@ def run_burst(
 
 
 def run_behind(
-    influx_url: str, workdir: Path, n: int, devices: int, *, publishers: int = 2, batch_size: int = 5000
+    influx_url: str, database: str, workdir: Path, n: int, devices: int, *, publishers: int = 2, batch_size: int = 5000
 ) -> dict[str, Any]:
     """``n`` messages queue in the stopped recorder's session; then it starts and catches up."""
     items = messages(n, devices)
     with running_broker(PROJECT_CONF) as broker:
-        recorder = RecorderProcess(workdir, broker, influx_url, batch_size)
+        recorder = RecorderProcess(workdir, broker, influx_url, batch_size, database)
         recorder.start()
         try:
             recorder.wait_subscribed()  # the persistent session exists from here on

@@ -1,15 +1,23 @@
-"""Recorder throughput into InfluxDB 1.6 and memory under a 10-minute database outage (JSON).
+"""Recorder throughput into InfluxDB 1.6, in process and from MQTT, and its memory (JSON).
 
 * ``raw_points_per_s``: a plain bulk line-protocol writer (5,000 points per POST /write) into a
   fresh influxd: the server's own ingest ceiling on this machine.
-* ``recorder_points_per_s``: the recorder's whole write path (message -> rows -> spool append ->
-  seal/fsync -> POST /write -> segment deleted) for the same number of meter readings.
-* ``ratio``: recorder / raw.
+* ``recorder_points_per_s``: the recorder's whole write path in process (batches of messages as
+  the bus hands them -> rows -> spool append -> seal/fsync -> POST /write -> segment deleted) for
+  the same number of meter readings. ``ratio``: recorder / raw.
+* ``mqtt``: ``InverterState`` messages through a private Mosquitto into ``python -m
+  services.recorder`` (benchmarks/recorder_mqtt.py): ``burst`` end to end from the first publish
+  to the last point stored, with its ratio to raw line protocol of the same rows
+  (``raw_inverter_points_per_s``); ``behind``: 60 s of a neighbourhood's traffic queued in the
+  stopped recorder's session, then how fast it catches up and its peak RSS meanwhile;
+  ``stock_broker``: the same burst from one publisher through a Mosquitto with its default
+  ``max_queued_messages 1000``, which drops what a slow subscriber has not taken: how many stored.
 * ``backlog``: with the database unreachable, ``--backlog-minutes`` of traffic at ``--rate``
   messages/s goes into the recorder; RSS before/after (the backlog lives on disk, so memory should
   stay flat), spool size, and how fast the backlog replays once the database is back.
 
-Usage: ``python benchmarks/recorder_throughput.py [--points 100000] [--rate 200] [--backlog-minutes 10]``
+Usage: ``python benchmarks/recorder_throughput.py [--points 100000] [--rate 200] [--backlog-minutes 10]
+[--mqtt-messages 30000] [--behind-messages 120000] [--skip-mqtt]``
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.recorder_mqtt import run_behind, run_burst
 from services.devtools.devdb import running_influxd
+from services.devtools.loadgen import inverter_state
 from services.recorder.backends import InfluxV1Writer
 from services.recorder.pipeline import Recorder
 from services.recorder.points import to_rows
@@ -64,26 +74,36 @@ def meter(i: int, device: str) -> MeterState:
     )
 
 
-def count(url: str, db: str, measurement: str) -> int:
+def count(url: str, db: str, measurement: str, field: str = "power_w") -> int:
     http = urllib3.PoolManager()
-    q = f'SELECT count("power_w") FROM "{measurement}"'
+    q = f'SELECT count("{field}") FROM "{measurement}"'
     response = http.request("GET", f"{url}/query?" + urllib.parse.urlencode({"db": db, "q": q}))
     series = json.loads(response.data)["results"][0].get("series")
     return int(series[0]["values"][0][1]) if series else 0
 
 
-def raw_bulk(url: str, n: int) -> float:
+def raw_bulk(url: str, n: int, kind: str = "meter") -> float:
+    """Bulk line protocol of ``n`` rows (made beforehand, not timed), 5,000 per POST /write."""
     http = urllib3.PoolManager()
-    http.request("POST", f"{url}/query?q=CREATE+DATABASE+raw")
-    parts = TopicParts("bench", Kind.METER, "raw", Stream.STATE)
-    lines = [row.to_line() for i in range(n) for row in to_rows(parts, meter(i, "raw"))]
+    database = f"raw{kind}"
+    http.request("POST", f"{url}/query?q=CREATE+DATABASE+{database}")
+    if kind == "meter":
+        parts = TopicParts("bench", Kind.METER, "raw", Stream.STATE)
+        lines = [row.line for i in range(n) for row in to_rows(parts, meter(i, "raw"))]
+    else:
+        lines = []
+        for i in range(n):
+            site, second = i % 100, i // 100
+            state = inverter_state(site, second, T0 + timedelta(seconds=second))
+            lines += [row.line for row in to_rows(TopicParts(f"r{site}", Kind.INVERTER, "inv1", Stream.STATE), state)]
     started = time.perf_counter()
     for k in range(0, n, 5000):
         body = "\n".join(lines[k : k + 5000]).encode()
-        response = http.request("POST", f"{url}/write?db=raw&precision=ns", body=body)
+        response = http.request("POST", f"{url}/write?db={database}&precision=ns", body=body)
         assert response.status == 204, response.data
     elapsed = time.perf_counter() - started
-    assert count(url, "raw", "meter") == n
+    field = "power_w" if kind == "meter" else "import_energy_total_wh"
+    assert count(url, database, kind, field) == n
     return n / elapsed
 
 
@@ -94,10 +114,10 @@ async def through_recorder(url: str, n: int, batch_size: int, tmp: Path) -> floa
     messages = [meter(i, "rec") for i in range(n)]
     topic = "ongrid/bench/meter/rec/state"
     started = time.perf_counter()
-    for k, message in enumerate(messages):
-        await recorder.handle(topic, message)
-        if k % 1000 == 0:
-            await asyncio.sleep(0)  # as the bus does between messages: let the flusher run
+    for k in range(0, n, 1000):
+        # As the bus hands them over (up to shared.bus.BATCH_MAX at once), then lets the flusher run.
+        await recorder.handle_batch([(topic, message) for message in messages[k : k + 1000]])
+        await asyncio.sleep(0)
     await recorder.drained(600)
     elapsed = time.perf_counter() - started
     runner.cancel()
@@ -113,10 +133,9 @@ async def backlog(url: str, rate: int, minutes: float, tmp: Path) -> dict[str, f
     total = int(rate * minutes * 60)
     before = rss_mb()
     topic = "ongrid/bench/meter/backlog/state"
-    for i in range(total):
-        await recorder.handle(topic, meter(i, "backlog"))
-        if i % 1000 == 0:
-            await asyncio.sleep(0)
+    for k in range(0, total, 1000):
+        await recorder.handle_batch([(topic, meter(i, "backlog")) for i in range(k, min(total, k + 1000))])
+        await asyncio.sleep(0)
     await recorder.flush()
     during = rss_mb()
     status = recorder.status()
@@ -144,12 +163,28 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--rate", type=int, default=200, help="messages/s during the outage")
     parser.add_argument("--backlog-minutes", type=float, default=10.0)
+    parser.add_argument("--mqtt-messages", type=int, default=30_000, help="burst of InverterState messages")
+    parser.add_argument("--behind-messages", type=int, default=120_000, help="queued while the recorder is stopped")
+    parser.add_argument("--skip-mqtt", action="store_true")
     args = parser.parse_args()
+    mqtt: dict[str, object] = {}
     with running_influxd() as server, tempfile.TemporaryDirectory() as tmp:
         raw = raw_bulk(server.url, args.points)
         rec500 = asyncio.run(through_recorder(server.url, args.points, 500, Path(tmp)))
         rec5000 = asyncio.run(through_recorder(server.url, args.points, 5000, Path(tmp)))
         held = asyncio.run(backlog(server.url, args.rate, args.backlog_minutes, Path(tmp)))
+        if not args.skip_mqtt:
+            raw_inverter = raw_bulk(server.url, args.mqtt_messages, "inverter")
+            burst = run_burst(server.url, "burst", Path(tmp) / "burst", args.mqtt_messages, 100)
+            mqtt = {
+                "raw_inverter_points_per_s": round(raw_inverter),
+                "burst": burst,
+                "ratio_end_to_end": round(burst["messages_per_s_end_to_end"] / raw_inverter, 3),
+                "behind": run_behind(server.url, "behind", Path(tmp) / "behind", args.behind_messages, 2000),
+                "stock_broker": run_burst(
+                    server.url, "stock", Path(tmp) / "stock", args.mqtt_messages, 1, stock=True, publishers=1
+                ),
+            }
     print(
         json.dumps(
             {
@@ -161,6 +196,7 @@ def main() -> None:
                 "recorder_points_per_s": {"batch_500": round(rec500), "batch_5000": round(rec5000)},
                 "ratio": {"batch_500": round(rec500 / raw, 3), "batch_5000": round(rec5000 / raw, 3)},
                 "backlog": held,
+                "mqtt": mqtt,
             },
             indent=2,
         )

@@ -145,9 +145,7 @@ class Publisher:
         self._acked = 0
         self.clients: list[paho.Client] = []
         for n in range(connections):
-            client = paho.Client(
-                CallbackAPIVersion.VERSION2, client_id=f"{client_prefix}-{n}", protocol=paho.MQTTv5
-            )
+            client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{client_prefix}-{n}", protocol=paho.MQTTv5)
             # The generator must never be the bottleneck it is measuring: a deep in-flight window.
             client.max_inflight_messages_set(1000)
             client.max_queued_messages_set(0)
@@ -171,8 +169,11 @@ class Publisher:
         with self._lock:
             return self._acked
 
-    def run(self, plan: LoadPlan, slices_per_second: int = 20, ack_timeout_s: float = 30.0) -> PublishReport:
-        """Publish the whole plan in real time: second k's messages are spread over [k, k+1) s."""
+    def run(
+        self, plan: LoadPlan, slices_per_second: int = 20, ack_timeout_s: float = 30.0, part: int = 0, parts: int = 1
+    ) -> PublishReport:
+        """Publish the plan in real time: second k's messages are spread over [k, k+1) s. With
+        ``parts`` > 1 only the sites ``i % parts == part`` (one of several publisher processes)."""
         report = PublishReport()
         cpu0 = time.process_time()
         start = time.monotonic()
@@ -186,7 +187,7 @@ class Publisher:
                 else:
                     report.behind_s = max(report.behind_s, lag)
                 first = part * per_slice
-                for site_index in range(first, min(plan.sites, first + per_slice)):
+                for site_index in range(first + (part - first) % parts, min(plan.sites, first + per_slice), parts):
                     client = self.clients[site_index % len(self.clients)]
                     for topic, payload, qos, retain in second_messages(plan, site_index, second):
                         client.publish(topic, payload, qos=qos, retain=retain)
@@ -325,7 +326,7 @@ def influx_series(url: str, plan: LoadPlan) -> dict[tuple[str, str, str], Series
     for measurement, fieldname in SEQUENCE_FIELD.items():
         query = (
             f'SELECT count("{fieldname}"), count(distinct("{fieldname}")), min("{fieldname}"), max("{fieldname}") '
-            f"FROM \"{measurement}\" WHERE \"site\" =~ /^{plan.prefix}/ GROUP BY \"site\", \"device\""
+            f'FROM "{measurement}" WHERE "site" =~ /^{plan.prefix}/ GROUP BY "site", "device"'
         )
         result = _influxql(url, query)["results"][0]
         if "error" in result:
@@ -359,9 +360,7 @@ def sqlite_series(paths: list[Path], plan: LoadPlan) -> dict[tuple[str, str, str
                 continue
             value = json.loads(fields_json)[SEQUENCE_FIELD[measurement]]
             values.setdefault((measurement, tags["site"], tags["device"]), []).append(float(value))
-    return {
-        key: SeriesStats(len(vals), len(set(vals)), min(vals), max(vals)) for key, vals in values.items()
-    }
+    return {key: SeriesStats(len(vals), len(set(vals)), min(vals), max(vals)) for key, vals in values.items()}
 
 
 def problems(plan: LoadPlan, stored: dict[tuple[str, str, str], SeriesStats], limit: int = 10) -> list[str]:
@@ -384,6 +383,40 @@ def problems(plan: LoadPlan, stored: dict[tuple[str, str, str], SeriesStats], li
 
 def stored_total(stored: dict[tuple[str, str, str], SeriesStats]) -> int:
     return sum(s.count for s in stored.values())
+
+
+def _publish_part(
+    host: str, port: int, connections: int, prefix: str, plan: LoadPlan, part: int, parts: int, out: Any
+) -> None:
+    with publisher(host, port, connections, f"{prefix}-{part}") as pub:
+        out.put(pub.run(plan, part=part, parts=parts))
+
+
+def publish_in_processes(
+    host: str, port: int, connections: int, prefix: str, plan: LoadPlan, parts: int
+) -> PublishReport:
+    """The plan split over ``parts`` publisher processes (one Python process cannot publish a few
+    thousand homes' 10,000 messages a second and build them too)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(target=_publish_part, args=(host, port, connections, prefix, plan, part, parts, out))
+        for part in range(parts)
+    ]
+    for proc in procs:
+        proc.start()
+    reports = [out.get(timeout=plan.seconds * 10 + 120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    return PublishReport(
+        published=sum(r.published for r in reports),
+        acked=sum(r.acked for r in reports),
+        wall_s=max(r.wall_s for r in reports),
+        behind_s=max(r.behind_s for r in reports),
+        cpu_s=sum(r.cpu_s for r in reports),
+    )
 
 
 @contextlib.contextmanager
@@ -425,6 +458,7 @@ async def run_scale_out(
     recorders: int = 2,
     store: str = "auto",
     drain_timeout_s: float = 120.0,
+    publisher_processes: int = 1,
 ) -> dict[str, Any]:
     """Publish ``sites`` x 2 devices x ``seconds`` through a private Mosquitto into a recorder
     group and count what was stored. ``store``: ``influxdb`` (InfluxDB 1.x via ``influxd``),
@@ -465,12 +499,27 @@ async def run_scale_out(
             if influx is not None and influx.process is not None:
                 pids["influxd"] = influx.process.pid
             windows = _cpu_of(pids)
-            with publisher(broker.host, broker.port, connections, f"load{run_id}") as pub:
+            if publisher_processes > 1:
                 wait = (plan.t0 - datetime.now(UTC)).total_seconds()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 t_start = time.monotonic()
-                report = await asyncio.to_thread(pub.run, plan)
+                report = await asyncio.to_thread(
+                    publish_in_processes,
+                    broker.host,
+                    broker.port,
+                    connections,
+                    f"load{run_id}",
+                    plan,
+                    publisher_processes,
+                )
+            else:
+                with publisher(broker.host, broker.port, connections, f"load{run_id}") as pub:
+                    wait = (plan.t0 - datetime.now(UTC)).total_seconds()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                    t_start = time.monotonic()
+                    report = await asyncio.to_thread(pub.run, plan)
             t_published = time.monotonic()
             stored = await asyncio.to_thread(stored_now)
             while stored_total(stored) < plan.messages and time.monotonic() - t_published < drain_timeout_s:
@@ -493,6 +542,7 @@ async def run_scale_out(
         "devices_per_site": len(DEVICES),
         "seconds": seconds,
         "publisher_connections": connections,
+        "publisher_processes": publisher_processes,
         "recorders": recorders,
         "messages_published": report.published,
         "messages_acked_by_broker": report.acked,
