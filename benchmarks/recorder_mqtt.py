@@ -1,6 +1,6 @@
 """The recorder's MQTT path, as a process: Mosquitto -> ``python -m services.recorder`` -> InfluxDB.
 
-Not a benchmark itself (``run_all.py`` skips it): ``recorder_throughput.py`` uses it.
+Not a benchmark itself: ``recorder_throughput.py`` uses it.
 
 * ``burst``: the recorder is running and subscribed; publisher processes send N ``InverterState``
   messages (QoS 1, from ``devices`` inverters) as fast as the broker takes them. End to end is
