@@ -467,9 +467,16 @@ class Bus:
                 continue
             for sub in matched:
                 if sub.batch:
-                    value = await self._validated(sub, topic, payload)
-                    if value is not None:
-                        batches.setdefault(id(sub), (sub, []))[1].append((topic, value))
+                    # Validation inline (not through ``_validated``): one coroutine less per message.
+                    model = self._model(sub, topic)
+                    if model is None:
+                        continue
+                    try:
+                        value = model.model_validate_json(payload)
+                    except (ValidationError, ValueError) as exc:
+                        await self._reject(topic, payload, exc)
+                        continue
+                    batches.setdefault(id(sub), (sub, []))[1].append((topic, value))
                 else:
                     await self._deliver(sub, [(topic, payload)])
             acks.append(ack)
