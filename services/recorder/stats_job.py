@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from shared import clock
 from shared.config import OngridConfig
 from shared.energy.battery import BatteryModel
 from shared.energy.tariff import Tariff, tariff_from_config
@@ -80,12 +81,18 @@ def mode_off_at(reader: Reader, site: str, when: datetime) -> bool:
     return bool(decisions) and decisions[-1].tags.get("mode") == DispatcherModeName.OFF.value
 
 
-def compute_day(cfg: OngridConfig, reader: Reader, tariff: Tariff, day: date, now: datetime) -> DailyStats | None:
+def compute_day(
+    cfg: OngridConfig, reader: Reader, tariff: Tariff, day: date, now: datetime, speed: float = 1.0
+) -> DailyStats | None:
+    """One day's statistics as of ``now``. ``speed``: simulated seconds per wall second of the clock
+    the readings are stamped in (an accelerated demo): bridges poll in wall seconds, so a silence
+    is missing data after ``MAX_GAP_S`` of *wall* time, that many times more of stamped time."""
     start, end = day_bounds(day, cfg.tariff.timezone)
-    sources = read_sources(reader, cfg.site, ns(start) - SEED_S * 1_000_000_000, ns(min(end, now)))
+    max_gap_s = int(MAX_GAP_S * max(1.0, speed))
+    sources = read_sources(reader, cfg.site, ns(start) - max_gap_s * 1_000_000_000, ns(min(end, now)))
     if not any(t >= ns(start) for points in sources.values() for t, _ in points):
         return None  # only the seed readings from before midnight: no data for this day
-    frame = day_frame(sources, start, end, STEP_S, MAX_GAP_S)
+    frame = day_frame(sources, start, end, STEP_S, max_gap_s)
     # Buckets after "now" are the future, not missing data.
     frame = frame[frame.index < now]
     site = Site(cfg.dispatcher.latitude, cfg.dispatcher.longitude, cfg.tariff.timezone)
@@ -180,10 +187,11 @@ class StatsJob:
         # The process clock: wall time live, the simulator's against an accelerated demo, so the
         # days cut are the days the readings were stamped in.
         now = now or utc_now()
+        speed = getattr(clock.current(), "speed", 1.0)
         today = now.astimezone(ZoneInfo(self.cfg.tariff.timezone)).date()
         results = []
         for day in (today - timedelta(days=1), today):
-            stats = await asyncio.to_thread(compute_day, self.cfg, self.reader, self.tariff, day, now)
+            stats = await asyncio.to_thread(compute_day, self.cfg, self.reader, self.tariff, day, now, speed)
             if stats is None:
                 continue
             results.append(stats)

@@ -240,3 +240,33 @@ def test_nights_to_sunrise_per_month_when_some_nights_fail() -> None:
     assert (months["2026-02"]["nights"], months["2026-02"]["nights_to_sunrise"]) == (28, 14)
     # The first reading after sunrise: within a minute of it, so within 0.01 points of the low.
     assert [d.soc_at_sunrise_pct for d in days[:5]] == pytest.approx([20.3, 20.3, 24.0, 24.0, 20.3], abs=0.02)
+
+
+def test_an_accelerated_demos_readings_hold_for_the_bridges_wall_time(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """At 240x a bridge polling every 5 wall seconds stamps a reading every 20 simulated minutes:
+    that is a bridge at work, not 15 minutes of missing data in every 20."""
+    from services.recorder.backends import SqliteStore
+    from services.recorder.points import to_rows
+    from services.recorder.stats_job import compute_day
+    from shared.config import OngridConfig
+    from shared.examples import EXAMPLES
+    from shared.messages import InverterState
+    from shared.topics import Kind, Stream, TopicParts
+
+    store = SqliteStore(tmp_path / "s.sqlite")
+    parts = TopicParts("s", Kind.INVERTER, "inv1", Stream.STATE)
+    rows = []
+    for k in range(0, 24 * 60, 20):
+        reading = EXAMPLES[InverterState].model_copy(
+            update={"ts": START + timedelta(minutes=k), "pv_power_w": 1000.0, "load_power_w": 1000.0,
+                    "grid_power_w": 0.0, "battery_power_w": 0.0}
+        )
+        rows += to_rows(parts, reading)
+    store.write(rows)
+    cfg = OngridConfig.model_validate({"site": "s", "tariff": {"timezone": "UTC"}})
+    wall = compute_day(cfg, store, FLAT, DAY, END)
+    demo = compute_day(cfg, store, FLAT, DAY, END, speed=240.0)
+    assert wall is not None and demo is not None
+    assert wall.pv_wh == pytest.approx(24 * 6 / 20 * 1000.0, rel=0.02)  # 5 minutes held of every 20
+    assert demo.pv_wh == pytest.approx(24_000.0, rel=0.01)
+    store.close()

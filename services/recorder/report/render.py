@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,7 +24,7 @@ from ..backends import Reader
 from ..backends.base import Series
 from ..rows import ns
 from ..stats import monthly
-from ..views import DASHBOARDS, Dashboard, Panel, display
+from ..views import DASHBOARDS, Dashboard, Panel, display, every_seconds
 
 
 @dataclass
@@ -86,7 +87,15 @@ def figure(
         ax.text(0.02, 0.5, "\n".join(lines) or "no data", fontsize=16, va="center")
     else:
         labels = list(result.series)
-        width_days = None
+        # A bar spans its bucket (a day, or the panel's interval), the series side by side in it.
+        fixed = {q.every for q in panel.queries}
+        every = fixed.pop() if len(fixed) == 1 else None
+        bucket_days = every_seconds(every) / 86400.0 if every else None
+        if bucket_days is None:
+            starts = sorted({t for points in result.series.values() for t, _ in points})
+            gaps = [b - a for a, b in pairwise(starts) if b > a]
+            bucket_days = (min(gaps) if gaps else 86400e9) / 86400e9
+        width_days = 0.8 * bucket_days / max(1, len(labels))
         for n, label in enumerate(labels):
             points = result.series[label]
             if not points:
@@ -94,8 +103,7 @@ def figure(
             times = pd.to_datetime([t for t, _ in points], unit="ns", utc=True).tz_convert(timezone)
             values = [v * shown.factor for _, v in points]
             if panel.kind == "bars":
-                width_days = width_days or 0.8 / max(1, len(labels))
-                offset = pd.Timedelta(days=(n - (len(labels) - 1) / 2) * width_days)
+                offset = pd.Timedelta(days=bucket_days / 2 + (n - (len(labels) - 1) / 2) * width_days)
                 ax.bar(times + offset, values, width=width_days, label=label)
             else:
                 ax.plot(times, values, label=label, linewidth=1.2)
