@@ -11,7 +11,10 @@ would look at, each zero for a battery that does exactly what its plan and the h
   up to the discharge the battery still had in hand (``max_discharge_w - battery_w``, so a battery
   charging while the house imports counts in full).
 * ``opposite_sign_s``: time the battery moved against its setpoint (setpoint discharging while the
-  battery charged, or the reverse), each side beyond ``SIGN_BAND_W``.
+  battery charged, or the reverse), each side beyond ``SIGN_BAND_W``. From recorded data each
+  battery reading is set against the setpoint in force ``SETTLE_S`` before it was taken
+  (``setpoint_at_readings``): a reading from before a new setpoint says nothing about obeying it,
+  and the inverter is polled less often than the dispatcher decides.
 
 ``control_figures`` is pure: a day's bucket frame in (``stats.day_frame``: ``grid_w``,
 ``battery_w``, ``soc_pct``, ``setpoint_w``), figures out; ``day_control_figures`` reads that day
@@ -48,10 +51,13 @@ __all__ = [
     "day_control_figures",
     "figures_html",
     "planned_battery_export_w",
+    "setpoint_at_readings",
 ]
 
 # Below this a reading is the inverter idling or CT noise, not a direction.
 SIGN_BAND_W = 50.0
+# The inverter's moment to act on a new setpoint before its reading is held against it (s).
+SETTLE_S = 10.0
 PRICE_EPS = 1e-9
 
 
@@ -67,6 +73,24 @@ class ControlFigures:
             "peak_import_wh": round(self.peak_import_wh, 1),
             "opposite_sign_s": round(self.opposite_sign_s, 1),
         }
+
+
+def setpoint_at_readings(
+    setpoints: Sequence[tuple[int, float]], readings: Sequence[tuple[int, float]], settle_s: float = SETTLE_S
+) -> list[tuple[int, float]]:
+    """For each battery reading ``(ts ns, W)``, the setpoint in force ``settle_s`` before it, at the
+    reading's time (readings before the first setpoint are left out)."""
+    if not setpoints or not readings:
+        return []
+    ordered = sorted(setpoints)
+    times = np.array([t for t, _ in ordered], dtype="int64")
+    values = [v for _, v in ordered]
+    out = []
+    for t, _ in readings:
+        k = int(np.searchsorted(times, t - int(settle_s * 1e9), side="right")) - 1
+        if k >= 0:
+            out.append((t, values[k]))
+    return out
 
 
 def planned_battery_export_w(
@@ -130,6 +154,7 @@ def day_control_figures(cfg: OngridConfig, reader: Reader, tariff: Tariff, day: 
     sources = read_sources(reader, cfg.site, ns(start) - SEED_S * 1_000_000_000, ns(end))
     if not any(t >= ns(start) for points in sources.values() for t, _ in points):
         return None
+    sources["setpoint_w"] = setpoint_at_readings(sources["setpoint_w"], sources["battery_w"])
     frame = day_frame(sources, start, end, STEP_S, MAX_GAP_S)
     step_s = cfg.dispatcher.step_minutes * 60
     steps = []
