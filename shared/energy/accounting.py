@@ -27,11 +27,13 @@ __all__ = [
 
 # Why energy left the house, in the seed owner's words ("60 kWh exported in a month: about 10 by a
 # wrong profile, 20 by ramping and flipping, 30 by a full battery"). They add up to the export.
-#   battery_full    the battery was at its ceiling: nowhere to put the surplus;
+#   battery_full    the battery was at its ceiling, or reached it later that day anyway: nowhere to
+#                   put the surplus;
 #   flip_flop       the controller lagged or reversed: battery energy exported that the mode did not
 #                   ask for, or surplus it asked to store and did not yet (dwell, ramp, deadband);
 #   forecast_error  exported only because the plan's forecast was wrong: surplus the plan did not
-#                   expect, which a plan with perfect foresight would have stored;
+#                   expect, and export by a full battery still holding energy it bought from the
+#                   grid; what a plan with perfect foresight would have stored (see ExportTally);
 #   planned         the plan (or the mode a person chose) meant to export it: for money;
 #   power_limit     the battery was already charging as fast as it may (device, BMS);
 #   no_battery      there is no battery.
