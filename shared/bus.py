@@ -474,7 +474,7 @@ class Bus:
                     try:
                         value = model.model_validate_json(payload)
                     except (ValidationError, ValueError) as exc:
-                        await self._reject(topic, payload, exc)
+                        await self._reject(topic, payload, exc, addressee=_addressee(sub))
                         continue
                     batches.setdefault(id(sub), (sub, []))[1].append((topic, value))
                 else:
@@ -549,7 +549,7 @@ class Bus:
         try:
             return model.model_validate_json(payload)
         except (ValidationError, ValueError) as exc:
-            await self._reject(topic, payload, exc)
+            await self._reject(topic, payload, exc, addressee=_addressee(sub))
             return None
 
     async def _deliver(self, sub: _Subscription, items: list[tuple[str, bytes]]) -> None:
@@ -601,8 +601,10 @@ class Bus:
                 ),
             )
 
-    async def _reject(self, topic: str, payload: bytes, error: ValidationError | ValueError) -> None:
-        """Never act on it; say so where the sender will look."""
+    async def _reject(
+        self, topic: str, payload: bytes, error: ValidationError | ValueError, *, addressee: bool = True
+    ) -> None:
+        """Never act on it; say so where the sender will look (when we are the one it was sent to)."""
         self.stats.invalid_payloads += 1
         self.stats.invalid_by_topic[topic] = self.stats.invalid_by_topic.get(topic, 0) + 1
         reason = _short(error)
@@ -610,6 +612,8 @@ class Bus:
         try:
             parts = topics.parse(topic)
         except ValueError:
+            parts = None
+        if not addressee:
             parts = None
         if parts is not None and parts.stream is Stream.COMMAND:
             ack = CommandAck(
@@ -648,6 +652,13 @@ class _IntakeQueue(asyncio.Queue[aiomqtt.Message]):
             except asyncio.QueueEmpty:
                 break
         return out
+
+
+def _addressee(sub: _Subscription) -> bool:
+    """Only a subscriber that asked for the topic's model by name is the one a message was sent to
+    (the bridge for its commands, the dispatcher for mode requests); a wildcard reader such as the
+    recorder reports a bad one on its own event topic instead of answering in the owner's name."""
+    return isinstance(sub.model, type)
 
 
 def _command_id(payload: bytes) -> str | None:

@@ -331,3 +331,21 @@ async def test_command_carries_a_message_expiry(mosquitto: Broker) -> None:
         await inbox.wait_for(1)
         await asyncio.sleep(0.5)
     assert [c.id for _, c in inbox.items] == ["long"]
+
+
+async def test_a_wildcard_reader_reports_bad_commands_on_its_own_event_topic_not_the_ack(
+    pair: tuple[str, Bus, Bus],
+) -> None:
+    """Only the addressee answers a command; a recorder-like reader must not ack in its name."""
+    name, sender, receiver = pair
+    seen, acks, events = Inbox(), Inbox(), Inbox()
+    receiver.subscribe(topics.everything(name), model_for_topic, seen)
+    sender.subscribe(topics.inverter_ack(name, "inv1"), CommandAck, acks)
+    sender.subscribe(receiver.event_topic, Event, events)
+    await receiver.subscribed()
+    await sender.subscribed()
+    await sender.publish_raw(topics.inverter_command(name, "inv1"), b'{"id": "x", "mode": "warp"}', qos=1)
+    (_, event), *_ = await events.wait_for(1)
+    assert event.code == "invalid_payload" and event.topic == topics.inverter_command(name, "inv1")
+    await asyncio.sleep(0.3)
+    assert acks.items == []
