@@ -4,12 +4,17 @@ The seed house runs with every service as its own process (simulator, inverter-b
 bms-bridge, meter-bridge, dispatcher in ``auto`` with its planner, recorder) for ``--hours`` of
 simulated time at ``--speed``. Counted:
 
-* ``writes_at_inverter``: passive-mode (0x42) writes the *simulated inverter* accepted, read from
-  the simulator's control channel (``GET /truth`` -> ``inverter.commands_accepted``); heartbeats
-  (0x49) are not writes to a setting and are not counted;
+* ``writes_at_inverter``: passive-mode (0x42) writes that reached the *simulated inverter*,
+  accepted or refused (every one wears its flash), read from the simulator's control channel
+  (``GET /truth`` -> ``inverter.writes_received``; ``writes_accepted`` of them it accepted);
+  heartbeats (0x49) are not writes to a setting and are not counted;
 * ``bridge_write_counters``: what the inverter bridge itself counted (``WriteCounters``), with the
   no-op writes it skipped and the commands it refused for lack of budget;
 * ``commands``: ``InverterCommand`` messages the dispatcher sent (changes, renewals, hand-backs);
+  ``acks``: the bridge's answers by status (first answers only, not the verification follow-ups):
+  a ``rejected`` one is a refused command;
+* ``decision_reasons``: the dispatcher's decisions by reason code, and ``handed_back`` those of
+  them in which the inverter ran its own self-use (``commanding`` false: no setpoint needed);
 * ``peak_rss_mb``: ``VmHWM`` of each process at the end of the run.
 
 Accelerated time needs faster polls in wall time: the device polls are set to ``--meter-poll-sim-s``
@@ -47,7 +52,7 @@ from services.devtools.procstats import memory_mb
 from shared import topics
 from shared.bus import Bus
 from shared.config import load_config
-from shared.messages import DispatcherDecision, InverterCommand, SimTruth, WriteCounters
+from shared.messages import AckStatus, CommandAck, DispatcherDecision, InverterCommand, SimTruth, WriteCounters
 from shared.topics import Kind, Stream
 
 
@@ -57,6 +62,9 @@ class Tally:
         self.counters: dict[str, WriteCounters] = {}
         self.commands: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
+        self.handed_back: Counter[str] = Counter()
+        self.acks: Counter[str] = Counter()
+        self.refusals: list[str] = []
         self.decisions = 0
         self.stale_details: list[str] = []
 
@@ -69,9 +77,18 @@ class Tally:
     async def command(self, _topic: str, message: InverterCommand) -> None:
         self.commands[message.mode.value] += 1
 
+    async def ack(self, _topic: str, message: CommandAck) -> None:
+        if message.verified is not None:
+            return
+        self.acks[message.status.value] += 1
+        if message.status is not AckStatus.ACCEPTED and len(self.refusals) < 5:
+            self.refusals.append(message.reason or "")
+
     async def decision(self, _topic: str, message: DispatcherDecision) -> None:
         self.decisions += 1
         self.reasons[message.reason] += 1
+        if not message.commanding:
+            self.handed_back[message.reason] += 1
         if message.reason == "stale_inputs" and message.detail and len(self.stale_details) < 5:
             self.stale_details.append(message.detail)
 
@@ -107,6 +124,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             bus.subscribe(topics.topic(site, Kind.INVERTER, topics.ANY, Stream.COUNTERS), WriteCounters, tally.counter)
             bus.subscribe(topics.topic(site, Kind.INVERTER, topics.ANY, Stream.COMMAND), InverterCommand, tally.command)
             bus.subscribe(topics.dispatcher_decision(site), DispatcherDecision, tally.decision)
+            bus.subscribe(topics.topic(site, Kind.INVERTER, topics.ANY, Stream.ACK), CommandAck, tally.ack)
             await bus.subscribed(10)
             try:
                 simulator = fleet.start(
@@ -130,7 +148,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             finally:
                 fleet.stop()
     hours = args.hours
-    accepted = int(truth["inverter"]["commands_accepted"])
+    received = int(truth["inverter"]["writes_received"])
     bridge = {
         day_: {
             "writes": sum(c.writes.values()),
@@ -154,13 +172,17 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "meter": args.meter_poll_sim_s,
             "bms": args.bms_poll_sim_s,
         },
-        "writes_at_inverter": accepted,
-        "writes_per_day": round(accepted * 24 / hours, 1),
+        "writes_at_inverter": received,
+        "writes_accepted": int(truth["inverter"]["commands_accepted"]),
+        "writes_per_day": round(received * 24 / hours, 1),
         "inverter_timeouts": truth["inverter"]["timeouts"],
         "bridge_write_counters": bridge,
         "commands": dict(tally.commands),
+        "acks": dict(tally.acks),
+        "refusal_examples": tally.refusals,
         "decisions": tally.decisions,
         "decision_reasons": dict(tally.reasons.most_common()),
+        "handed_back": dict(tally.handed_back.most_common()),
         "stale_examples": tally.stale_details,
         "battery_totals_wh": {k: truth["totals_wh"].get(k) for k in ("charge_wh", "discharge_wh")},
         "peak_rss_mb": {name: round(value, 1) for name, value in sorted(peak.items())},

@@ -341,6 +341,7 @@ class Simulator:
             "running_state": h.inverter.running.name.lower(),
             "timeouts": h.inverter.timeouts,
             "commands_accepted": h.inverter.commands_accepted,
+            "writes_received": h.inverter.writes_received,
         }
         truth["grid_up"] = h.grid_up
         truth["energy_wh"] = round(h.battery.energy_wh, 2)

@@ -58,6 +58,12 @@ class DispatcherConfig(Section):
     stale_after_s: Positive = 60.0
     export_limit_w: Annotated[float, Field(ge=0)] | None = None
     top_up_margin_pct: Annotated[float, Field(ge=0, le=50)] = 5.0
+    inverter_self_use: bool = Field(
+        True,
+        description="Hand the inverter its own self-use mode (no setpoint written) whenever the target is to "
+        "zero the grid and no flexible load, export limit, reserve, ceiling or top-up needs a setpoint; "
+        "false: the dispatcher writes every self-use setpoint itself.",
+    )
     pv_forecast: Literal["clear_sky", "external"] = "clear_sky"
     pv_kwp: Annotated[float, Field(ge=0)] = 4.0
     pv_tilt_deg: Annotated[float, Field(ge=0, le=90)] = 30.0

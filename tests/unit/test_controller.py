@@ -20,7 +20,9 @@ T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 BATTERY = BatteryModel(
     capacity_wh=10400, max_charge_w=3000, max_discharge_w=3000, floor_pct=10, reserve_pct=20, ceiling_pct=97
 )
-PARAMS = ControlParams(battery=BATTERY, ramp_w_per_s=1000.0)
+# The dispatcher writing every setpoint itself: how the steps shape a commanded self-use
+# (tests/unit/test_controller_handback.py: the inverter's own self-use instead).
+PARAMS = ControlParams(battery=BATTERY, ramp_w_per_s=1000.0, inverter_self_use=False)
 
 
 def snap(
@@ -227,7 +229,9 @@ def test_heat_pump_budget_and_floor() -> None:
     mode=st.sampled_from(list(DispatcherModeName)),
 )
 def test_properties_on_noisy_load(loads, pv, soc, charge_limit, discharge_limit, export_limit, mode) -> None:
-    params = ControlParams(battery=BATTERY, export_limit_w=export_limit, dwell_s=300, ramp_w_per_s=200)
+    params = ControlParams(
+        battery=BATTERY, export_limit_w=export_limit, dwell_s=300, ramp_w_per_s=200, inverter_self_use=False
+    )
     memory = Memory()
     battery_w = 0.0
     reversals: list[tuple[datetime, str]] = []

@@ -258,7 +258,8 @@ def test_forced_modes_stop_within_the_band_and_plans_move_within_it() -> None:
 
 # -- a person's request is not shaped (issue 12 item 7) ------------------------------------------
 
-PARAMS = ControlParams(battery=B, deadband_w=100, dwell_s=300, ramp_w_per_s=200, quantum_w=50)
+# Commanded self-use (inverter_self_use=False): these tables are about how the steps shape it.
+PARAMS = ControlParams(battery=B, deadband_w=100, dwell_s=300, ramp_w_per_s=200, quantum_w=50, inverter_self_use=False)
 
 
 def person(mode: M, asked_s: float, **kw) -> ModeState:

@@ -3,12 +3,15 @@
 Runs on every meter update. Pure: the time comes in the snapshot, the past in ``memory``. First the
 failsafe (stale inputs: hand back) and mode ``off`` (hand back, but top up below the floor); then
 the battery setpoint passes eight steps, each a small function below, a later one overriding an
-earlier one:
+earlier one, with the hand-back decision between the fourth and the fifth:
 
 1. ``goal``: what the mode wants (plan step, zero grid, forced power);
 2. ``export_limit``: charge (or discharge less) to keep the export within the limit;
 3. ``limits``: device, BMS and SoC band (reserve, ceiling; ``soc_limits`` owns the band);
 4. ``top_up``: mains top-up below the floor;
+   ``hand_back``: when what is left is zeroing the grid, which the inverter's own self-use does by
+   its CT, no setpoint is written: the inverter runs its self-use (``commanding`` False) until a
+   step above needs a setpoint again;
 5. ``dwell``: no reversal sooner than ``dwell_s`` after the last;
 6. ``ramp``: the magnitude grows at most ``ramp_w_per_s``;
 7. ``quantise``: toward zero, to ``quantum_w``;
@@ -59,6 +62,7 @@ __all__ = [
     "dwell",
     "export_limit",
     "goal",
+    "hand_back",
     "hold_range",
     "limits",
     "mode_finished",
@@ -82,6 +86,7 @@ class ControlParams:
     battery_priority: int = 10
     surplus_on_w: float = 200.0
     loads: tuple[DiverterLoad | HeatPumpLoad | EvLoad, ...] = ()
+    inverter_self_use: bool = True
 
     @classmethod
     def from_config(cls, cfg: OngridConfig, battery: BatteryModel) -> ControlParams:
@@ -104,6 +109,7 @@ class ControlParams:
             battery_priority=d.battery_priority,
             surplus_on_w=d.surplus_on_w,
             loads=loads,
+            inverter_self_use=d.inverter_self_use,
         )
 
 
@@ -283,6 +289,28 @@ def top_up(target: Target, active: bool, power_w: float, lim: Limits) -> Target:
     return Target(-power, "top_up_floor") if target.w > -power else target
 
 
+# Goals that zero the grid, as the inverter's own self-use does by its CT.
+ZERO_GRID_GOALS = ("self_use", "plan_self_use", "no_plan")
+# Limits the inverter applies by itself in self-use: its rating and its BMS's, over its BMS link.
+OWN_LIMITS = ("device_limit", "bms_limit")
+
+
+def hand_back(target: Target, goal_w: float, goal_reason: str, zero_grid_w: float, ct_zero_grid_w: float,
+              topping_up: bool) -> bool:  # fmt: skip
+    """Between 4 and 5: whether the inverter's own self-use does what the controller wants, so no
+    setpoint needs writing. True when the goal zeroes the grid (not a plan step's power, a plan's
+    rationing cap, or a person's fixed power), no flexible load is kept off the battery's target
+    (``zero_grid_w`` is what the inverter's CT alone asks for, ``ct_zero_grid_w``), and nothing
+    after the goal shaped it but the limits the inverter applies itself: not the export limit, the
+    reserve, the ceiling, nor the top-up below the floor."""
+    return (
+        goal_reason in ZERO_GRID_GOALS
+        and goal_w == zero_grid_w == ct_zero_grid_w
+        and (target.reason == goal_reason or target.reason in OWN_LIMITS)
+        and not topping_up
+    )
+
+
 def dwell(target: Target, memory: Memory, now: datetime, dwell_s: float) -> Target:
     """5. No reversal of direction sooner than ``dwell_s`` after the last one: 0 W instead."""
     direction = _sign(target.w)
@@ -443,6 +471,49 @@ def _off(snap: Snapshot, memory: Memory, params: ControlParams) -> tuple[Decisio
     )
 
 
+def _handed_back(
+    snap: Snapshot,
+    memory: Memory,
+    params: ControlParams,
+    target: Target,
+    intent: Intent,
+    numbers: dict[str, float],
+    loads: LoadsOutcome,
+    topping_up: bool,
+    finished: bool,
+) -> tuple[Decision, Memory]:
+    """The inverter runs its own self-use. The decision still says what it is expected to do (zero
+    the grid: ``battery_w``); memory takes the battery as it moves, so the ramp and the dwell start
+    from what it really does when a setpoint is needed again."""
+    numbers["setpoint_w"] = target.w
+    decision = Decision(
+        mode=snap.mode.mode.value if not finished else DispatcherModeName.AUTO.value,
+        battery_w=target.w + 0.0,
+        command=None,
+        intent=intent,
+        reason=target.reason,
+        detail="inverter's own self-use: it zeroes the grid by its CT, no setpoint needed",
+        numbers=numbers,
+        loads_on=dict(loads.on),
+        commanding=False,
+        mode_finished=finished,
+    )
+    moving = snap.battery_w if abs(snap.battery_w) >= params.quantum_w else 0.0
+    direction = _sign(moving)
+    turned = direction != 0 and direction != memory.direction
+    return decision, Memory(
+        setpoint_w=_quantise(moving, params.quantum_w) + 0.0,
+        at=snap.now,
+        direction=direction if turned else memory.direction,
+        direction_since=snap.now if turned else memory.direction_since,
+        topping_up=topping_up,
+        commanding=False,
+        loads_on=tuple(sorted(loads.on.items())),
+        budgets=loads.budgets,
+        request_seen=snap.mode.requested_at,
+    )
+
+
 def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: ControlParams) -> tuple[Decision, Memory]:
     """One decision: the failsafe and mode ``off`` first, then the eight steps of the module docstring."""
     b = params.battery
@@ -459,7 +530,8 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
     loads: LoadsOutcome = arbitrate(snap, memory, params)
     # What the battery must do to bring the grid to zero, leaving out the flexible loads it may
     # not feed: with the immersion excluded, the battery never chases a diverter.
-    zero_grid = snap.battery_w + snap.grid_w - loads.not_from_battery_w
+    ct_zero_grid = snap.battery_w + snap.grid_w
+    zero_grid = ct_zero_grid - loads.not_from_battery_w
     if zero_grid < 0 and params.loads:
         # Charge only from the surplus left after loads ranked above the battery.
         zero_grid = max(zero_grid, -loads.battery_share_w)
@@ -482,6 +554,8 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
     target = top_up(target, topping_up, params.top_up_power_w, lim)  # 4
     if target.reason == "top_up_floor":
         intent = Intent.CHARGE
+    if params.inverter_self_use and hand_back(target, goal_w, reason, zero_grid, ct_zero_grid, topping_up):
+        return _handed_back(snap, memory, params, target, intent, numbers, loads, topping_up, finished)
     # Dwell, ramp and deadband keep automatic decisions from flip-flopping; a person's request is
     # not theirs to shape. A new request (any mode) goes out as asked at once; a standing forced
     # mode (a fixed setpoint) is never delayed or slowed. Safety moves (the top-up, holding the

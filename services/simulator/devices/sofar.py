@@ -120,6 +120,7 @@ def custom_handler(house: House):  # type: ignore[no-untyped-def]
             return 0
         if function != PASSIVE_FUNCTION:
             return CommandStatus.INVALID_MODE
+        inverter.writes_received += 1
         if register == STANDBY_REGISTER:
             status = (
                 inverter.command(PassiveMode.STANDBY, 0, now)

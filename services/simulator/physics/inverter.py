@@ -79,6 +79,8 @@ class Inverter:
     running: RunningState = RunningState.WAIT
     faulted: bool = False
     commands_accepted: int = 0
+    # Every 0x42 write that reached the inverter, accepted or refused: what wears its flash.
+    writes_received: int = 0
     timeouts: int = 0
 
     # remote control ----------------------------------------------------------------------------
