@@ -667,6 +667,11 @@ def _command_id(payload: bytes) -> str | None:
         data = json.loads(payload)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    if isinstance(data, dict) and isinstance(data.get("id"), str) and 0 < len(data["id"]) <= 64:
-        return str(data["id"])
-    return None
+    value = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        return None
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): no answer could carry it
+        return None
+    return value

@@ -163,6 +163,21 @@ class InverterBridge:
             self.bus.subscribe(topics.battery_state(self.site, self.cfg.battery), BatteryState, self._on_battery)
 
     async def _on_command(self, topic: str, command: InverterCommand) -> None:
+        if "id" not in command.model_fields_set:
+            # The model invents an id for a command built in Python; one that came without an id
+            # cannot be matched to its answer by whoever sent it, so it is answered (by no id)
+            # and not executed.
+            await self._ack(
+                CommandAck(
+                    ts=utc_now(),
+                    command_id=None,
+                    device=self.device,
+                    status=AckStatus.ERROR,
+                    reason="invalid payload: id: field required (an answer could not be matched to a command "
+                    "without one); not executed",
+                )
+            )
+            return
         try:
             self._commands.put_nowait(command)
         except asyncio.QueueFull:

@@ -23,6 +23,7 @@ from shared.config import MqttConfig
 from shared.contract import model_for_topic
 from shared.examples import EXAMPLES
 from shared.messages import (
+    AckStatus,
     Availability,
     AvailabilityState,
     CommandAck,
@@ -349,3 +350,16 @@ async def test_a_wildcard_reader_reports_bad_commands_on_its_own_event_topic_not
     assert event.code == "invalid_payload" and event.topic == topics.inverter_command(name, "inv1")
     await asyncio.sleep(0.3)
     assert acks.items == []
+
+
+async def test_an_id_no_answer_can_carry_is_answered_without_one(pair: tuple[str, Bus, Bus]) -> None:
+    """A lone surrogate is valid in a JSON string but not in UTF-8: the answer cannot echo it."""
+    name, sender, receiver = pair
+    acks = Inbox()
+    receiver.subscribe(topics.inverter_command(name, "inv1"), InverterCommand, Inbox())
+    sender.subscribe(topics.inverter_ack(name, "inv1"), CommandAck, acks)
+    await receiver.subscribed()
+    await sender.subscribed()
+    await sender.publish_raw(topics.inverter_command(name, "inv1"), b'{"id": "\\ud800x", "mode": "charge"}', qos=1)
+    (_, ack), *_ = await acks.wait_for(1)
+    assert ack.command_id is None and ack.status is AckStatus.ERROR

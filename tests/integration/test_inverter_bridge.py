@@ -211,6 +211,15 @@ async def test_commands_round_trip_with_signs_clamps_and_replays(
         bad = await inbox.wait_for(t(site, "ack"), lambda m: m["command_id"] == "bad1", after=mark)
         assert bad["status"] == "error"
 
+        # A command without an id is answered without one and not executed: nobody could match it.
+        received = (await sim.truth())["inverter"]["writes_received"]
+        mark = inbox.mark()
+        anonymous = json.dumps({"ts": datetime.now(UTC).isoformat(), "mode": "charge", "power_w": 700}).encode()
+        await inbox.publish(topics.inverter_command(site, DEVICE), anonymous)
+        answer = await inbox.wait_for(t(site, "ack"), lambda m: m["command_id"] is None, after=mark)
+        assert answer["status"] == "error" and "not executed" in answer["reason"]
+        assert (await sim.truth())["inverter"]["writes_received"] == received
+
         back = await send(inbox, site, command(CommandMode.SELF_USE))
         assert back["status"] == "accepted" and back["applied_mode"] == "self_use"
         truth = await sim.truth()
