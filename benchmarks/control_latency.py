@@ -127,7 +127,9 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     overrides: dict[str, Any] = {
         # Control on the grid CT meter's updates (the seed scenario leaves grid_meter unset, so it
         # controls on the inverter's own CT, i.e. on the inverter's 5 s poll).
-        "dispatcher": {"default_mode": "self_use", "grid_meter": "grid"},
+        # Every self-use setpoint written (inverter_self_use: false): the latency of a write is
+        # what is measured, and by default self-use is the inverter's own and needs none.
+        "dispatcher": {"default_mode": "self_use", "grid_meter": "grid", "inverter_self_use": False},
         "simulator": {"control": {"truth_interval_s": 0.5}},
         "log_level": "WARNING",
     }

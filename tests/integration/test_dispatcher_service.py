@@ -101,6 +101,10 @@ def make_config(site: str, broker: Broker, tmp: Path) -> Path:
             "dwell_s": 0,
             "deadband_w": 100,
             "state_dir": str(tmp / "state"),
+            # The commanded path (every setpoint written, renewed, refused, handed back on stale
+            # inputs) is what this test follows; the hand-back to the inverter's own self-use is
+            # tests/unit/test_controller_handback.py and benchmarks/writes_per_day.py.
+            "inverter_self_use": False,
         },
     }
     path = tmp / "dispatcher.yaml"

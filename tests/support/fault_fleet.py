@@ -107,6 +107,9 @@ def scenario(workdir: Path, broker: Broker, influx_url: str | None) -> dict[str,
         stale_after_s=60.0,  # 3 s of wall time: several missed meter polls
         dwell_s=60.0,
         replan_minutes=120,
+        # The faults hit a dispatcher that commands (leases, renewals, the watchdog's hand-back):
+        # it writes its self-use setpoints itself rather than handing the inverter its own mode.
+        inverter_self_use=False,
     )
     data["recorder"].update(
         flush_interval_s=0.2,
