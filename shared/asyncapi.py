@@ -54,6 +54,14 @@ matching `ack` (commands), on `.../mode/event` (mode requests) or on its own
 **Compatibility**: a breaking change to a model bumps its `v`; receivers refuse versions they do not
 speak (with a clear error event) rather than misreading them. Fields are only ever added as optional.
 
+Versions so far:
+- `BatteryState` v2 (issue 15): a value the BMS sent that no battery can have is published as `null`
+  and named in the new `quality_flags` (`module<i>.<field>`), instead of the whole state being
+  withheld. So `current_a`, `power_w`, and in `modules[]` `voltage_v`, `current_a`, `soc_pct`,
+  `temps_c[]` and `cells[].voltage_v` may be `null`. To migrate a v1 reader: accept `null` there
+  (treat it as unknown, never as 0) and read `v: 2`. A retained v1 state on the broker is refused
+  by upgraded readers until the bms-bridge's next poll replaces it.
+
 ## Channels
 
 This table is generated from `shared/contract.py` by `make docs`.

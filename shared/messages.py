@@ -265,7 +265,10 @@ class BatteryState(Message):
 
     QOS: ClassVar[int] = 1
     RETAIN: ClassVar[bool] = True
+    # v2: fields a BMS sent implausibly are null and named in quality_flags (docs/topics.md).
+    SCHEMA_VERSION: ClassVar[int] = 2
 
+    v: int = Field(2, description="Schema version of this payload.", examples=[2])
     device: Name
     model: str = "pylontech_rs485"
     voltage_v: Finite
