@@ -40,6 +40,22 @@ def minutely(series: Series, seed: int = 1) -> Series:
     return Series(times, load, pv, 60)
 
 
+def decompose(series: Series, setup: Setup) -> dict[str, float]:
+    """The planner's bill with the actual future in place of each forecast (30-minute data)."""
+    import dataclasses
+    from concurrent.futures import ProcessPoolExecutor
+
+    from services.dispatcher.backtest.engine import simulate
+
+    variants = {"actual_pv": {"pv"}, "actual_load": {"load"}, "actual_both": {"load", "pv"}}
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        futures = {
+            name: pool.submit(simulate, series, "planner", dataclasses.replace(setup, oracle=frozenset(told)))
+            for name, told in variants.items()
+        }
+        return {f"planner_{name}": round(f.result().cost, 2) for name, f in futures.items()}
+
+
 def _cpu() -> float:
     """CPU seconds of this process and its finished children (the policy workers)."""
     import resource
@@ -56,6 +72,11 @@ def main() -> None:
     parser.add_argument("--skip-minutely", action="store_true")
     parser.add_argument("--data", default=str(SEED), help="timestamp,load_w,pv_w CSV at 30-minute steps")
     parser.add_argument("--policies", default="none,self_use,planner,perfect")
+    parser.add_argument(
+        "--decompose",
+        action="store_true",
+        help="also run the planner told the actual PV, the actual load, and both: what each forecast costs",
+    )
     args = parser.parse_args()
     full = read_series(args.data)
     rows = args.days * 48
@@ -102,6 +123,8 @@ def main() -> None:
             out[f"perfect_method_{label}"] = results["perfect"].method
 
     run(series, "30min")
+    if args.decompose:
+        out["decomposition_30min"] = decompose(series, setup)
     if not args.skip_minutely:
         run(minutely(series), "1min")
     print(json.dumps(out, indent=2))

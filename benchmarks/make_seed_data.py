@@ -8,6 +8,11 @@ Scaled once so the year gives ~3,400 kWh (PVGIS for the seed site).
 Demand: a UK evening-peaked day (weekday and weekend shapes), a winter/summer factor (1.25/0.85),
 random appliance bursts (washing machine, oven, kettle runs averaged over the half-hour), scaled
 to ~3,300 kWh a year. Seeded, so the file is reproducible: ``python benchmarks/make_seed_data.py``.
+
+Other years for the planner's tests against forecasts it has never seen: ``--weather FILE`` takes
+the PV from a TMY3 weather file instead of the cloudiness model (real hourly irradiance, e.g. the
+two pvlib ships: 723170TYA.CSV Greensboro NC, 703165TY.csv Sand Point AK), transposed to the same
+array at the file's own site and scaled to the same ~3,400 kWh; ``--seed`` draws another demand.
 """
 
 from __future__ import annotations
@@ -52,6 +57,35 @@ def pv_series(times: pd.DatetimeIndex, rng: np.random.Generator) -> np.ndarray:
     return np.clip(pv, 0.0, KWP * 1000.0 * 0.95)
 
 
+def tmy3_pv_series(times: pd.DatetimeIndex, path: str) -> np.ndarray:
+    """PV of the seed array from a TMY3 file's hourly irradiance, at the file's own site, on its own
+    clock: the house is in the UK, so the site's local standard time is laid onto UTC (the UK's
+    standard time) and the sun rises in the morning of the house's day.
+
+    TMY3 hours are stamped at their end in local standard time; each is moved to its start and to
+    UTC, then held over its two half-hours. The file's typical year is laid onto ``times``' year.
+    """
+    data, meta = pvlib.iotools.read_tmy3(path, coerce_year=int(times[0].year), map_variables=True)
+    times = times - pd.Timedelta(hours=float(meta["TZ"]))  # the site's instants at the same clock time
+    hourly = data[["ghi", "dni", "dhi"]].copy()
+    hourly.index = (hourly.index - pd.Timedelta(hours=1)).tz_convert("UTC")
+    hourly = hourly.sort_index()
+    hourly = hourly[~hourly.index.duplicated()]
+    # Whole hours around the year's ends wrap around, so every half-hour of the year has a value.
+    by_hour = hourly.groupby([hourly.index.day_of_year, hourly.index.hour]).mean()
+    keys = list(zip(np.minimum(times.day_of_year, 365), times.hour, strict=True))
+    values = by_hour.reindex(keys).ffill().bfill().to_numpy()
+    ghi, dni, dhi = values[:, 0], values[:, 1], values[:, 2]
+    middle = times + pd.Timedelta(minutes=15)
+    site = pvlib.location.Location(meta["latitude"], meta["longitude"])
+    solar = site.get_solarposition(middle)
+    poa = pvlib.irradiance.get_total_irradiance(
+        TILT, AZIMUTH, solar["apparent_zenith"], solar["azimuth"], dni, ghi, dhi
+    )["poa_global"]
+    pv = KWP * np.asarray(pd.Series(poa).fillna(0.0)) * (1 - 0.14)
+    return np.clip(pv, 0.0, KWP * 1000.0 * 0.95)
+
+
 def load_series(times: pd.DatetimeIndex, rng: np.random.Generator) -> np.ndarray:
     local = times.tz_convert("Europe/London")
     hours = np.asarray(local.hour + local.minute / 60.0) + 0.25
@@ -84,12 +118,13 @@ def main() -> None:
     )
     parser.add_argument("--year", type=int, default=2025)
     parser.add_argument("--seed", type=int, default=20251)
+    parser.add_argument("--weather", help="TMY3 file for the PV instead of the cloudiness model")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     times = pd.date_range(
         f"{args.year}-01-01T00:00Z", f"{args.year + 1}-01-01T00:00Z", freq="30min", inclusive="left"
     )
-    pv = pv_series(times, rng)
+    pv = tmy3_pv_series(times, args.weather) if args.weather else pv_series(times, rng)
     pv *= PV_KWH_YEAR / (pv.sum() * 0.5 / 1000.0)
     load = load_series(times, rng)
     load *= LOAD_KWH_YEAR / (load.sum() * 0.5 / 1000.0)

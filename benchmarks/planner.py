@@ -1,14 +1,25 @@
-"""Planner benchmark: solve time on a 48 h horizon and the gap to the full HiGHS MILP. Prints JSON.
+"""Planner benchmark: solve time on a 48 h horizon, the gap to the full HiGHS MILP, and EMHASS's
+optimiser on the same problems side by side. Prints JSON.
 
 Two tariffs: Economy 7 with a 5p export (import never below export: the plain LP is exact) and
-Economy 7 with a 15p export (the night is cheaper than export: the hard, non-convex case).
+Economy 7 with a 15p export (the night is cheaper than export: the hard, non-convex case). 24
+different 48 h problems each (two days a month, random SoC, PV clearness and load), each solved
+once: a plan is never timed on the problem it has just solved.
+
+EMHASS runs when it is importable (``.venv-emhass/bin/python benchmarks/planner.py``, see
+benchmarks/emhass_peer.py): the same problems, EMHASS's bill-minimising plan to the same end SoC;
+``time_ratio`` is EMHASS's solve time over ongrid's (medians), ``bill_gap_pct`` EMHASS's bill
+minus ongrid's, over max(|ongrid's|, 1 currency unit).
 """
 
 from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +30,9 @@ from services.dispatcher.highs import silence_highs_banner
 from shared.config.tariff import TariffConfig
 from shared.energy.battery import BatteryModel
 from shared.energy.tariff import tariff_from_config
+
+sys.path.insert(0, str(Path(__file__).parent))
+from emhass_peer import EmhassPeer, unavailable
 
 
 def case(export: float, day: str, seed: int) -> PlanInputs:
@@ -52,27 +66,49 @@ def case(export: float, day: str, seed: int) -> PlanInputs:
     )
 
 
-def measure(export: float, repeats: int = 5) -> dict[str, object]:
-    times, gaps, solvers = [], [], []
-    for seed, day in enumerate(("2025-01-15", "2025-04-15", "2025-06-21", "2025-10-01")):
+DAYS = tuple(f"2025-{month:02d}-{day:02d}" for month in range(1, 13) for day in (5, 20))
+
+
+def measure(export: float, peer: Any | None) -> dict[str, object]:
+    times, gaps, solvers, peer_times, bill_gaps = [], [], [], [], []
+    for seed, day in enumerate(DAYS):
         inputs = case(export, day, seed)
-        for _ in range(repeats):
-            t = time.perf_counter()
-            ours = plan(inputs)
-            times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ours = plan(inputs)
+        times.append(time.perf_counter() - t)
         solvers.append(ours.solver)
         ref = reference_milp(inputs)
         gaps.append((ours.objective - ref.objective) / max(abs(ref.objective), 1.0) * 100.0)
-    return {
+        if peer is not None:
+            theirs = peer.solve(inputs, float(ours.soc_pct_end[-1]))
+            peer_times.append(theirs["seconds"])
+            bill_gaps.append((theirs["bill"] - ours.cost) / max(abs(ours.cost), 1.0) * 100.0)
+    out: dict[str, object] = {
         "export_price": export,
         "horizon_steps": 96,
+        "problems": len(DAYS),
         "plan_ms_median": round(statistics.median(times) * 1000, 2),
+        "plan_ms_p95": round(float(np.percentile(times, 95)) * 1000, 2),
         "plan_ms_max": round(max(times) * 1000, 2),
         "gap_to_milp_pct_max": round(max(gaps), 4),
         "solvers": sorted(set(solvers)),
     }
+    if peer is not None:
+        out["emhass"] = {
+            "solve_ms_median": round(statistics.median(peer_times) * 1000, 1),
+            "time_ratio": round(statistics.median(peer_times) / statistics.median(times), 1),
+            "bill_gap_pct_median": round(statistics.median(bill_gaps), 3),
+            "bill_gap_pct_min": round(min(bill_gaps), 3),
+            "bill_gap_pct_max": round(max(bill_gaps), 3),
+        }
+    return out
 
 
 if __name__ == "__main__":
     silence_highs_banner()
-    print(json.dumps({"benchmark": "planner_48h", "cases": [measure(0.05), measure(0.15, repeats=1)]}, indent=2))
+    why = unavailable()
+    peer = None if why else EmhassPeer()
+    result: dict[str, object] = {"benchmark": "planner_48h", "cases": [measure(0.05, peer), measure(0.15, peer)]}
+    if why:
+        result["emhass"] = why
+    print(json.dumps(result, indent=2))

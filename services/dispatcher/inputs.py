@@ -161,6 +161,7 @@ def build_inputs(
         import_limit_w=d.import_limit_w,
         battery_power_now_w=battery_now_w,
         battery_may_export=d.battery_may_export,
+        quantum_w=d.quantum_w,
         load_scenarios_w=fc.load_scenarios_w,
         pv_scenarios_w=fc.pv_scenarios_w,
     )

@@ -15,13 +15,15 @@ from services.dispatcher.backtest.engine import Setup, simulate
 from services.dispatcher.backtest.greedy import greedy_self_use
 from services.dispatcher.backtest.parallel import run_policies
 from services.dispatcher.backtest.perfect import perfect_foresight
+from services.dispatcher.core.controller import ControlParams, Memory, control
 from services.dispatcher.core.forecast import PvArray, history_scenarios
 from services.dispatcher.core.planner import PlanInputs, plan
+from services.dispatcher.core.snapshot import ModeState, Snapshot
 from shared.config.dispatcher import DispatcherConfig
 from shared.config.tariff import TariffConfig
 from shared.energy.battery import BatteryModel
 from shared.energy.tariff import tariff_from_config
-from shared.messages import Intent
+from shared.messages import DispatcherModeName, Intent
 
 SEED = Path(__file__).parents[2] / "deploy/scenarios/seed-house-year.csv"
 E7 = {
@@ -166,10 +168,10 @@ def test_scenarios_buy_for_the_bad_days_a_mean_would_miss() -> None:
 
 
 def test_self_use_step_under_scenarios_is_not_capped_at_a_compromise() -> None:
-    # Peak-price evening, battery nearly full and enough for any scenario's evening (at most 7.5
-    # kWh to the cheap window at 00:30): each scenario covers its own load. Step 0's power is the
-    # most any scenario discharges, so the controller's self-use cap never starves a heavy evening
-    # (the scenarios' mean, 600 W, would).
+    # Peak-price evening: no later price is above this one, so nothing kept back can pay later and
+    # step 0 is plain self-use. Its planned grid is 0: the controller's self-use caps the battery
+    # at the planned power only when the plan still imports (rations), so a heavy evening gets all
+    # the battery can give, not the scenarios' mean of 600 W.
     tariff = tariff_from_config(TariffConfig.model_validate(E7))
     starts = pd.date_range("2025-01-15T17:00Z", periods=24, freq="30min")
     imp, exp = tariff.prices(starts, 1800)
@@ -189,7 +191,24 @@ def test_self_use_step_under_scenarios_is_not_capped_at_a_compromise() -> None:
         )
     )
     assert s.intents[0] is Intent.SELF_USE
-    assert s.battery_w[0] == pytest.approx(1000.0, abs=1.0)
+    assert s.battery_w[0] == pytest.approx(600.0) and s.grid_w[0] == pytest.approx(0.0)
+    decision, _ = control(
+        Snapshot(
+            now=s.start,
+            soc_pct=100,
+            battery_w=0.0,
+            grid_w=1000.0,
+            mode=ModeState(DispatcherModeName.AUTO),
+            inverter_at=s.start,
+            meter_at=s.start,
+        ),
+        s,
+        Memory(),
+        ControlParams(
+            battery=BatteryModel(capacity_wh=10400, max_charge_w=3000, max_discharge_w=3000), ramp_w_per_s=1e6
+        ),
+    )
+    assert decision.battery_w == pytest.approx(1000.0)
 
 
 def test_battery_may_export_false_keeps_battery_energy_in_the_house() -> None:
@@ -209,3 +228,17 @@ def test_plan_inputs_refuse_mismatched_scenarios() -> None:
     with pytest.raises(ValueError, match="come together"):
         _night_inputs(load_scenarios_w=np.zeros((3, 48)))
     assert datetime(2025, 1, 1, tzinfo=UTC)  # module imports used
+
+
+def test_grid_charge_is_rounded_up_to_the_controllers_quantum() -> None:
+    # The controller truncates setpoints toward zero to quantum_w: a planned 1,229 W charge would
+    # become 1,200 W every step of every night. The plan rounds charges up to the quantum instead.
+    exact = plan(_night_inputs())
+    rounded = plan(_night_inputs(quantum_w=50.0))
+    charging = [k for k, intent in enumerate(rounded.intents) if intent is Intent.CHARGE]
+    assert charging
+    for k in charging:
+        assert rounded.battery_w[k] % 50.0 == pytest.approx(0.0, abs=1e-6)
+        assert -rounded.battery_w[k] >= -exact.battery_w[k] - 1e-6
+        assert -rounded.battery_w[k] <= 3000.0
+    np.testing.assert_allclose(rounded.load_w, rounded.pv_w + rounded.grid_w + rounded.battery_w, atol=1e-6)

@@ -65,6 +65,9 @@ class Setup:
     timezone: str
     array: PvArray
     exact: bool = False  # the planner's MILP fallback (see core.planner.plan); slow on a year
+    # Measurement only (docs/dispatcher.md, "What the planner leaves"): the planner is told the
+    # actual future of these ("load", "pv") instead of its forecast, to price each forecast's error.
+    oracle: frozenset[str] = frozenset()
 
 
 class _Forecaster:
@@ -102,6 +105,16 @@ class _Forecaster:
         load_s, pv_s = history_scenarios(
             self.keys[begin:k], self.hist_load[begin:k], self.hist_pv[begin:k], int(self.keys0 + k), steps, self.step
         )
+        if self.setup.oracle and len(load_s):
+            actual_load = np.nan_to_num(self.agg_load[idx])
+            actual_pv = np.nan_to_num(self.agg_pv[idx])
+            if len(actual_load) < steps:  # past the data's end: the last day again
+                actual_load = np.resize(actual_load, steps)
+                actual_pv = np.resize(actual_pv, steps)
+            if "load" in self.setup.oracle:
+                load_s = np.tile(actual_load, (len(load_s), 1))
+            if "pv" in self.setup.oracle:
+                pv_s = np.tile(actual_pv, (len(pv_s), 1))
         if len(load_s):
             load, pv = load_s.mean(axis=0), pv_s.mean(axis=0)
         else:
@@ -132,6 +145,7 @@ class _Forecaster:
             import_limit_w=d.import_limit_w,
             battery_power_now_w=battery_now,
             battery_may_export=d.battery_may_export,
+            quantum_w=d.quantum_w,
             load_scenarios_w=load_s if len(load_s) else None,
             pv_scenarios_w=pv_s if len(pv_s) else None,
         )

@@ -24,6 +24,7 @@ step that still shows both directions gets a binary too and is solved again.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -88,6 +89,9 @@ class PlanInputs:
     # the plan then minimises the mean bill over them with one shared decision for step 0.
     load_scenarios_w: np.ndarray | None = None
     pv_scenarios_w: np.ndarray | None = None
+    # The controller's setpoint step (``dispatcher.quantum_w``): it truncates toward zero, so a
+    # planned grid charge or export is rounded up to it here, or every night would fall short.
+    quantum_w: float = 0.0
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None:
@@ -402,14 +406,15 @@ class _Model:
 
 
 def _base_rows(
-    n: int, dt_h: float, eta_c: float, eta_d: float
+    n: int, dt_h: float, eta_c: float, eta_d: float, switching: bool = True
 ) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """The constraint matrix of the plain model, which depends only on the step count and battery.
 
     Rows ``[0, n)`` balance ``i - e + d - c = net``; ``[n, 2n)`` energy ``s[t] - s[t-1] - dt eta_c c
     + dt d / eta_d = (s0 at t = 0, else 0)``; ``[2n, 3n)`` and ``[3n, 4n)`` switching
     ``u[t] -+ ((d - c)[t] - (d - c)[t-1]) >= 0`` (at ``t = 0`` against the battery's power now,
-    which sits in the row bound). Returns the row count and the entries as (rows, cols, values).
+    which sits in the row bound); without ``switching`` only the first two (``u`` then stays 0).
+    Returns the row count and the entries as (rows, cols, values).
     """
     t = np.arange(n)
     cols = {blk: blk * n + t for blk in (_C, _D, _I, _E, _S, _U)}
@@ -424,6 +429,11 @@ def _base_rows(
         (en, cols[_C], -eta_c * dt_h),
         (en, cols[_D], dt_h / eta_d),
         (n + later, cols[_S][:-1], -1.0),
+    ]
+    if not switching:
+        parts = parts[:8]
+    else:
+        parts += [
         (up, cols[_U], 1.0),
         (up, cols[_D], -1.0),
         (up, cols[_C], 1.0),
@@ -434,11 +444,11 @@ def _base_rows(
         (down, cols[_C], -1.0),
         (3 * n + later, cols[_D][:-1], -1.0),
         (3 * n + later, cols[_C][:-1], 1.0),
-    ]
+        ]
     rows = np.concatenate([p[0] for p in parts]).astype(np.int32)
     columns = np.concatenate([p[1] for p in parts]).astype(np.int32)
     values = np.concatenate([np.full(len(p[0]), p[2], dtype=float) for p in parts])
-    return 4 * n, (rows, columns, values)
+    return (4 if switching else 2) * n, (rows, columns, values)
 
 
 def _set_matrix(lp: highspy.HighsLp, rows: np.ndarray, cols: np.ndarray, values: np.ndarray) -> None:
@@ -474,7 +484,9 @@ class _Reusable:
     def _build(models: Sequence[_Model], shared: bool) -> highspy.HighsLp:
         first = models[0]
         b, n = first.x.battery, first.n
-        rows_per, (r0, c0, v0) = _base_rows(n, first.dt_h, b.charge_efficiency, b.discharge_efficiency)
+        rows_per, (r0, c0, v0) = _base_rows(
+            n, first.dt_h, b.charge_efficiency, b.discharge_efficiency, switching=not shared
+        )
         count = len(models)
         rows = [r0 + k * rows_per for k in range(count)]
         cols = [c0 + k * 6 * n for k in range(count)]
@@ -510,13 +522,19 @@ class _Reusable:
         for model in models:
             lower, upper = model.bounds()
             row_lo, row_hi = model.row_bounds()
+            cost = model.costs() * weight
             if shared:
                 upper[_D * n] = min(upper[_D * n], max(0.0, float(model.net[0])))
+                # Scenario blocks leave switching out: only step 0's grid charge is a decision,
+                # and half the rows go.
+                row_lo, row_hi = row_lo[: 2 * n], row_hi[: 2 * n]
+                upper[_U * n :] = 0.0
+                cost[_U * n :] = 0.0
             lower_parts.append(lower)
             upper_parts.append(upper)
             row_lo_parts.append(row_lo)
             row_hi_parts.append(row_hi)
-            cost_parts.append(model.costs() * weight)
+            cost_parts.append(cost)
         if shared:
             surplus = np.array([max(0.0, -float(model.net[0])) for model in models])
             lower_parts.append(np.zeros(1))
@@ -558,8 +576,9 @@ class _Reusable:
                 body = len(models) * 6 * n
                 basis.col_status = _shift(cols_status[:body], len(models) * 6, n) + cols_status[body:]
                 rows_status = list(basis.row_status)
-                body = len(models) * 4 * n
-                basis.row_status = _shift(rows_status[:body], len(models) * 4, n) + rows_status[body:]
+                per = 2 if shared else 4
+                body = len(models) * per * n
+                basis.row_status = _shift(rows_status[:body], len(models) * per, n) + rows_status[body:]
                 basis.alien = True
                 h.setBasis(basis)
             self._starts[key] = first.x.start
@@ -727,6 +746,23 @@ def _battery_w(delta_wh: float, b: BatteryModel, dt_h: float) -> float:
 
 
 def plan(inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0) -> Schedule:
+    """Solve one plan (see ``_solve``); charge and discharge steps rounded up to ``quantum_w``."""
+    schedule = _solve(inputs, exact=exact, time_limit_s=time_limit_s)
+    q = inputs.quantum_w
+    if q <= 0:
+        return schedule
+    battery = schedule.battery_w.copy()
+    b = inputs.battery
+    for k, intent in enumerate(schedule.intents):
+        if intent is Intent.CHARGE and battery[k] < 0:
+            battery[k] = -min(b.max_charge_w, math.ceil(-battery[k] / q - 1e-9) * q)
+        elif intent is Intent.DISCHARGE and battery[k] > 0:
+            battery[k] = min(b.max_discharge_w, math.ceil(battery[k] / q - 1e-9) * q)
+    grid = schedule.grid_w + schedule.battery_w - battery
+    return replace(schedule, battery_w=battery, grid_w=grid)
+
+
+def _solve(inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0) -> Schedule:
     """Solve one plan: a plain LP where that is exact, else the rounded hull relaxation.
 
     Steps where the LP is not exact (import cheaper than export, or a negative price) are first
@@ -821,6 +857,18 @@ def _scenario_plan(inputs: PlanInputs, time_limit_s: float) -> Schedule:
     scenario moves the battery is a hold.
     """
     assert inputs.load_scenarios_w is not None and inputs.pv_scenarios_w is not None
+    point = _Model(inputs, inputs.load_scenarios_w.mean(axis=0), inputs.pv_scenarios_w.mean(axis=0))
+    later = inputs.import_price[1:]
+    if len(later) == 0 or (
+        float(later.max()) <= float(inputs.import_price[0]) and float(later.min()) >= float(inputs.export_price[0])
+    ):
+        # No later import price above this step's: nothing bought now, and no energy kept back now,
+        # can pay later; none below this step's export price: no PV surplus is better sold now to
+        # make room. Step 0 is then plain self-use whatever the day brings, and the scenarios
+        # cannot change it: the plan beyond it is the point forecast's.
+        values, objective, ms = _REUSABLE.run([point], time_limit_s)
+        schedule = _schedule(point, values[: 6 * point.n], objective, "lp", 0, ms)
+        return _plain_self_use_first(schedule, b=inputs.battery, net0=float(point.net[0]))
     models = [
         _Model(inputs, load, pv) for load, pv in zip(inputs.load_scenarios_w, inputs.pv_scenarios_w, strict=True)
     ]
@@ -829,7 +877,6 @@ def _scenario_plan(inputs: PlanInputs, time_limit_s: float) -> Schedule:
     blocks = values[: count * 6 * n].reshape(count, 6, n)
     grid_charge = float(values[count * 6 * n])
     mean = blocks.mean(axis=0).reshape(6 * n)
-    point = _Model(inputs, inputs.load_scenarios_w.mean(axis=0), inputs.pv_scenarios_w.mean(axis=0))
     schedule = _schedule(point, mean, objective, "lp_scenarios", 0, ms)
     each = blocks[:, _D, 0] - blocks[:, _C, 0]
     net0 = float(point.net[0])
@@ -854,6 +901,16 @@ def _scenario_plan(inputs: PlanInputs, time_limit_s: float) -> Schedule:
         intents=(intent, *schedule.intents[1:]),
         cost=float(bills.mean()),
     )
+
+
+def _plain_self_use_first(schedule: Schedule, b: BatteryModel, net0: float) -> Schedule:
+    """Step 0 as plain self-use: the battery meets the net load within its power (grid 0), so the
+    controller's self-use keeps no cap below what the house needs."""
+    battery = schedule.battery_w.copy()
+    grid = schedule.grid_w.copy()
+    battery[0] = min(max(net0, -b.max_charge_w), b.max_discharge_w)
+    grid[0] = net0 - battery[0]
+    return replace(schedule, battery_w=battery, grid_w=grid, intents=(Intent.SELF_USE, *schedule.intents[1:]))
 
 
 def _warm_binaries(values: np.ndarray, n: int, grid_bad: Sequence[int], batt_bad: Sequence[int]) -> np.ndarray:
