@@ -2,12 +2,19 @@
 
 Two halves, as everywhere in ongrid:
 
-* pure builders (``discovery_configs(cfg)``) that turn the fleet config into ``{topic: payload}``,
-  one sensor per reading a person puts on a dashboard (SoC, battery/grid/PV/load power, the energy
-  counters the HA energy dashboard needs) and a ``select`` for the dispatcher mode;
-* ``publish_discovery(bus, cfg)``, which publishes them retained and clears (empty retained payload,
-  HA's documented way to delete an entity) every config under this site's node id that the current
-  config no longer produces, so a removed meter disappears from HA instead of going stale forever.
+* pure builders (``discovery_configs(cfg, kinds)``) that turn the fleet config into
+  ``{topic: payload}``, one sensor per reading a person puts on a dashboard (SoC, battery/grid/PV/load
+  power, the energy counters the HA energy dashboard needs, each battery module's SoC, voltage and
+  cell spread) and a ``select`` for the dispatcher mode;
+* ``publish_discovery(bus, cfg, kinds)``, which publishes them retained and clears (empty retained
+  payload, HA's documented way to delete an entity) every config of those kinds under this site's
+  node id that the current config no longer produces, so a removed meter disappears from HA instead
+  of going stale forever.
+
+Each service announces what it publishes (``announce``): the inverter, meter and BMS bridges their
+devices, the dispatcher its mode and decision, the recorder the daily statistics. A home running
+only the bridges (monitoring, no control) still gets its device entities, and a service only ever
+clears configs of its own kind (every object id starts with the kind).
 
 Energy sensors use ``device_class: energy``, ``state_class: total_increasing`` and ``kWh``: the
 combination HA's energy dashboard accepts. The inverter's *today* counters reset at its midnight,
@@ -21,12 +28,12 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from shared import topics
 from shared.bus import Bus
-from shared.config import OngridConfig
+from shared.config import BatteryConfig, InverterConfig, MeterConfig, OngridConfig
 from shared.logs import get_logger
 from shared.messages import DispatcherModeName, Event, EventLevel, utc_now
 from shared.topics import Kind
@@ -68,8 +75,15 @@ class SensorSpec:
     scale: float = 1.0
     digits: int | None = None
     icon: str | None = None
+    # Read from the battery module with this ``index`` in ``modules`` (None: a top-level field).
+    module: int | None = None
 
     def value_template(self) -> str:
+        if self.module is not None:
+            # A module the stack does not report (yet) renders None too, not a template error.
+            pick = f'value_json.modules | selectattr("index", "eq", {self.module}) | map(attribute="{self.field}")'
+            value = "v" if self.digits is None else f"(v | round({self.digits}))"
+            return "{% set v = " + pick + " | first | default(none) %}{{ " + f"{value} if v is number else none" + " }}"
         field = f"value_json.{self.field}"
         value = field
         if self.scale != 1.0:
@@ -110,6 +124,17 @@ BATTERY_SENSORS: tuple[SensorSpec, ...] = (
     _power("power", "Power", "power_w"),
     SensorSpec("voltage", "Voltage", "voltage_v", "voltage", "measurement", "V", digits=2),
     SensorSpec("current", "Current", "current_a", "current", "measurement", "A", digits=2),
+    SensorSpec("cell_spread", "Cell spread", "cell_spread_mv", "voltage", "measurement", "mV", digits=0),
+    SensorSpec("cell_min", "Lowest cell", "cell_min_v", "voltage", "measurement", "V", digits=3),
+    SensorSpec("cell_max", "Highest cell", "cell_max_v", "voltage", "measurement", "V", digits=3),
+    SensorSpec("temp_max", "Warmest temperature", "temp_max_c", "temperature", "measurement", "°C", digits=1),
+)
+
+# Per module of the stack, read from ``BatteryState.modules`` by the module's ``index``.
+MODULE_SENSORS: tuple[SensorSpec, ...] = (
+    SensorSpec("soc", "SoC", "soc_pct", "battery", "measurement", "%", digits=1),
+    SensorSpec("voltage", "Voltage", "voltage_v", "voltage", "measurement", "V", digits=2),
+    SensorSpec("cell_spread", "Cell spread", "cell_spread_mv", "voltage", "measurement", "mV", digits=0),
 )
 
 METER_SENSORS: tuple[SensorSpec, ...] = (
@@ -206,6 +231,39 @@ def _sensors(
     return dict(_sensor(site, kind, device, spec, state_topic, info) for spec in specs)
 
 
+def module_sensors(modules: int) -> tuple[SensorSpec, ...]:
+    """``MODULE_SENSORS`` for each module of a stack (index 0 first, named from 1 as on the rack)."""
+    return tuple(
+        replace(spec, key=f"module{i + 1}_{spec.key}", name=f"Module {i + 1} {spec.name.lower()}", module=i)
+        for i in range(modules)
+        for spec in MODULE_SENSORS
+    )
+
+
+def inverter_configs(site: str, inverter: InverterConfig) -> dict[str, dict[str, Any]]:
+    info = _device(site, Kind.INVERTER, inverter.id, f"Inverter {inverter.id}", inverter.model)
+    return _sensors(site, Kind.INVERTER, inverter.id, INVERTER_SENSORS, topics.inverter_state(site, inverter.id), info)
+
+
+def battery_configs(site: str, battery: BatteryConfig) -> dict[str, dict[str, Any]]:
+    """The stack (with its cell spread) and each module; none without a BMS link (no BMS state)."""
+    if not battery.has_bms_link:
+        return {}
+    info = _device(site, Kind.BMS, battery.id, f"Battery {battery.id}", battery.model)
+    specs = BATTERY_SENSORS + module_sensors(battery.modules)
+    return _sensors(site, Kind.BMS, battery.id, specs, topics.battery_state(site, battery.id), info)
+
+
+def meter_configs(site: str, meter: MeterConfig) -> dict[str, dict[str, Any]]:
+    info = _device(site, Kind.METER, meter.id, f"Meter {meter.id} ({meter.role.value})", meter.model)
+    return _sensors(site, Kind.METER, meter.id, METER_SENSORS, topics.meter_state(site, meter.id), info)
+
+
+def stats_configs(site: str) -> dict[str, dict[str, Any]]:
+    info = _device(site, Kind.STATS, "daily", f"ongrid statistics ({site})", None)
+    return _sensors(site, Kind.STATS, None, DAILY_SENSORS, topics.daily_stats(site), info)
+
+
 def dispatcher_configs(site: str) -> dict[str, dict[str, Any]]:
     info = _device(site, Kind.DISPATCHER, "main", f"ongrid dispatcher ({site})", None)
     availability = _availability(site, Kind.DISPATCHER, None)
@@ -245,25 +303,34 @@ def dispatcher_configs(site: str) -> dict[str, dict[str, Any]]:
     }
 
 
-def discovery_configs(cfg: OngridConfig) -> dict[str, dict[str, Any]]:
-    """Every discovery config this fleet config implies, by topic. Pure: no I/O."""
-    site = cfg.site
+# What each kind's publisher announces (``Kind`` -> configs from the fleet config).
+KINDS: tuple[Kind, ...] = (Kind.INVERTER, Kind.BMS, Kind.METER, Kind.STATS, Kind.DISPATCHER)
+
+
+def discovery_configs(cfg: OngridConfig, kinds: Iterable[Kind] = KINDS) -> dict[str, dict[str, Any]]:
+    """Every discovery config of ``kinds`` this fleet config implies, by topic. Pure: no I/O."""
+    site, wanted = cfg.site, set(kinds)
     configs: dict[str, dict[str, Any]] = {}
-    for inverter in cfg.inverters:
-        info = _device(site, Kind.INVERTER, inverter.id, f"Inverter {inverter.id}", inverter.model)
-        configs |= _sensors(
-            site, Kind.INVERTER, inverter.id, INVERTER_SENSORS, topics.inverter_state(site, inverter.id), info
-        )
-    for battery in (b for b in cfg.batteries if b.has_bms_link):  # no BMS link: no BMS state
-        info = _device(site, Kind.BMS, battery.id, f"Battery {battery.id}", battery.model)
-        configs |= _sensors(site, Kind.BMS, battery.id, BATTERY_SENSORS, topics.battery_state(site, battery.id), info)
-    for meter in cfg.meters:
-        info = _device(site, Kind.METER, meter.id, f"Meter {meter.id} ({meter.role.value})", meter.model)
-        configs |= _sensors(site, Kind.METER, meter.id, METER_SENSORS, topics.meter_state(site, meter.id), info)
-    stats_info = _device(site, Kind.STATS, "daily", f"ongrid statistics ({site})", None)
-    configs |= _sensors(site, Kind.STATS, None, DAILY_SENSORS, topics.daily_stats(site), stats_info)
-    configs |= dispatcher_configs(site)
+    if Kind.INVERTER in wanted:
+        for inverter in cfg.inverters:
+            configs |= inverter_configs(site, inverter)
+    if Kind.BMS in wanted:
+        for battery in cfg.batteries:
+            configs |= battery_configs(site, battery)
+    if Kind.METER in wanted:
+        for meter in cfg.meters:
+            configs |= meter_configs(site, meter)
+    if Kind.STATS in wanted:
+        configs |= stats_configs(site)
+    if Kind.DISPATCHER in wanted:
+        configs |= dispatcher_configs(site)
     return configs
+
+
+def owned(topic: str, kinds: Iterable[Kind]) -> bool:
+    """Whether a discovery topic belongs to one of ``kinds``: every object id starts with its kind."""
+    object_id_ = topic.split("/")[-2]
+    return any(object_id_.startswith(f"{kind.value}_") for kind in kinds)
 
 
 def stale_topics(existing: Iterable[str], wanted: Iterable[str]) -> list[str]:
@@ -283,14 +350,18 @@ class DiscoveryResult:
     removed: tuple[str, ...]
 
 
-async def publish_discovery(bus: Bus, cfg: OngridConfig, *, timeout_s: float = 10.0) -> DiscoveryResult:
-    """Publish every config retained and clear the ones left from devices no longer configured.
+async def publish_discovery(
+    bus: Bus, cfg: OngridConfig, kinds: Iterable[Kind] = KINDS, *, timeout_s: float = 10.0
+) -> DiscoveryResult:
+    """Publish the configs of ``kinds`` retained and clear the ones of those kinds left from devices
+    no longer configured (other kinds are other services' to keep or clear).
 
     The retained configs already on the broker are read by subscribing to this site's node id;
     a message the bus sends to itself afterwards marks the end of them, because the broker delivers
     one client's retained messages and its later publications in order.
     """
-    wanted = discovery_configs(cfg)
+    kinds = tuple(kinds)
+    wanted = discovery_configs(cfg, kinds)
     existing: set[str] = set()
     scanning = True
     barrier = asyncio.Event()
@@ -298,7 +369,7 @@ async def publish_discovery(bus: Bus, cfg: OngridConfig, *, timeout_s: float = 1
     marker = f"ha-discovery-scan-{uuid.uuid4().hex}"
 
     async def on_config(topic: str, payload: bytes) -> None:
-        if scanning and payload:
+        if scanning and payload and owned(topic, kinds):
             existing.add(topic)
 
     async def on_event(topic: str, payload: bytes) -> None:
@@ -327,3 +398,11 @@ async def publish_discovery(bus: Bus, cfg: OngridConfig, *, timeout_s: float = 1
         await bus.publish_raw(topic, encode(payload), qos=1, retain=True)
     log.info("home assistant discovery: %d configs published, %d removed", len(wanted), len(removed))
     return DiscoveryResult(published=tuple(wanted), removed=tuple(removed))
+
+
+async def announce(bus: Bus, cfg: OngridConfig, *kinds: Kind) -> None:
+    """A service's discovery at start: a convenience, so a failure is logged and never stops it."""
+    try:
+        await publish_discovery(bus, cfg, kinds)
+    except Exception as exc:
+        log.warning("Home Assistant discovery not published: %s", exc)

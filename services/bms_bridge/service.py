@@ -7,10 +7,12 @@ import asyncio
 from shared.bridge.schedule import run_every
 from shared.bus import Bus
 from shared.config import BatteryConfig, ConfigProblem, OngridConfig
+from shared.homeassistant import announce
 from shared.logs import get_logger
 from shared.messages import Event, EventLevel, utc_now
 from shared.pylontech import PylontechError
 from shared.pylontech.client import PylontechClient
+from shared.topics import Kind
 
 from .coordinator import BatteryCoordinator
 from .poller import StackPoller, UnsupportedTransport, endpoint_for
@@ -110,6 +112,7 @@ async def run(cfg: OngridConfig, bus: Bus) -> None:
     clients = {id(p.client): p.client for p in pollers}
     try:
         async with asyncio.TaskGroup() as group:
+            group.create_task(announce(bus, cfg, Kind.BMS), name="ha-discovery")
             for poller in pollers:
                 group.create_task(poll_forever(bus, cfg.site, poller), name=f"bms-{poller.battery.id}")
     finally:

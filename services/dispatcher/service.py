@@ -30,7 +30,7 @@ from shared.config import ConfigProblem, OngridConfig
 from shared.config.tariff import Csv
 from shared.energy.battery import BatteryModel
 from shared.energy.tariff import Tariff, TariffError, parse_price_csv, tariff_from_config
-from shared.homeassistant import publish_discovery
+from shared.homeassistant import announce
 from shared.logs import get_logger
 from shared.messages import (
     Availability,
@@ -595,9 +595,6 @@ async def run(cfg: OngridConfig, bus: Bus) -> None:
     await dispatcher.restore()
     dispatcher.subscribe()
     await bus.subscribed()
-    try:
-        result = await publish_discovery(bus, cfg)
-        log.info("Home Assistant discovery published: %s", result)
-    except Exception as exc:  # discovery is a convenience; never a reason not to dispatch
-        log.warning("Home Assistant discovery not published: %s", exc)
+    # Its own entities only (mode, decision): each bridge announces its devices.
+    await announce(bus, cfg, Kind.DISPATCHER)
     await dispatcher.run()

@@ -18,6 +18,7 @@ from shared.bridge.schedule import run_every
 from shared.bus import Bus
 from shared.config import ConfigProblem, InverterConfig, OngridConfig
 from shared.config.transports import ModbusTransport
+from shared.homeassistant import announce
 from shared.logs import EpisodeLog, get_logger
 from shared.messages import (
     AckStatus,
@@ -428,6 +429,7 @@ async def run(cfg: OngridConfig, bus: Bus) -> None:
         bridge.subscribe()
     try:
         async with asyncio.TaskGroup() as group:
+            group.create_task(announce(bus, cfg, Kind.INVERTER), name="ha-discovery")
             for bridge in bridges:
                 group.create_task(bridge.run(), name=f"inverter-{bridge.device}")
     finally:

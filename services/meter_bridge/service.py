@@ -17,6 +17,7 @@ from shared.bridge.schedule import run_every
 from shared.bus import Bus
 from shared.config import ConfigProblem, MeterConfig, OngridConfig
 from shared.config.transports import ModbusTransport
+from shared.homeassistant import announce
 from shared.logs import get_logger
 from shared.messages import MeterState, utc_now
 from shared.modbus import Link, close_links, open_link
@@ -145,6 +146,7 @@ async def run(cfg: OngridConfig, bus: Bus) -> None:
     bridges = make_bridges(cfg, bus)  # a ConfigProblem ends the service with status 2 (shared.service)
     try:
         async with asyncio.TaskGroup() as group:
+            group.create_task(announce(bus, cfg, Kind.METER), name="ha-discovery")
             for bridge in bridges:
                 group.create_task(bridge.run(), name=f"meter-{bridge.device}")
     finally:

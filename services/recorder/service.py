@@ -12,8 +12,10 @@ from shared import topics
 from shared.bus import Bus
 from shared.config import ConfigProblem, OngridConfig
 from shared.contract import model_for_topic
+from shared.homeassistant import announce
 from shared.logs import get_logger
 from shared.messages import DailyStats
+from shared.topics import Kind
 
 from .backends import open_backend, open_reader
 from .backends.base import BackendDown
@@ -126,7 +128,11 @@ async def run(cfg: OngridConfig, bus: Bus) -> None:
         recorder.spool.dir,
         recorder.spool.backlog_rows,
     )
-    tasks = [asyncio.create_task(coro) for coro in (recorder.run(), status_loop(), stats_loop())]
+    # The daily statistics' Home Assistant entities are the recorder's to announce.
+    tasks = [
+        asyncio.create_task(coro)
+        for coro in (recorder.run(), status_loop(), stats_loop(), announce(bus, cfg, Kind.STATS))
+    ]
     try:
         await asyncio.gather(*tasks)
     finally:

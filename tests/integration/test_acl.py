@@ -125,6 +125,12 @@ async def _sees(broker: LocalCompose, reader: str, writer: str, topic: str, payl
         ("dispatcher", topics.inverter_state(SITE, "inv1"), False),
         ("dispatcher", topics.ha_discovery("select", "ongrid_acl", "dispatcher_mode"), True),
         ("homeassistant", topics.ha_discovery("select", "ongrid_acl", "dispatcher_mode"), False),
+        # Each bridge announces its own device's entities, the recorder the daily statistics'.
+        ("inverter-bridge", topics.ha_discovery("sensor", "ongrid_acl", "inverter_inv1_soc"), True),
+        ("bms-bridge", topics.ha_discovery("sensor", "ongrid_acl", "bms_bat1_module1_soc"), True),
+        ("meter-bridge", topics.ha_discovery("sensor", "ongrid_acl", "meter_grid_power"), True),
+        ("recorder", topics.ha_discovery("sensor", "ongrid_acl", "stats_site_pv_today"), True),
+        ("nodered", topics.ha_discovery("sensor", "ongrid_acl", "meter_grid_power"), False),
         ("recorder", topics.daily_stats(SITE), True),
         ("nodered", topics.service_availability(SITE, "dispatcher"), False),
     ],

@@ -219,10 +219,16 @@ def test_value_templates_read_the_contract_payloads(
         assert rendered == expected
 
 
+def _stack(state: m.BatteryState, modules: int) -> m.BatteryState:
+    """The example's module repeated for each module of the seed's stack (five), as the BMS reports it."""
+    first = state.modules[0]
+    return state.model_copy(update={"modules": tuple(first.model_copy(update={"index": i}) for i in range(modules))})
+
+
 def test_every_sensor_template_renders_a_number_from_its_state_payload(configs: dict[str, dict[str, Any]]) -> None:
     by_state_topic = {
         topics.inverter_state("seed", "inv1"): EXAMPLES[m.InverterState],
-        topics.battery_state("seed", "bat1"): EXAMPLES[m.BatteryState],
+        topics.battery_state("seed", "bat1"): _stack(EXAMPLES[m.BatteryState], modules=5),
         topics.meter_state("seed", "grid"): EXAMPLES[m.MeterState],
         topics.daily_stats("seed"): EXAMPLES[m.DailyStats],
     }
@@ -320,3 +326,17 @@ def test_a_null_field_renders_none_which_home_assistant_shows_as_unknown(configs
     state = EXAMPLES[m.BatteryState].model_copy(update={"power_w": None, "current_a": None})
     assert _render_value(payload["value_template"], state) == "None"
     assert float(_render_value(payload["value_template"], EXAMPLES[m.BatteryState])) == -1198.0
+
+
+def test_each_module_has_its_sensors_and_a_module_not_reported_is_unknown(configs: dict[str, dict[str, Any]]) -> None:
+    """Five US2000s in the seed: SoC, voltage and cell spread each, read by the module's index."""
+    modules = [t for t in configs if "/bms_bat1_module" in t]
+    assert len(modules) == 5 * len(ha.MODULE_SENSORS)
+    spread = configs[topics.ha_discovery("sensor", "ongrid_seed", "bms_bat1_module3_cell_spread")]
+    assert spread["unit_of_measurement"] == "mV" and spread["name"] == "Module 3 cell spread"
+    example = EXAMPLES[m.BatteryState]
+    third = example.model_copy(update={"modules": (example.modules[0].model_copy(update={"index": 2}),)})
+    assert float(_render_value(spread["value_template"], third)) == 10.0
+    assert _render_value(spread["value_template"], example) == "None"  # index 2 not in the payload
+    stack = configs[topics.ha_discovery("sensor", "ongrid_seed", "bms_bat1_cell_spread")]
+    assert float(_render_value(stack["value_template"], example)) == 16.0
