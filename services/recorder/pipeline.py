@@ -31,7 +31,7 @@ from shared.topics import TopicParts, parse
 from .backends import Backend, BackendDown, BackendRejected
 from .points import to_rows
 from .rows import Row
-from .spool import Segment, Spool, SpoolError
+from .spool import CACHED_ROWS, Segment, Spool, SpoolError
 
 log = get_logger("recorder")
 # Parsed topics kept (a neighbourhood repeats the same topics every second); bounded.
@@ -75,6 +75,7 @@ class Recorder:
         self._memory: deque[Row] = deque()
         self._memory_max = memory_max_rows
         self._wake = asyncio.Event()
+        self._progress = asyncio.Event()  # a write finished (or failed): backpressure re-checks
         self._idle = asyncio.Event()
         self._idle.set()
         self._topics: dict[str, TopicParts] = {}
@@ -100,6 +101,7 @@ class Recorder:
                 log.warning("not recorded: %s", exc, extra={"topic": topic})
         if rows:
             self.add_rows(rows)
+        await self._room()
 
     def _parts(self, topic: str) -> TopicParts:
         parts = self._topics.get(topic)
@@ -120,8 +122,27 @@ class Recorder:
             self.counters.spool_failures += 1
             self._spool_episode.failure(exc)
             self._keep_in_memory(rows)
-        if self.spool.open_rows >= self.batch_size or self._memory:
+        if self.spool.open_rows >= self.batch_size:
+            # A segment per batch, whether or not the writer is free: one request each, and only
+            # the newest segments are held in memory (spool.CACHED_ROWS), however long the backlog.
+            try:
+                self.spool.seal()
+            except SpoolError as exc:
+                self.counters.spool_failures += 1
+                self._spool_episode.failure(exc)
+        if self.spool.backlog_rows >= self.batch_size or self._memory:
             self._wake.set()
+
+    async def _room(self) -> None:
+        """Backpressure: while the database answers but more slowly than messages arrive, wait
+        until what is spooled fits the in-memory cache. The bus acknowledges (and the broker sends
+        more) only after the handler returns, so the backlog stays in the broker's session queue
+        instead of being re-read from disk later. While the database is down the spool takes
+        everything (that is what it is for)."""
+        while self.database_ok and self.spool.backlog_rows > CACHED_ROWS:
+            self._progress.clear()
+            self._wake.set()
+            await self._progress.wait()
 
     def _keep_in_memory(self, rows: list[Row]) -> None:
         self._memory.extend(rows)
@@ -179,6 +200,7 @@ class Recorder:
             if not await self._write(rows[start : start + self.batch_size]):
                 return False
         self.spool.done(segment)
+        self._progress.set()
         return True
 
     async def _write(self, rows: list[Row]) -> bool:
@@ -200,6 +222,7 @@ class Recorder:
                 log.exception("unexpected error writing to %s", self.backend.name)
             self.counters.write_failures += 1
             self.database_ok = False
+            self._progress.set()
             self.last_error = str(exc)
             self._episode.failure(exc)
             return False

@@ -29,6 +29,9 @@ log = get_logger("recorder.spool")
 
 OPEN = ".open"
 SEALED = ".seg"
+# Rows kept in memory (the newest segments, as appended) so that writing them needs no re-read.
+# Older segments are read back from disk when their turn comes (after a database outage).
+CACHED_ROWS = 20_000
 
 
 class SpoolError(OSError):
@@ -171,9 +174,14 @@ class Spool:
                 oldest.rows,
                 oldest.path.name,
             )
-        # Keep memory bounded under a backlog: only the newest few segments stay cached.
-        for segment in self._sealed[:-4]:
-            segment.cached = None
+        # Keep memory bounded under a backlog: only the newest segments, up to CACHED_ROWS, stay cached.
+        kept = 0
+        for segment in reversed(self._sealed):
+            if segment.cached is None:
+                continue
+            kept += segment.rows
+            if kept > CACHED_ROWS:
+                segment.cached = None
 
     # -- replay ------------------------------------------------------------------------------
 
