@@ -186,7 +186,8 @@ class Fleet:
             self.volumes.append(name)
         return name
 
-    def mount_args(self, name: str) -> list[str]:
+    def mount_args(self, name: str, config: Path | None = None) -> list[str]:
+        """The service's compose volumes; ``config`` in place of its /config/ongrid.yaml source."""
         args: list[str] = []
         for entry in self.service(name).get("volumes", []):
             if isinstance(entry, str):
@@ -199,7 +200,9 @@ class Fleet:
                 read_only = bool(entry.get("read_only"))
                 subpath = (entry.get("volume") or {}).get("subpath")
             ro = ",ro=true" if read_only else ""
-            if kind == "bind":
+            if config is not None and target == "/config/ongrid.yaml":
+                args += ["--mount", f"type=bind,src={config},dst={target}{ro}"]
+            elif kind == "bind":
                 args += ["--mount", f"type=bind,src={(ROOT / source).resolve()},dst={target}{ro}"]
             elif source == "mqtt-auth":
                 host = self.auth_dir / subpath if subpath else self.auth_dir
@@ -220,6 +223,7 @@ class Fleet:
         env: Mapping[str, str],
         extra: Sequence[str] = (),
         container: str | None = None,
+        config: Path | None = None,
     ) -> str:
         spec = self.service(name)
         cname = container or self.name(name)
@@ -230,7 +234,7 @@ class Fleet:
             args += ["--group-add", str(group)]
         for key, value in env.items():
             args += ["-e", f"{key}={value}"]
-        args += [*self.mount_args(name), *extra, image, *command]
+        args += [*self.mount_args(name, config), *extra, image, *command]
         podman(*args)
         self.containers.append(cname)
         return cname
@@ -265,9 +269,19 @@ class Fleet:
 
     # -- ongrid services ----------------------------------------------------------------------------
 
-    def start_service(self, name: str, drop_env: Sequence[str] = ()) -> str:
+    def start_service(
+        self,
+        name: str,
+        drop_env: Sequence[str] = (),
+        *,
+        container: str | None = None,
+        config: Path | None = None,
+        extra: Sequence[str] = (),
+    ) -> str:
         spec = self.service(name)
-        return self.run(name, IMAGE, spec["command"], self.environment(name, drop_env), extra=["--stop-timeout", "15"])
+        env = self.environment(name, drop_env)
+        extra = ["--stop-timeout", "15", *extra]
+        return self.run(name, IMAGE, spec["command"], env, extra=extra, container=container, config=config)
 
     def exec(self, name: str, *argv: str, timeout: float = 120.0, env: Mapping[str, str] | None = None) -> Any:
         extra = [arg for key, value in (env or {}).items() for arg in ("-e", f"{key}={value}")]
@@ -283,7 +297,7 @@ class Fleet:
 
     def close(self) -> None:
         for cname in reversed(self.containers):
-            podman("rm", "--force", "--time", "5", cname, check=False, timeout=60)
+            podman("rm", "--force", "--volumes", "--time", "5", cname, check=False, timeout=60)
         for volume in self.volumes:
             podman("volume", "rm", "--force", volume, check=False)
         podman("network", "rm", "--force", self.network, check=False)

@@ -9,8 +9,12 @@ Home Assistant sees it, and the image's own HEALTHCHECK as podman runs it.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -153,6 +157,8 @@ def test_a_recorder_restart_loses_no_data(fleet: Fleet, bus: Messages) -> None:
         time.sleep(1)
     missed = {_ts_ms(p) for p in bus.since(stopped, inverter)}
     podman("start", fleet.name("recorder"), timeout=60)
+    fleet.started_at = time.monotonic()
+    print(f"\nrecorder: seconds from `podman start` to healthy: {_wait_healthy(fleet, 'recorder'):.1f}")
 
     deadline = time.monotonic() + STATE_TIMEOUT_S
     while not missed <= (after := _stored_inverter_ms(fleet)):
@@ -207,3 +213,71 @@ def _stored_day(fleet: Fleet) -> str:
     if not stored:
         pytest.fail("the recorder stored nothing")
     return datetime.fromtimestamp(max(stored) / 1000, ZoneInfo("Europe/London")).strftime("%Y-%m-%d")
+
+
+def test_a_serial_device_passed_through_works(fleet: Fleet, tmp_path: Path) -> None:
+    """An RS485 meter on a serial line, as docs/deployment.md passes one to the meter bridge.
+
+    The line is a socat pty pair: pymodbus's RTU server plays an SDM120 on the host end, the other
+    end goes into a meter-bridge container at /dev/ttyUSB0, owned by group dialout as USB adapters
+    are, opened by the image's uid 10001 through compose's ``group_add: [dialout]``. A pty's slave
+    opens only through its own devpts, so it is bind-mounted; a real adapter is a ``devices:`` entry.
+    """
+    socat = shutil.which("socat")
+    if socat is None:
+        pytest.skip("socat is not installed (make test-image installs it as root)")
+    host_end, container_end = tmp_path / "meter-host", tmp_path / "meter-container"
+    line = subprocess.Popen(
+        [socat, f"pty,raw,echo=0,link={host_end}", f"pty,raw,echo=0,link={container_end},group=dialout,mode=660"]
+    )
+    meter = None
+    client = None
+    try:
+        deadline = time.monotonic() + 10
+        while not (host_end.exists() and container_end.exists()):
+            assert time.monotonic() < deadline and line.poll() is None, "socat made no pty pair"
+            time.sleep(0.1)
+        meter = subprocess.Popen(
+            [sys.executable, "-m", "tests.image.rtu_meter", str(host_end)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert meter.stdout is not None and meter.stdout.readline().strip() == "serving"
+        config = tmp_path / "rs485.yaml"
+        config.write_text(
+            "site: rs485\n"
+            "meters:\n"
+            "  - id: grid\n"
+            "    model: eastron_sdm120\n"
+            "    role: grid\n"
+            "    transport: {kind: modbus_rtu, device: /dev/ttyUSB0, baudrate: 9600, unit: 1}\n"
+        )
+        config.chmod(0o644)
+        client = Messages(fleet.broker_port, "homeassistant", fleet.password("homeassistant"), "ongrid/rs485/#")
+        fleet.start_service(
+            "meter-bridge",
+            container=fleet.name("meter-bridge-rs485"),
+            config=config,
+            extra=["--mount", f"type=bind,src={container_end.resolve()},dst=/dev/ttyUSB0"],
+        )
+        reading = client.wait_for(topics.meter_state("rs485", "grid"), lambda p: "voltage_v" in p, STATE_TIMEOUT_S)
+        assert reading is not None, podman("logs", fleet.name("meter-bridge-rs485"), check=False).stdout[-3000:]
+        # The values the RTU server holds, decoded by the bridge in the container.
+        assert reading["voltage_v"] == pytest.approx(231.25)
+        assert reading["current_a"] == pytest.approx(4.5)
+        assert reading["power_w"] == pytest.approx(1034.5)
+        assert reading["frequency_hz"] == pytest.approx(50.0)
+        energy = client.wait_for(
+            topics.meter_state("rs485", "grid"), lambda p: p.get("import_energy_wh", 0) > 0, STATE_TIMEOUT_S
+        )
+        assert energy is not None and energy["import_energy_wh"] == pytest.approx(1_234_500.0)
+        assert energy["export_energy_wh"] == pytest.approx(67_250.0)
+    finally:
+        if client is not None:
+            client.close()
+        for process in (meter, line):
+            if process is not None:
+                process.terminate()
+                process.wait(10)
