@@ -180,9 +180,12 @@ def test_every_ongrid_command_works_in_the_image(fleet: Fleet, tmp_path: Path) -
     names += ["backtest", "report", "status", "demo"]
     for name in names:
         assert name in commands, name
+    # One container for all of them: a container start per command would be most of the time.
+    loop = 'for c in "$@"; do out=$(ongrid "$c" --help 2>&1); echo "$c $? $(echo "$out" | grep -c Usage)"; done'
+    helps = podman("run", "--rm", IMAGE, "sh", "-c", loop, "sh", *names[:-1], timeout=300).stdout.split("\n")
+    answers = {line.split()[0]: line.split()[1:] for line in helps if line.strip()}
     for name in names[:-1]:
-        result = podman("run", "--rm", IMAGE, "ongrid", name, "--help", check=False)
-        assert result.returncode == 0 and "Usage" in result.stdout, (name, result.stdout, result.stderr)
+        assert answers.get(name, ["?", "0"])[0] == "0" and answers[name][1] != "0", (name, answers.get(name))
 
     # The dev tools (a private broker, throwaway databases) stay out of the image, and say so.
     demo = podman("run", "--rm", IMAGE, "ongrid", "demo", check=False)
