@@ -32,10 +32,10 @@ import pytest
 import yaml
 
 from shared import topics
-from tests.helpers import free_port
 from tests.image.conftest import SERVICES, SITE
 from tests.image.podman_fleet import BROKER_IMAGE, IMAGE, ROOT, Messages, engine_env, podman
-from tests.integration.compose_local import TEST_SECRETS, load_compose
+from tests.support import free_port
+from tests.support.compose_local import TEST_SECRETS, load_compose
 
 # The first test's setup may build the base, the image and the broker image (about 10 minutes from
 # nothing on 2 busy cores): more than the suite's default per-test timeout.
