@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.fleetrun import FLEET_SERVICES, scenario_config
 from services.devtools.demo import Fleet, private_broker
 from services.devtools.endpoints import read_endpoints
+from services.devtools.fleet_start import release_clock, service_name, wait_online
 from services.devtools.procstats import memory_mb
 from shared import topics
 from shared.bus import Bus
@@ -127,13 +128,14 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             bus.subscribe(topics.topic(site, Kind.INVERTER, topics.ANY, Stream.ACK), CommandAck, tally.ack)
             await bus.subscribed(10)
             try:
-                simulator = fleet.start(
-                    "simulator", "services.simulator", "--speed", str(speed), "--start", start.isoformat(), "--mqtt"
-                )
+                clock = ("--speed", str(speed), "--start", start.isoformat(), "--hold")
+                simulator = fleet.start("simulator", "services.simulator", *clock, "--mqtt")
                 endpoints = await asyncio.to_thread(read_endpoints, simulator, 60)
                 control = next(e["endpoint"] for e in endpoints if e["device"] == "control")
                 for service in FLEET_SERVICES:
                     fleet.start(service, f"services.{service}")
+                await wait_online(cfg.mqtt, site, map(service_name, FLEET_SERVICES), dead=fleet.dead)
+                await asyncio.to_thread(release_clock, control)
                 t0 = time.monotonic()
                 while tally.sim_time is None or tally.sim_time < end:
                     if fleet.dead():

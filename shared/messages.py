@@ -609,7 +609,7 @@ class SimTruth(Message):
     soc_pct: Pct
     diverter_w: Finite = 0.0
     heat_pump_w: Finite = 0.0
-    speed: Finite = 1.0
+    speed: Finite = Field(1.0, description="Simulated seconds per wall second; 0 while the clock is held (--hold).")
 
 
 def expires_in(seconds: float, now: datetime | None = None) -> datetime:

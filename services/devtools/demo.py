@@ -36,7 +36,8 @@ from shared.contract import model_for_topic
 from shared.messages import Message, SimTruth
 from shared.ports import free_port
 
-from .endpoints import read_endpoints
+from .endpoints import endpoint_map, read_endpoints
+from .fleet_start import NotOnline, service_name, start_when_online
 from .localbroker import Broker
 from .processes import ROOT, Child, stop_all
 
@@ -197,6 +198,10 @@ async def _watch(
     return watcher
 
 
+def _wall(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 @contextlib.contextmanager
 def private_broker(workdir: Path) -> Iterator[Broker]:
     """A fresh Mosquitto of the run's own under ``workdir/mqtt``, stopped on exit."""
@@ -237,21 +242,41 @@ def run_demo(
         end = start + timedelta(hours=hours)
         console.print(
             f"[bold]ongrid demo[/]: {scenario.name}, {start_day} for {hours:g} h at {speed:g}x "
-            f"(about {hours * 3600 / speed / 60:.0f} min); broker on port {broker.port}; logs in "
+            f"(about {_wall(hours * 3600 / speed)} once the services are online); broker on port "
+            f"{broker.port}; logs in "
             f"{workdir / 'logs'}"
         )
+        failed = False
         try:
+            # Held at the start until every service is online: at this speed a service still
+            # importing its libraries would miss hours of the day (see fleet_start).
             simulator = fleet.start(
-                "simulator", "services.simulator", "--speed", str(speed), "--start", start.isoformat(), "--mqtt"
+                "simulator", "services.simulator", "--speed", str(speed), "--start", start.isoformat(), "--mqtt",
+                "--hold",
             )
-            for endpoint in read_endpoints(simulator, timeout=60, log=fleet.log_path("simulator")):
+            endpoints = read_endpoints(simulator, timeout=60, log=fleet.log_path("simulator"))
+            for endpoint in endpoints:
                 console.print(f"  simulated {endpoint['model']:<16} {endpoint['protocol']:<12} {endpoint['endpoint']}")
             for service in SERVICES:
                 fleet.start(service, f"services.{service}")
+            console.print("simulated clock held at the start until every service is online")
+            start_when_online(
+                cfg.mqtt,
+                cfg.site,
+                [service_name(service) for service in SERVICES],
+                endpoint_map(endpoints)["control"],
+                dead=fleet.dead,
+                report=lambda name, after_s: console.print(f"  {name} online after {after_s:.1f} s"),
+            )
+            console.print("simulated day started")
             asyncio.run(_watch(cfg.mqtt, cfg.site, start, end, fleet, console, live_ui))
         except KeyboardInterrupt:
             console.print("interrupted")
+        except NotOnline as exc:
+            failed = True
+            console.print(f"[red]{exc}[/]; see {fleet.log_path(exc.missing[0].replace('-', '_'))}")
         except RuntimeError as exc:
+            failed = True
             console.print(f"[red]{exc}[/]; see {fleet.log_path('simulator')}")
         finally:
             dead = fleet.dead()
@@ -283,7 +308,7 @@ def run_demo(
             return 1
         console.print(result.stdout.strip())
         console.print(f"[bold green]done[/]: report in {report_dir} (open {report_dir / 'index.html'})")
-        return 1 if dead else 0
+        return 1 if dead or failed else 0
 
 
 app = typer.Typer(add_completion=False, help="Run the seed house with every service and show it live.")

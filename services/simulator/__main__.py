@@ -1,4 +1,4 @@
-"""``python -m services.simulator --config FILE [--speed N] [--start DATE] [--seed S]``."""
+"""``python -m services.simulator --config FILE [--speed N] [--start DATE] [--seed S] [--hold]``."""
 
 from __future__ import annotations
 
@@ -44,12 +44,19 @@ def main(argv: list[str] | None = None) -> None:
         mqtt: Annotated[
             bool | None, typer.Option(help="Publish ground truth on MQTT (default: scenario).")
         ] = None,
+        hold: Annotated[
+            bool,
+            typer.Option(
+                help="Hold the clock at the start until POST /clock {\"run\": true} on the control channel "
+                "(an accelerated run releases it once every service is online)."
+            ),
+        ] = False,
         log_level: Annotated[str | None, typer.Option("--log-level")] = None,
     ) -> None:
         cfg = load_or_exit(config)
         setup_logging("simulator", log_level or cfg.log_level, cfg.log_format)
         try:
-            sim = Simulator(cfg, speed=speed, start=start, seed=seed)
+            sim = Simulator(cfg, speed=speed, start=start, seed=seed, hold=hold)
         except ConfigProblem as problem:
             raise config_exit(config, problem) from None
         except ValueError as exc:
@@ -57,10 +64,11 @@ def main(argv: list[str] | None = None) -> None:
             raise typer.Exit(2) from None
         use_mqtt = sim.sim.control.mqtt if mqtt is None else mqtt
         log.info(
-            "simulating from %s at x%g (seed %s)",
+            "simulating from %s at x%g (seed %s)%s",
             sim.clock.start.isoformat(),
             sim.clock.speed,
             sim.house.params.seed,
+            ", clock held until released" if hold else "",
         )
         try:
             asyncio.run(run_until_stopped(_run(sim, use_mqtt)))

@@ -1,6 +1,8 @@
 """The test side channel: a tiny HTTP/1.1 server for ground truth and fault injection.
 
     GET  /truth                    -> SimTruth JSON plus energy totals and inverter state
+    GET  /clock                    -> {"sim_time", "start", "speed", "held"}
+    POST /clock                    body {"run": true} releases a clock started held (``--hold``)
     GET  /writes                   -> {"total": n, "writes": [every 0x42/0x49 request received, in order]}
     GET  /faults                   -> {device: {fault: value}}
     POST /faults/{device}          body {"silent": true} / {"crc": true} / {"exception": 4} /

@@ -54,6 +54,8 @@ class Simulator:
     speed: float | None = None
     start: str | None = None
     seed: int | None = None
+    # Start with the clock held at its start until ``POST /clock {"run": true}`` (``--hold``).
+    hold: bool = False
     out: TextIO = field(default_factory=lambda: sys.stdout)
     sim: SimulatorConfig = field(init=False)
     house: House = field(init=False)
@@ -78,7 +80,7 @@ class Simulator:
             raise ValueError(f"--speed must be > 0, got {speed}")
         begin = start_of(self.start or self.sim.start, self.sim.location.timezone)
         self.house = House(house_params(self.sim, seed=self.seed), begin)
-        self.clock = SimClock(begin, speed)
+        self.clock = SimClock(begin, speed, held=self.hold)
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def __aenter__(self) -> Simulator:
@@ -98,7 +100,7 @@ class Simulator:
                 "control", "http", f"http://{self.sim.control.host}:{self.control_port}", "simulator"
             )
             # The clock starts when the devices are up, so no simulated time passes unserved.
-            self.clock = SimClock(self.clock.start, self.clock.speed)
+            self.clock = SimClock(self.clock.start, self.clock.speed, held=self.clock.held)
             self._tasks.append(asyncio.create_task(self._physics(), name="sim-physics"))
         except BaseException:
             await self.close()
@@ -160,7 +162,8 @@ class Simulator:
             soc_pct=round(min(100.0, max(0.0, self.house.battery.soc_pct)), 3),
             diverter_w=round(f.diverter_w, 1),
             heat_pump_w=round(f.heat_pump_w, 1),
-            speed=self.clock.speed,
+            # 0 while held: a follower extrapolating at the run's speed would race ahead of it.
+            speed=self.clock.rate,
         )
 
     # -- devices ------------------------------------------------------------------------------
@@ -282,6 +285,14 @@ class Simulator:
         parts = [p for p in path.split("?")[0].split("/") if p]
         if parts == ["truth"] and method == "GET":
             return 200, self._truth_json()
+        if parts == ["clock"] and method == "GET":
+            return 200, self._clock_json()
+        if parts == ["clock"] and method == "POST":
+            if not _bool(body, "run"):
+                raise ValueError('a released clock cannot be held again: body must be {"run": true}')
+            if self.clock.release():
+                log.info("clock released at %s, running at x%g", self.clock.start.isoformat(), self.clock.speed)
+            return 200, self._clock_json()
         if parts == ["writes"] and method == "GET":
             return 200, {"total": self.write_seq, "writes": list(self.writes)}
         if parts == ["faults"] and method == "GET":
@@ -329,6 +340,14 @@ class Simulator:
                 raise ValueError("body must be a JSON object of faults")
             faults.update(body)
         return 200, faults.as_dict()
+
+    def _clock_json(self) -> dict[str, Any]:
+        return {
+            "sim_time": self.clock.now().isoformat(),
+            "start": self.clock.start.astimezone(UTC).isoformat(),
+            "speed": self.clock.speed,
+            "held": self.clock.held,
+        }
 
     def _truth_json(self) -> dict[str, Any]:
         h = self.house

@@ -28,11 +28,12 @@ import pytest
 import yaml
 
 from services.devtools.demo import SCENARIO, Fleet, relocate_scenario
+from services.devtools.fleet_start import service_name, start_when_online
 from shared import topics
 from shared.bus import Bus
 from shared.config import MqttConfig
 from shared.messages import DispatcherDecision, InverterCommand, Plan, SimTruth
-from tests.support import MOSQUITTO, Broker, free_port, read_endpoints, running_broker
+from tests.support import MOSQUITTO, Broker, endpoint_map, free_port, read_endpoints, running_broker
 
 SPEED = 400.0
 START = datetime(2026, 1, 14, 23, 30, tzinfo=UTC)  # January: London time is UTC
@@ -114,13 +115,19 @@ def test_economy7_night_charges_cheap_and_carries_the_morning(tmp_path: Path, br
     config = tmp_path / "ongrid.yaml"
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     fleet = Fleet(tmp_path, config)
-    env_speed = ("--speed", str(SPEED), "--start", START.isoformat(), "--mqtt")
+    env_speed = ("--speed", str(SPEED), "--start", START.isoformat(), "--mqtt", "--hold")
+    services = ("inverter_bridge", "meter_bridge", "bms_bridge", "dispatcher")
     try:
         fleet.start("simulator", "services.simulator", *env_speed)
-        read_endpoints(fleet.processes["simulator"], timeout=60, log=fleet.log_path("simulator"))
-        for service in ("inverter_bridge", "meter_bridge", "bms_bridge", "dispatcher"):
+        endpoints = read_endpoints(fleet.processes["simulator"], timeout=60, log=fleet.log_path("simulator"))
+        for service in services:
             fleet.start(service, f"services.{service}")
         mqtt = MqttConfig(host=broker.host, port=broker.port)
+        # The night starts once every service is online: at 400x a dispatcher still importing
+        # HiGHS on a busy machine would miss the first hour.
+        start_when_online(
+            mqtt, data["site"], map(service_name, services), endpoint_map(endpoints)["control"], dead=fleet.dead
+        )
         truths, out = asyncio.run(observe(mqtt, data["site"], fleet))
     finally:
         fleet.stop()

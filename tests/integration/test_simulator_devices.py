@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import shutil
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -69,6 +70,27 @@ async def control(sim: Simulator, method: str, path: str, body: dict[str, Any] |
 
 def tcp_port(sim: Simulator, device: str) -> int:
     return int(sim.endpoints[device].rsplit(":", 1)[1])
+
+
+async def test_a_held_clock_stands_at_the_start_until_released(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("inv1", "inv1-v5", "pv-meter", "control")}
+    simulator = Simulator(load_config(scenario(tmp_path, ports)), speed=600, hold=True, out=io.StringIO())
+    async with simulator:
+        await asyncio.sleep(1.0)  # 10 simulated minutes, were it running
+        held = await control(simulator, "GET", "/clock")
+        truth = await control(simulator, "GET", "/truth")
+        assert held["held"] is True and held["sim_time"] == held["start"] == "2026-06-01T11:00:00+00:00"
+        assert truth["sim_time"].startswith("2026-06-01T11:00:00") and truth["speed"] == 0.0
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            await control(simulator, "POST", "/clock", {"run": False})
+        assert refused.value.code == 400
+        released = await control(simulator, "POST", "/clock", {"run": True})
+        assert released["held"] is False and released["speed"] == 600
+        await asyncio.sleep(1.0)
+        running = await control(simulator, "GET", "/clock")
+        truth = await control(simulator, "GET", "/truth")
+        assert running["sim_time"] > running["start"] and truth["speed"] == 600
+        assert truth["sim_time"] > "2026-06-01T11:05"  # a wall second or more at 600x
 
 
 async def test_announces_every_device_as_json(sim: Simulator) -> None:

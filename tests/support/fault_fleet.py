@@ -37,6 +37,7 @@ import yaml
 from services.devtools.demo import SCENARIO, Fleet, relocate_scenario
 from services.devtools.devdb import Server, influxd_available, running_influxd
 from services.devtools.endpoints import endpoint_map, read_endpoints
+from services.devtools.fleet_start import start_when_online
 from services.devtools.localbroker import MOSQUITTO, Broker, running_broker
 from shared import topics
 from shared.bus import Bus
@@ -289,7 +290,8 @@ def running_fleet(workdir: Path) -> Iterator[FaultFleet]:
         config.write_text(yaml.safe_dump(data, sort_keys=False))
         fleet = Fleet(workdir, config)
         stack.callback(fleet.stop)
-        fleet.start("simulator", "services.simulator", "--speed", str(SPEED), "--start", START.isoformat(), "--mqtt")
+        clock = ("--speed", str(SPEED), "--start", START.isoformat(), "--hold")
+        fleet.start("simulator", "services.simulator", *clock, "--mqtt")
         simulator = fleet.processes["simulator"]
         endpoints = endpoint_map(read_endpoints(simulator, timeout=60, log=fleet.log_path("simulator")))
         # Drain the simulator's stdout in the background so it can never block on a full pipe.
@@ -297,6 +299,8 @@ def running_fleet(workdir: Path) -> Iterator[FaultFleet]:
         os.set_blocking(simulator.stdout.fileno(), False)
         for name, module in SERVICES.items():
             fleet.start(name, module)
+        mqtt = MqttConfig(host=broker.host, port=broker.port)
+        start_when_online(mqtt, SITE, SERVICES, endpoints["control"], dead=fleet.dead)
         yield FaultFleet(workdir, broker, influx, data, fleet, SimControl(endpoints["control"]), endpoints)
 
 
