@@ -259,3 +259,32 @@ def test_diverter_fights_the_battery_in_self_use() -> None:
         fighting += f.battery_w > 50 and f.diverter_w > 50
     assert house.totals.diverter_wh > 0
     assert fighting > 0
+
+
+def test_self_use_follows_its_ct_through_a_day_and_stops_at_its_own_depth() -> None:
+    """The inverter's own self-use, as the dispatcher's hand-back leaves it (writes_per_day relies on
+    it): on the seed's 1 April it holds the grid near zero from its CT whenever the battery has room
+    to move, charges from surplus only, and discharges down to its own depth (the pack's min SoC),
+    not to the dispatcher's reserve, which is why the dispatcher takes control back there."""
+    house = House(HouseParams(), datetime(2026, 4, 1, tzinfo=LONDON))
+    rows = []
+    for _ in range(8640):  # 24 h in 10 s steps
+        house.step(10.0)
+        max_charge, max_discharge = house.battery.limits_w(10.0)
+        rows.append((house.flows.grid_w, house.flows.battery_w, max_charge, max_discharge))
+    grid, battery, max_charge, max_discharge = np.array(rows).T
+    assert house.inverter.control is Control.SELF_USE
+    free = (battery < max_discharge - 50) & (battery > -max_charge + 50)
+    assert free.mean() > 0.9
+    assert np.abs(grid[free]).mean() < 30.0  # the CT's own error (1 %, 8 W floor, 25 W wander)
+    charging = battery < -50
+    charged_wh = -battery[charging].sum() * 10 / 3600
+    imported_while_charging_wh = np.maximum(grid[charging], 0).sum() * 10 / 3600
+    assert charged_wh > 1000 and imported_while_charging_wh < 0.03 * charged_wh  # surplus only
+
+    low = replace(BatteryParams(), initial_soc_pct=25.0)
+    evening = House(HouseParams(battery=low), datetime(2026, 1, 5, 17, tzinfo=LONDON))
+    rows_low = run(evening, 8 * 60)  # a winter evening and night, no PV
+    _load, _pv, grid_low, battery_low, soc = rows_low.T
+    assert soc.min() == pytest.approx(low.min_soc_pct, abs=0.2)  # down to its own depth, not 20 %
+    assert battery_low[-60:].max() < 1.0 and grid_low[-60:].min() > 0  # then the grid carries the house
