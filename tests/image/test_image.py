@@ -217,6 +217,7 @@ def test_every_ongrid_command_works_in_the_image(fleet: Fleet, tmp_path: Path) -
     day = _stored_day(fleet)
     report = fleet.exec("recorder", "ongrid", "report", "--from", day, "--to", day, "--out", "/app/var/report")
     assert report.returncode == 0, report.stdout + report.stderr
+    assert "Matplotlib created a temporary cache directory" not in report.stderr, report.stderr
     listing = fleet.exec("recorder", "ls", "/app/var/report").stdout.split()
     assert "index.html" in listing and any(name.endswith(".png") for name in listing), listing
 
