@@ -305,6 +305,15 @@ def dispatcher_configs(site: str) -> dict[str, dict[str, Any]]:
 
 # What each kind's publisher announces (``Kind`` -> configs from the fleet config).
 KINDS: tuple[Kind, ...] = (Kind.INVERTER, Kind.BMS, Kind.METER, Kind.STATS, Kind.DISPATCHER)
+# The HA components each kind's configs use. A service scans (and its broker user may read and
+# write, deploy/mosquitto/acl) only these: the bridges and the recorder sensors, nothing else.
+COMPONENTS: dict[Kind, tuple[str, ...]] = {
+    Kind.INVERTER: ("sensor",),
+    Kind.BMS: ("sensor",),
+    Kind.METER: ("sensor",),
+    Kind.STATS: ("sensor",),
+    Kind.DISPATCHER: ("select", "sensor"),
+}
 
 
 def discovery_configs(cfg: OngridConfig, kinds: Iterable[Kind] = KINDS) -> dict[str, dict[str, Any]]:
@@ -356,9 +365,10 @@ async def publish_discovery(
     """Publish the configs of ``kinds`` retained and clear the ones of those kinds left from devices
     no longer configured (other kinds are other services' to keep or clear).
 
-    The retained configs already on the broker are read by subscribing to this site's node id;
-    a message the bus sends to itself afterwards marks the end of them, because the broker delivers
-    one client's retained messages and its later publications in order.
+    The retained configs already on the broker are read by subscribing to this site's node id, in
+    the components these kinds use only (all a bridge's broker user may read); a message the bus
+    sends to itself afterwards marks the end of them, because the broker delivers one client's
+    retained messages and its later publications in order.
     """
     kinds = tuple(kinds)
     wanted = discovery_configs(cfg, kinds)
@@ -376,7 +386,8 @@ async def publish_discovery(
         if marker.encode() in payload:
             barrier.set()
 
-    bus.subscribe_raw(topics.ha_discovery_pattern(node_id(cfg.site)), on_config)
+    for component in sorted({c for kind in kinds for c in COMPONENTS[kind]}):
+        bus.subscribe_raw(topics.ha_discovery_pattern(node_id(cfg.site), component), on_config)
     bus.subscribe_raw(barrier_topic, on_event)
     await bus.subscribed(timeout_s)
     scan_event = Event(
@@ -403,6 +414,9 @@ async def publish_discovery(
 async def announce(bus: Bus, cfg: OngridConfig, *kinds: Kind) -> None:
     """A service's discovery at start: a convenience, so a failure is logged and never stops it."""
     try:
+        # Once connected, however long that takes: a bridge that starts before the broker (or while
+        # it restarts) still announces its devices, instead of giving up after the scan's timeout.
+        await bus.wait_connected()
         await publish_discovery(bus, cfg, kinds)
     except Exception as exc:
         log.warning("Home Assistant discovery not published: %s", exc)

@@ -201,5 +201,8 @@ def ha_discovery(component: str, node_id: str, object_id: str) -> str:
     return f"{HA_DISCOVERY_PREFIX}/{component}/{node_id}/{object_id}/config"
 
 
-def ha_discovery_pattern(node_id: str) -> str:
-    return f"{HA_DISCOVERY_PREFIX}/+/{check_name(node_id, 'node_id')}/+/config"
+def ha_discovery_pattern(node_id: str, component: str = ANY) -> str:
+    """Every discovery config under ``node_id``, of one component or (``+``) of all."""
+    if component != ANY:
+        check_name(component, "component")
+    return f"{HA_DISCOVERY_PREFIX}/{component}/{check_name(node_id, 'node_id')}/+/config"

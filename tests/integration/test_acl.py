@@ -10,14 +10,20 @@ arrived first: receiving only the dispatcher's command proves the other was drop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import aiomqtt
 import pytest
+from pydantic import SecretStr
 
+from shared import homeassistant as ha
 from shared import topics
+from shared.bus import Bus
+from shared.config import MqttConfig, load_config
 from shared.messages import CommandMode, DispatcherModeName, InverterCommand, ModeRequest, utc_now
+from shared.topics import Kind
 from tests.support.compose_local import LocalCompose, local_compose
 
 SITE = "acl"
@@ -131,6 +137,13 @@ async def _sees(broker: LocalCompose, reader: str, writer: str, topic: str, payl
         ("meter-bridge", topics.ha_discovery("sensor", "ongrid_acl", "meter_grid_power"), True),
         ("recorder", topics.ha_discovery("sensor", "ongrid_acl", "stats_site_pv_today"), True),
         ("nodered", topics.ha_discovery("sensor", "ongrid_acl", "meter_grid_power"), False),
+        # Sensors only: a bridge cannot announce an entity that acts (nor replace the mode select).
+        ("meter-bridge", topics.ha_discovery("select", "ongrid_acl", "dispatcher_mode"), False),
+        ("inverter-bridge", topics.ha_discovery("switch", "ongrid_acl", "inverter_inv1_charge"), False),
+        ("recorder", topics.ha_discovery("button", "ongrid_acl", "stats_site_reset"), False),
+        ("bms-bridge", "homeassistant/sensor/ongrid_acl/bms_bat1_soc/state", False),
+        ("bms-bridge", "homeassistant/status", False),
+        ("simulator", topics.ha_discovery("sensor", "ongrid_acl", "inverter_inv1_soc"), False),
         ("recorder", topics.daily_stats(SITE), True),
         ("nodered", topics.service_availability(SITE, "dispatcher"), False),
     ],
@@ -140,3 +153,44 @@ async def test_who_may_publish_what(broker: LocalCompose, writer: str, topic: st
     reader = "homeassistant" if topic.startswith("homeassistant/") else "recorder"
     payload = ModeRequest(mode=DispatcherModeName.HOLD).to_json() + uuid.uuid4().hex.encode()
     assert await _sees(broker, reader, writer, topic, payload) is allowed
+
+
+@pytest.mark.parametrize(
+    ("service", "kind"),
+    [
+        ("inverter-bridge", Kind.INVERTER),
+        ("bms-bridge", Kind.BMS),
+        ("meter-bridge", Kind.METER),
+        ("recorder", Kind.STATS),
+        ("dispatcher", Kind.DISPATCHER),
+    ],
+)
+async def test_each_service_may_announce_and_clear_its_own_discovery(
+    broker: LocalCompose, service: str, kind: Kind
+) -> None:
+    """publish_discovery as the service's own broker user: the ACL lets it read its configs back
+    (without that scan nothing would ever be removed) and clear them."""
+    site = f"acl{uuid.uuid4().hex[:6]}"
+    mqtt = MqttConfig(
+        host="127.0.0.1", port=broker.broker_port, username=service, password=SecretStr(broker.password(service))
+    )
+    full = load_config("deploy/scenarios/seed-house.yaml", site=site, mqtt=mqtt)
+    # Without its devices (the recorder's and the dispatcher's entities do not depend on devices).
+    empty = full.model_copy(update={"inverters": (), "meters": (), "batteries": ()})
+    async with Bus(mqtt, site=site, service=service) as bus:
+        first = await ha.publish_discovery(bus, full, (kind,), timeout_s=5)
+        assert first.published
+        second = await ha.publish_discovery(bus, empty, (kind,), timeout_s=5)
+    assert set(second.removed) == set(first.published) - set(second.published)
+    if kind not in (Kind.STATS, Kind.DISPATCHER):
+        assert second.removed, "the scan read nothing back"
+    # And what HA reads at its start is exactly what is left.
+    left: set[str] = set()
+    async with _client(broker, "homeassistant") as client:
+        await client.subscribe(topics.ha_discovery_pattern(ha.node_id(site)), qos=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                async for message in client.messages:
+                    if message.payload:
+                        left.add(str(message.topic))
+    assert left == set(second.published)

@@ -340,3 +340,20 @@ def test_each_module_has_its_sensors_and_a_module_not_reported_is_unknown(config
     assert _render_value(spread["value_template"], example) == "None"  # index 2 not in the payload
     stack = configs[topics.ha_discovery("sensor", "ongrid_seed", "bms_bat1_cell_spread")]
     assert float(_render_value(stack["value_template"], example)) == 16.0
+
+
+def test_each_kind_publishes_only_components_its_service_scans_and_may_write(
+    configs: dict[str, dict[str, Any]],
+) -> None:
+    """A config in a component its service does not scan could never be cleared; one its broker user
+    may not write (deploy/mosquitto/acl: the bridges and the recorder sensors only) never arrives."""
+    assert set(ha.COMPONENTS) == set(ha.KINDS)
+    for kind in ha.KINDS:
+        mine = ha.discovery_configs(_cfg(), (kind,))
+        assert mine, kind
+        for topic in mine:
+            assert ha.owned(topic, (kind,)) and not ha.owned(topic, set(ha.KINDS) - {kind}), topic
+            assert _component(topic) in ha.COMPONENTS[kind], topic
+    assert {c for k in ha.KINDS if k is not topics.Kind.DISPATCHER for c in ha.COMPONENTS[k]} == {"sensor"}
+    assert topics.ha_discovery_pattern("ongrid_seed", "sensor") == "homeassistant/sensor/ongrid_seed/+/config"
+    assert topics.ha_discovery_pattern("ongrid_seed") == "homeassistant/+/ongrid_seed/+/config"
