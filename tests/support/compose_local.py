@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,9 @@ _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([
 
 class ComposeError(Exception):
     pass
+
+
+ConfigEdit = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def interpolate(text: str, env: Mapping[str, str]) -> str:
@@ -272,8 +275,9 @@ class LocalCompose:
 
     # -- our services ---------------------------------------------------------------------------
 
-    def prepare(self, name: str) -> tuple[list[str], dict[str, str], Path]:
-        """argv (entrypoint + command), environment and working folder of one service."""
+    def prepare(self, name: str, edit: ConfigEdit | None = None) -> tuple[list[str], dict[str, str], Path]:
+        """argv (entrypoint + command), environment and working folder of one service; ``edit``
+        changes its config as a person would edit ongrid.yaml before a restart."""
         spec = self.service(name)
         mounts = self.mounts(name)
         env = self.environment(name, mounts)
@@ -281,7 +285,8 @@ class LocalCompose:
         cwd = self.workdir / "run" / name
         cwd.mkdir(parents=True, exist_ok=True)
         mapped = cwd / "ongrid.yaml"
-        mapped.write_text(yaml.safe_dump(self.map_config(yaml.safe_load(config.read_text()), mounts)))
+        data = self.map_config(yaml.safe_load(config.read_text()), mounts)
+        mapped.write_text(yaml.safe_dump(edit(data) if edit else data))
         env["ONGRID_CONFIG"] = str(mapped)
         for target, host in mounts.table:
             if target.startswith("/app/"):
@@ -289,8 +294,8 @@ class LocalCompose:
         argv = ["sh", str(ROOT / "deploy/entrypoint.sh"), *spec["command"]]
         return argv, env, cwd
 
-    def start(self, name: str) -> None:
-        argv, env, cwd = self.prepare(name)
+    def start(self, name: str, edit: ConfigEdit | None = None) -> None:
+        argv, env, cwd = self.prepare(name, edit)
         log = self.workdir / f"{name}.log"
         self.logs[name] = log
         with log.open("wb") as sink:
