@@ -357,3 +357,15 @@ def test_each_kind_publishes_only_components_its_service_scans_and_may_write(
     assert {c for k in ha.KINDS if k is not topics.Kind.DISPATCHER for c in ha.COMPONENTS[k]} == {"sensor"}
     assert topics.ha_discovery_pattern("ongrid_seed", "sensor") == "homeassistant/sensor/ongrid_seed/+/config"
     assert topics.ha_discovery_pattern("ongrid_seed") == "homeassistant/+/ongrid_seed/+/config"
+
+
+def test_long_ids_cut_and_hashed_still_belong_to_their_kind_only() -> None:
+    # A device id that starts like another kind ("meter_...") or is long enough to be cut and hashed.
+    cfg = _cfg()
+    inverter = cfg.inverters[0].model_copy(update={"id": "meter_" + "x" * 58})
+    meter = cfg.meters[0].model_copy(update={"id": "m" * 64})
+    cfg = cfg.model_copy(update={"inverters": (inverter,), "meters": (meter,)})
+    for kind in ha.KINDS:
+        for topic in ha.discovery_configs(cfg, (kind,)):
+            owners = [other for other in ha.KINDS if ha.owned(topic, (other,))]
+            assert owners == [kind], topic
