@@ -180,12 +180,10 @@ def test_every_ongrid_command_works_in_the_image(fleet: Fleet, tmp_path: Path) -
     names += ["backtest", "report", "status", "demo"]
     for name in names:
         assert name in commands, name
-    # One container for all of them: a container start per command would be most of the time.
-    loop = 'for c in "$@"; do out=$(ongrid "$c" --help 2>&1); echo "$c $? $(echo "$out" | grep -c Usage)"; done'
-    helps = podman("run", "--rm", IMAGE, "sh", "-c", loop, "sh", *names[:-1], timeout=300).stdout.split("\n")
-    answers = {line.split()[0]: line.split()[1:] for line in helps if line.strip()}
-    for name in names[:-1]:
-        assert answers.get(name, ["?", "0"])[0] == "0" and answers[name][1] != "0", (name, answers.get(name))
+    # The six services run in the fleet; status, backtest, report and demo run below; `simulate` is
+    # the simulator under another name: its --help shows the alias resolves in the image.
+    alias = podman("run", "--rm", IMAGE, "ongrid", "simulate", "--help", check=False)
+    assert alias.returncode == 0 and "Usage" in alias.stdout, alias.stdout + alias.stderr
 
     # The dev tools (a private broker, throwaway databases) stay out of the image, and say so.
     demo = podman("run", "--rm", IMAGE, "ongrid", "demo", check=False)
