@@ -373,6 +373,13 @@ class DispatcherDecision(Message):
     numbers: dict[str, Finite] = Field(default_factory=dict)
     plan_id: str | None = None
     commanding: bool = Field(True, description="False when the dispatcher has handed control back.")
+    soc_source: Literal["bms", "inverter"] | None = Field(
+        None,
+        description="Whose SoC the decision used: the BMS's when one is configured and heard (it wins), "
+        "else the inverter's; null when there was no reading. numbers.soc_inverter_pct and "
+        "numbers.soc_bms_pct give both.",
+    )
+    soc_device: str | None = Field(None, description="The device whose SoC the decision used.")
 
 
 class PlanStep(BaseModel):

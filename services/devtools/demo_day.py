@@ -4,6 +4,10 @@ One house at the seed site in March: PV on a clear-ish day with passing cloud, a
 (kettle, oven, evening peak), a 10 kWh battery in self-use with the dispatcher's decisions and a
 plan every 30 minutes, CT meters with a small gain error (so the balance residual is not zero),
 modules and cells, write counters, availability and events. Deterministic for a given seed.
+
+From 18:00 to 20:00 the inverter's own SoC reads 17 points under the BMS's (the seed's "app says
+99 %, inverter says 82 %"), and the dispatcher's ``soc_disagreement`` events come from its own
+check (``services.dispatcher.core.soc_check``) with the default thresholds.
 """
 
 from __future__ import annotations
@@ -13,9 +17,15 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+from services.dispatcher.core.soc_check import SocWatch, soc_event, watch_soc
 from shared import messages as m
 from shared import topics
+from shared.config.dispatcher import DispatcherConfig
 from shared.topics import Kind
+
+# The inverter's SoC drift in the evening, points (the seed's 99 % against 82 %).
+INVERTER_SOC_DRIFT_PCT = -17.0
+DRIFT_HOURS = (18.0, 20.0)
 
 
 def day_messages(
@@ -28,6 +38,8 @@ def day_messages(
     cloud = 1.0
     steps = int(hours * 3600 / step_s)
     plan_every = 1800 // step_s
+    limits = DispatcherConfig()
+    soc_watch = SocWatch()
     yield (
         topics.availability(site, Kind.INVERTER, "inverter1"),
         m.Availability(ts=start, state=m.AvailabilityState.ONLINE),
@@ -47,6 +59,8 @@ def day_messages(
             battery = 0.0
         soc = min(100.0, max(0.0, soc - battery * step_s / 3600.0 / capacity_wh * 100.0))
         grid = load - pv - battery
+        drift = INVERTER_SOC_DRIFT_PCT if DRIFT_HOURS[0] <= hour < DRIFT_HOURS[1] else 0.0
+        inverter_soc = round(min(100.0, max(0.0, soc + drift)), 2)
         yield (
             topics.inverter_state(site, "inverter1"),
             m.InverterState(
@@ -55,7 +69,7 @@ def day_messages(
                 model="sofar_me3000sp",
                 running_state=m.RunningState.DISCHARGING if battery > 0 else m.RunningState.CHARGING,
                 battery_power_w=round(battery, 1),
-                battery_soc_pct=round(soc, 2),
+                battery_soc_pct=inverter_soc,
                 battery_voltage_v=51.0,
                 battery_temp_c=18.0,
                 grid_power_w=round(grid, 1),
@@ -121,6 +135,21 @@ def day_messages(
                 modules=modules,
             ),
         )
+        soc_watch, verdict = watch_soc(
+            soc_watch,
+            inverter_soc,
+            ts,
+            round(soc, 2),
+            ts,
+            threshold_pct=limits.soc_disagreement_pct,
+            after_s=limits.soc_disagreement_s,
+            max_apart_s=limits.stale_after_s,
+        )
+        if verdict is not None:
+            yield (
+                topics.event(site, Kind.DISPATCHER, topics.DISPATCHER_DEVICE),
+                soc_event(verdict, inverter="inverter1", bms="bms1", threshold_pct=limits.soc_disagreement_pct, ts=ts),
+            )
         if k % 5 == 0:
             yield (
                 topics.dispatcher_decision(site),
@@ -129,7 +158,9 @@ def day_messages(
                     mode="auto",
                     setpoints=m.Setpoints(inverter_mode=m.CommandMode.SELF_USE, battery_power_w=round(battery, 1)),
                     reason="plan_track" if pv > 0 else ("reserve_floor" if soc < 12 else "self_use"),
-                    numbers={"soc_pct": round(soc, 2)},
+                    numbers={"soc_pct": round(soc, 2), "soc_inverter_pct": inverter_soc, "soc_bms_pct": round(soc, 2)},
+                    soc_source="bms",
+                    soc_device="bms1",
                 ),
             )
         if k % plan_every == 0:

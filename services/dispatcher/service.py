@@ -57,6 +57,7 @@ from .core.failsafe import stale_inputs
 from .core.planner import Schedule, ScheduleError, plan
 from .core.replan import should_replan
 from .core.snapshot import Snapshot
+from .core.soc_check import SocWatch, soc_event, watch_soc
 from .highs import silence_highs_banner
 from .history import History, HistoryFileError
 from .inputs import build_inputs, plan_error_pct
@@ -197,6 +198,7 @@ class Dispatcher:
         self.last_decision: Decision | None = None
         self.decisions = 0
         self.commands_sent = 0
+        self.soc_watch = SocWatch()
         self._lock = asyncio.Lock()
 
     # -- topics ------------------------------------------------------------------------------
@@ -277,6 +279,7 @@ class Dispatcher:
 
     async def _on_inverter(self, _topic: str, state: InverterState) -> None:
         self.inverter = state
+        await self._compare_soc()
         if self.history.add(state.ts, state.load_power_w, state.pv_power_w):
             self._save_history()
         if self.devices.grid_meter is None:
@@ -292,6 +295,33 @@ class Dispatcher:
 
     async def _on_bms(self, _topic: str, state: BatteryState) -> None:
         self.bms = state
+        await self._compare_soc()
+
+    async def _compare_soc(self) -> None:
+        """Raise (once) an inverter and a BMS that disagree on the SoC for too long; clear it (once)."""
+        inverter, bms, d = self.inverter, self.bms, self.cfg.dispatcher
+        if inverter is None or bms is None:
+            return
+        self.soc_watch, verdict = watch_soc(
+            self.soc_watch,
+            inverter.battery_soc_pct,
+            inverter.ts,
+            bms.soc_pct,
+            bms.ts,
+            threshold_pct=d.soc_disagreement_pct,
+            after_s=d.soc_disagreement_s,
+            max_apart_s=d.stale_after_s,
+        )
+        if verdict is None:
+            return
+        event = soc_event(
+            verdict, inverter=inverter.device, bms=bms.device, threshold_pct=d.soc_disagreement_pct, ts=utc_now()
+        )
+        if event.level is EventLevel.WARNING:
+            log.warning(event.message, extra={"device": bms.device})
+        else:
+            log.info(event.message, extra={"device": bms.device})
+        await self.bus.publish(self.event_topic, event)
 
     async def _on_grid(self, _topic: str, state: MeterState) -> None:
         self.grid = state
@@ -401,8 +431,20 @@ class Dispatcher:
         numbers = dict(message.numbers)
         if self.last_sent is not None:
             numbers["lease_s"] = self.last_sent.lease_s
+        source: dict[str, Any] = {}
+        if snap is not None and self.inverter is not None:
+            # Which SoC the decision stands on, and both readings, so a person can see a disagreement.
+            numbers["soc_inverter_pct"] = self.inverter.battery_soc_pct
+            if self.bms is not None:
+                numbers["soc_bms_pct"] = self.bms.soc_pct
+            device = self.bms.device if snap.soc_source == "bms" and self.bms is not None else self.devices.inverter
+            source = {"soc_source": snap.soc_source, "soc_device": device}
         message = message.model_copy(
-            update={"detail": combine(decision.detail, f"command {sent}" if sent else None, *notes), "numbers": numbers}
+            update={
+                "detail": combine(decision.detail, f"command {sent}" if sent else None, *notes),
+                "numbers": numbers,
+                **source,
+            }
         )
         await self.bus.publish(topics.dispatcher_decision(self.site), message)
         await self._switch_loads(decision, now)

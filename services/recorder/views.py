@@ -353,6 +353,25 @@ QUALITY = Dashboard(
             ),
         ),
         Panel("Events by code", "count", (q("event", "count", "sum", group_by="code", label="Events"),), kind="bars"),
+        Panel(
+            "SoC: inverter vs BMS",
+            "%",
+            (
+                q("inverter", "battery_soc_pct", group_by="device", label="SoC (inverter)"),
+                q("battery", "soc_pct", group_by="device", label="SoC (BMS)"),
+            ),
+            description="The same battery as each device counts it. Apart by more than "
+            "dispatcher.soc_disagreement_pct for dispatcher.soc_disagreement_s: a soc_disagreement event; "
+            "the dispatcher plans and controls on the BMS's (its decisions' soc_source).",
+        ),
+        Panel(
+            "SoC disagreements (inverter vs BMS)",
+            "count",
+            (q("event", "count", "sum", where={"code": "soc_disagreement"}, label="SoC disagreement raised"),),
+            kind="bars",
+            description="The dispatcher's soc_disagreement events: the inverter's and the BMS's SoC apart for "
+            "longer than dispatcher.soc_disagreement_s; the event names both values and both devices.",
+        ),
     ),
 )
 

@@ -6,7 +6,8 @@
     GET  /writes                   -> {"total": n, "writes": [every 0x42/0x49 request received, in order]}
     GET  /faults                   -> {device: {fault: value}}
     POST /faults/{device}          body {"silent": true} / {"crc": true} / {"exception": 4} /
-                                   {"out_of_range": true} / {"idle_drop_s": 10}
+                                   {"out_of_range": true} / {"idle_drop_s": 10} /
+                                   {"soc_offset_pct": -17} (an inverter's SoC reads off the BMS's)
     POST /faults/{device}/clear    back to normal (the logger keeps its configured idle drop)
     POST /grid                     body {"up": false} cuts the grid (EPS), {"up": true} restores it
     POST /inverter                 body {"faulted": true} puts the inverter in fault state

@@ -28,7 +28,7 @@ from shared.config.simulator import (
 from shared.logs import get_logger
 from shared.messages import SimTruth
 from shared.ports import free_port
-from shared.registers import load_map
+from shared.registers import Value, load_map
 
 from .clock import SimClock
 from .control import ControlServer
@@ -178,7 +178,14 @@ class Simulator:
         house = self.house
         if device.role == "inverter":
             serial = self.sim.inverter.serial
-            source = MapSource(regmap, lambda: inverter_values(house, serial))
+            def values() -> dict[str, Value]:
+                read = inverter_values(house, serial)
+                soc = read["battery_soc_pct"]
+                if faults.soc_offset_pct and isinstance(soc, int | float):
+                    read["battery_soc_pct"] = round(min(100.0, max(0.0, soc + faults.soc_offset_pct)))
+                return read
+
+            source = MapSource(regmap, values)
             handler = custom_handler(house)
 
             def custom(unit: int, function: int, register: int, value: int) -> int:

@@ -56,6 +56,14 @@ class DispatcherConfig(Section):
     quantum_w: Positive = 50.0
     lease_s: Annotated[float, Field(gt=0, le=86_400)] = 120.0
     stale_after_s: Positive = 60.0
+    soc_disagreement_pct: Annotated[float, Field(gt=0, le=100)] = Field(
+        10.0,
+        description="Inverter and BMS SoC further apart than this (percentage points) for "
+        "soc_disagreement_s raise a soc_disagreement event (and a soc_disagreement_cleared one when they agree).",
+    )
+    soc_disagreement_s: Positive = Field(
+        300.0, description="How long the inverter's and the BMS's SoC must disagree before it is raised."
+    )
     export_limit_w: Annotated[float, Field(ge=0)] | None = None
     top_up_margin_pct: Annotated[float, Field(ge=0, le=50)] = 5.0
     inverter_self_use: bool = Field(

@@ -130,5 +130,9 @@ def test_dispatcher_runs_a_battery_without_a_bms_link(tmp_path: Path, broker: Br
     # The inverter bridge does not wait for, or warn about, BMS limits that can never come.
     assert not [a for a in seen["ack"] if a.reason and "BMS" in a.reason], seen["ack"]
     assert all(d.reason != "stale_inputs" for d in seen["decision"][len(seen["decision"]) // 2 :]), context
+    # No BMS link: every decision says it stands on the inverter's SoC, and there is no BMS reading.
+    with_inputs = [d for d in seen["decision"] if d.reason != "stale_inputs"]
+    assert with_inputs and all(d.soc_source == "inverter" and d.soc_device == "inv1" for d in with_inputs), context
+    assert all("soc_bms_pct" not in d.numbers and "soc_inverter_pct" in d.numbers for d in with_inputs), context
     for name in ("dispatcher", "inverter_bridge"):
         assert "Traceback" not in logs[name], logs[name][-3000:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from shared.battery_limits import BmsLimits
 from shared.messages import BatteryState, DispatcherMode, DispatcherModeName, InverterState, MeterState
@@ -70,6 +71,8 @@ class Snapshot:
     meter_at: datetime | None = None
     bms_at: datetime | None = None
     grid_uncertainty_w: float | None = None
+    # Whose SoC ``soc_pct`` is: "bms" or "inverter" (the dispatcher says so in its decisions).
+    soc_source: Literal["bms", "inverter"] = "inverter"
 
     @classmethod
     def from_messages(
@@ -107,4 +110,5 @@ class Snapshot:
             grid_uncertainty_w=(
                 grid_meter.uncertainty_w if grid_meter is not None and grid_meter.below_accurate_range else None
             ),
+            soc_source="bms" if battery is not None else "inverter",
         )

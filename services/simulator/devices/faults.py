@@ -5,6 +5,9 @@
 * ``exception``: answers every read with this Modbus exception code (e.g. 4, device failure);
 * ``out_of_range``: answers reads with 0xFFFF in every register (a glitching device: SoC 65535 %);
 * ``idle_drop_s`` (Solarman logger): close a TCP client silent for this long; real loggers do ~10 s.
+* ``soc_offset_pct`` (inverter): its SoC register reads this many points off the battery's true SoC
+  (clamped to 0-100), as an inverter whose own estimate drifted from the BMS's ("app says 99 %,
+  inverter says 82 %").
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class DeviceFaults:
     exception: int | None = None
     out_of_range: bool = False
     idle_drop_s: float | None = None
+    soc_offset_pct: float = 0.0
 
     def update(self, changes: dict[str, object]) -> None:
         """Apply ``{name: value}`` from the control channel; unknown names and bad values are errors."""
@@ -45,6 +49,10 @@ class DeviceFaults:
                 and not (isinstance(value, int | float) and not isinstance(value, bool) and value > 0)
             ):
                 raise ValueError(f"fault 'idle_drop_s' needs seconds > 0 or null, got {value!r}")
+            if name == "soc_offset_pct" and not (
+                isinstance(value, int | float) and not isinstance(value, bool) and -100 <= value <= 100
+            ):
+                raise ValueError(f"fault 'soc_offset_pct' needs points -100..100, got {value!r}")
         for name, value in changes.items():
             setattr(self, name, value)
 
@@ -52,6 +60,7 @@ class DeviceFaults:
         self.silent = self.crc = self.out_of_range = False
         self.exception = None
         self.idle_drop_s = keep_idle_drop
+        self.soc_offset_pct = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
