@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backtest": ("services.dispatcher.backtest.__main__", "Replay load/PV data: what would a battery save?"),
     "report": ("services.recorder.report.__main__", "Render the dashboards' views to PNG and HTML."),
     "status": ("services.status", "Show the fleet's availability and latest readings."),
+    "ha-discovery": ("services.discovery", "Publish one service's Home Assistant discovery, clear its stale configs."),
     "demo": ("services.devtools.demo", "Run the seed house with every service and show it live."),
 }
 

@@ -357,6 +357,8 @@ def encode(payload: dict[str, Any]) -> bytes:
 class DiscoveryResult:
     published: tuple[str, ...]
     removed: tuple[str, ...]
+    # False when the retained configs could not all be read back: then nothing was removed.
+    scanned: bool = True
 
 
 async def publish_discovery(
@@ -373,7 +375,7 @@ async def publish_discovery(
     kinds = tuple(kinds)
     wanted = discovery_configs(cfg, kinds)
     existing: set[str] = set()
-    scanning = True
+    scanning = scanned = True
     barrier = asyncio.Event()
     barrier_topic = bus.event_topic
     marker = f"ha-discovery-scan-{uuid.uuid4().hex}"
@@ -400,6 +402,7 @@ async def publish_discovery(
         # Without the end marker the scan may be incomplete: publishing is still right, removing is not.
         log.warning("no end of the retained discovery scan after %.0f s; stale configs kept", timeout_s)
         existing.clear()
+        scanned = False
     scanning = False
 
     removed = stale_topics(existing, wanted)
@@ -408,7 +411,7 @@ async def publish_discovery(
     for topic, payload in wanted.items():
         await bus.publish_raw(topic, encode(payload), qos=1, retain=True)
     log.info("home assistant discovery: %d configs published, %d removed", len(wanted), len(removed))
-    return DiscoveryResult(published=tuple(wanted), removed=tuple(removed))
+    return DiscoveryResult(published=tuple(wanted), removed=tuple(removed), scanned=scanned)
 
 
 async def announce(bus: Bus, cfg: OngridConfig, *kinds: Kind) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import yaml
 
 from shared import homeassistant as ha
 from shared.bus import Bus
@@ -124,3 +127,54 @@ async def test_a_service_started_before_the_broker_still_announces(tmp_path: Pat
         assert set(seen) == set(ha.discovery_configs(cfg, (Kind.METER,)))
     finally:
         broker.stop()
+
+
+def _seed_file(folder: Path, site: str, host: str, port: int, *, can_only: bool = False) -> Path:
+    """The seed house as a config file a person runs ``ongrid`` with; ``can_only``: no BMS links."""
+    data = yaml.safe_load(Path("deploy/scenarios/seed-house.yaml").read_text())
+    data |= {"site": site, "mqtt": {"host": host, "port": port}}
+    for battery in data["batteries"] if can_only else ():
+        battery.pop("transport")
+    config = folder / "ongrid.yaml"
+    config.write_text(yaml.safe_dump(data))
+    return config
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services", "ha-discovery", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_ha_discovery_clears_the_entities_of_a_service_that_no_longer_runs(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    """The last battery becomes CAN-only: the bms-bridge will not start (nothing to read), so
+    ``ongrid ha-discovery bms-bridge`` clears its entities, and only those."""
+    site = f"ha{uuid.uuid4().hex[:8]}"
+    cfg = _config(mosquitto, site, extra_meter=False)
+    everything = ha.discovery_configs(cfg)
+    async with Bus(cfg.mqtt, site=site, service="dispatcher") as bus:
+        await bus.wait_connected(10)
+        for topic, payload in everything.items():
+            assert await bus.publish_raw(topic, ha.encode(payload), qos=1, retain=True)
+    bms = set(ha.discovery_configs(cfg, (Kind.BMS,)))
+    assert bms
+
+    config = _seed_file(tmp_path, site, mosquitto.host, mosquitto.port, can_only=True)
+    result = await asyncio.to_thread(_cli, "bms-bridge", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert f"bms-bridge: 0 configs published, {len(bms)} removed" in result.stdout
+
+    after = await _retained(mosquitto, f"homeassistant/+/ongrid_{site}/+/config")
+    assert after == {t: json.loads(ha.encode(p)) for t, p in everything.items() if t not in bms}
+    # It spoke neither online nor offline for the bms-bridge (one may be running elsewhere).
+    assert not await _retained(mosquitto, f"ongrid/{site}/service/bms-bridge/#")
+
+
+def test_ha_discovery_fails_clearly(tmp_path: Path) -> None:
+    config = _seed_file(tmp_path, "seed", "127.0.0.1", free_port())
+    nobody = _cli("meter-bridge", "--config", str(config), "--connect-s", "1")
+    assert nobody.returncode == 1 and "no broker at 127.0.0.1:" in nobody.stderr, nobody.stderr
+    wrong = _cli("simulator", "--config", str(config))
+    assert wrong.returncode == 2 and "'simulator' publishes no Home Assistant entities" in wrong.stderr
