@@ -49,7 +49,11 @@ to `ongrid/{site}/dispatcher/mode/set` as `{"mode": "force_charge", "until": "..
 
 **Bad payloads** are never acted on: the receiving service logs and counts them and answers on the
 matching `ack` (commands), on `.../mode/event` (mode requests) or on its own
-`ongrid/{site}/service/{service}/event`, with code `invalid_payload` and the validation error.
+`ongrid/{site}/service/{service}/event`, with code `invalid_payload` and the validation error. Only
+the addressee answers on `ack` and `.../mode/event` (the inverter-bridge for its commands, the
+dispatcher for mode requests); a service that reads everything (the recorder) reports a bad one on
+its own `event` topic. A command that arrives without an `id` is answered `error` with no
+`command_id` and not executed: nobody could match its answer.
 
 **Compatibility**: a breaking change to a model bumps its `v`; receivers refuse versions they do not
 speak (with a clear error event) rather than misreading them. Fields are only ever added as optional.
