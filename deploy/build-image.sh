@@ -32,6 +32,7 @@ if ! have "$BASE_IMAGE"; then
 fi
 
 echo "make image: $ENGINE build -t $IMAGE (base $BASE_IMAGE)"
+previous=$("${ENGINE_CMD[@]}" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 start=$(date +%s)
 # The host's CA bundle, for a network whose HTTPS to PyPI goes through an inspecting proxy: a build
 # secret, so it is used by pip and never stored in a layer.
@@ -44,4 +45,10 @@ format=()
 "${ENGINE_CMD[@]}" build "${format[@]}" "${secret[@]}" --build-arg "BASE_IMAGE=$BASE_IMAGE" -f deploy/Dockerfile -t "$IMAGE" .
 end=$(date +%s)
 size=$("${ENGINE_CMD[@]}" image inspect --format '{{.Size}}' "$IMAGE")
+# The image this build replaced (half a gigabyte each) goes, unless a container still uses it; the
+# build stage's layers stay, they are the cache of the next build.
+current=$("${ENGINE_CMD[@]}" image inspect --format '{{.Id}}' "$IMAGE")
+if [ -n "$previous" ] && [ "$previous" != "$current" ]; then
+  "${ENGINE_CMD[@]}" image rm "$previous" >/dev/null 2>&1 || true
+fi
 echo "make image: built $IMAGE in $((end - start)) s, $((size / 1000000)) MB"
