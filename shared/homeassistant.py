@@ -264,11 +264,22 @@ def stats_configs(site: str) -> dict[str, dict[str, Any]]:
     return _sensors(site, Kind.STATS, None, DAILY_SENSORS, topics.daily_stats(site), info)
 
 
-def dispatcher_configs(site: str) -> dict[str, dict[str, Any]]:
+# The plan's summary as the Plan sensor's attributes: its steps (96 or more) would be too big for
+# HA's state attributes, so the planned SoC at the horizon's end stands for them.
+PLAN_ATTRIBUTES_TEMPLATE = (
+    '{{ {"id": value_json.id, "reason": value_json.reason, "solver": value_json.solver, '
+    '"solve_ms": value_json.solve_ms, "step_s": value_json.step_s, "steps": value_json.steps | length, '
+    '"soc_pct_start": value_json.soc_pct_start, '
+    '"soc_pct_end": (value_json.steps | last).soc_pct_end if value_json.steps else none} | tojson }}'
+)
+
+
+def dispatcher_configs(site: str, currency: str) -> dict[str, dict[str, Any]]:
     info = _device(site, Kind.DISPATCHER, "main", f"ongrid dispatcher ({site})", None)
     availability = _availability(site, Kind.DISPATCHER, None)
     mode_oid = object_id("dispatcher", "mode")
     reason_oid = object_id("dispatcher", "reason")
+    plan_oid = object_id("dispatcher", "plan")
     return {
         topics.ha_discovery("select", node_id(site), mode_oid): {
             "name": "Mode",
@@ -299,6 +310,23 @@ def dispatcher_configs(site: str) -> dict[str, dict[str, Any]]:
             "origin": ORIGIN,
             "qos": 1,
             "icon": "mdi:head-cog",
+        },
+        # No device_class / state_class: a forecast over the horizon is neither HA's monetary total
+        # nor a measurement to keep long-term statistics of.
+        topics.ha_discovery("sensor", node_id(site), plan_oid): {
+            "name": "Plan expected cost",
+            "unique_id": object_id("ongrid", site, plan_oid),
+            "state_topic": topics.dispatcher_plan(site),
+            "value_template": "{{ value_json.expected_cost | round(2) }}",
+            "unit_of_measurement": currency,
+            "json_attributes_topic": topics.dispatcher_plan(site),
+            "json_attributes_template": PLAN_ATTRIBUTES_TEMPLATE,
+            "availability": availability,
+            "availability_mode": "all",
+            "device": info,
+            "origin": ORIGIN,
+            "qos": 1,
+            "icon": "mdi:chart-timeline-variant",
         },
     }
 
@@ -332,7 +360,7 @@ def discovery_configs(cfg: OngridConfig, kinds: Iterable[Kind] = KINDS) -> dict[
     if Kind.STATS in wanted:
         configs |= stats_configs(site)
     if Kind.DISPATCHER in wanted:
-        configs |= dispatcher_configs(site)
+        configs |= dispatcher_configs(site, cfg.tariff.currency)
     return configs
 
 

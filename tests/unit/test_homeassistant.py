@@ -369,3 +369,30 @@ def test_long_ids_cut_and_hashed_still_belong_to_their_kind_only() -> None:
         for topic in ha.discovery_configs(cfg, (kind,)):
             owners = [other for other in ha.KINDS if ha.owned(topic, (other,))]
             assert owners == [kind], topic
+
+
+def test_plan_sensor_shows_the_expected_cost_in_the_tariff_currency_and_a_summary(
+    configs: dict[str, dict[str, Any]],
+) -> None:
+    sensor = configs[topics.ha_discovery("sensor", "ongrid_seed", "dispatcher_plan")]
+    assert sensor["state_topic"] == sensor["json_attributes_topic"] == topics.dispatcher_plan("seed")
+    assert sensor["unit_of_measurement"] == _cfg().tariff.currency == "GBP"
+    assert "device_class" not in sensor and "state_class" not in sensor
+    plan = EXAMPLES[m.Plan]
+    assert float(_render_value(sensor["value_template"], plan)) == 1.23
+    attributes = json.loads(_render_value(sensor["json_attributes_template"], plan))
+    assert attributes == {
+        "id": "p1",
+        "reason": plan.reason,
+        "solver": plan.solver,
+        "solve_ms": plan.solve_ms,
+        "step_s": 1800,
+        "steps": len(plan.steps),
+        "soc_pct_start": 54.0,
+        "soc_pct_end": plan.steps[-1].soc_pct_end,
+    }
+    empty = json.loads(_render_value(sensor["json_attributes_template"], plan.model_copy(update={"steps": ()})))
+    assert empty["steps"] == 0 and empty["soc_pct_end"] is None
+    in_euro = _cfg(tariff=_cfg().tariff.model_copy(update={"currency": "EUR"}))
+    euro = ha.discovery_configs(in_euro, (topics.Kind.DISPATCHER,))
+    assert euro[topics.ha_discovery("sensor", "ongrid_seed", "dispatcher_plan")]["unit_of_measurement"] == "EUR"
