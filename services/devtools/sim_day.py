@@ -84,8 +84,12 @@ def simulate_day(
     meter_s: int = 2,
     inverter_s: int = 5,
     mode: ModeState | None = None,
+    command_delay_s: int = 0,
 ) -> DayTrace:
-    """Run ``hours`` from ``start`` (UTC) with ``cfg`` (a scenario: fleet config plus simulator)."""
+    """Run ``hours`` from ``start`` (UTC) with ``cfg`` (a scenario: fleet config plus simulator).
+
+    ``command_delay_s``: simulated seconds from a decision to its write at the inverter (the bus and
+    the bridge: tens of milliseconds, which the fleet at 120x stretches to seconds)."""
     silence_highs_banner()
     if cfg.simulator is None:
         raise ValueError("simulate_day needs a scenario: a config with a simulator section")
@@ -108,7 +112,11 @@ def simulate_day(
     reading_w = reading_soc = 0.0
     inverter_at: datetime | None = None
     trace = DayTrace()
+    pending: list[tuple[int, PassiveMode, float]] = []  # (due step, mode, W): writes on their way
     for k in range(int(hours * 3600)):
+        while pending and pending[0][0] <= k:
+            _, passive, power = pending.pop(0)
+            house.inverter.command(passive, power, (start + timedelta(seconds=k)).timestamp())
         house.step(1.0)
         now = start + timedelta(seconds=k + 1)
         flows = house.flows
@@ -139,12 +147,12 @@ def simulate_day(
             if why is not None:
                 if decision.command is None:
                     command = handback_command(now, d.lease_s, decision.reason)
-                    house.inverter.command(PassiveMode.AUTO, 0.0, now.timestamp())  # the bridge's hand-back
+                    pending.append((k + 1 + command_delay_s, PassiveMode.AUTO, 0.0))  # the bridge's hand-back
                 else:
                     command = build_command(decision.command, decision.battery_w, now, d.lease_s, decision.reason)
                     cap = snap.charge_limit_w if command.mode is CommandMode.CHARGE else snap.discharge_limit_w
                     power = min(command.power_w, cap if cap is not None else command.power_w)
-                    house.inverter.command(_PASSIVE[command.mode], power, now.timestamp())
+                    pending.append((k + 1 + command_delay_s, _PASSIVE[command.mode], power))
                 last_sent = Sent.of(command)
                 trace.commands += 1
             setpoint = decision.battery_w if decision.command is not None else flows.battery_w

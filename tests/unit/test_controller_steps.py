@@ -422,8 +422,10 @@ def test_snapshot_takes_the_uncertainty_only_below_the_accurate_range() -> None:
 @pytest.mark.parametrize(
     ("commanding", "changed_s", "inverter_s", "meter_s", "expected"),
     [
-        (True, 10, 0, 12, 3000),  # inverter read before the change, meter after: the setpoint
-        (True, 10, 11, 12, 150),  # inverter read after the change: its reading
+        (True, 10, 0, 22, 3000),  # inverter read before the change, meter once it settled: the setpoint
+        (True, 10, 15, 22, 3000),  # inverter read while it was still moving: the setpoint
+        (True, 10, 21, 22, 150),  # inverter read after it settled: its reading
+        (True, 10, 0, 12, 150),  # meter read 2 s after the change: it may not show it yet
         (True, 10, 0, 8, 150),  # both read before the change: the reading goes with the grid
         (False, 10, 0, 12, 150),  # not commanding (handed back): the inverter runs itself
         (True, None, 0, 12, 150),
@@ -447,6 +449,13 @@ def test_battery_seen(commanding, changed_s, inverter_s, meter_s, expected) -> N
 )
 def test_hold_range(reason, goal_w, topping_up, expected) -> None:
     assert hold_range(Limits(3000, 2500), topping_up, 1000, reason, goal_w) == expected
+    # with slack: within 25 W of working against the house may still be held
+    lo, hi = expected
+    slack = hold_range(Limits(3000, 2500), topping_up, 1000, reason, goal_w, 25.0)
+    if reason in ("plan_self_use", "self_use", "no_plan") and not topping_up:
+        assert slack == (max(-3000, lo - 25), min(2500, hi + 25))
+    else:
+        assert slack == expected
 
 
 def test_the_demos_3_kw_load_story() -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.config import DispatcherConfig, LoadConfig, OngridConfig
 from shared.config.loads import DiverterLoad, EvLoad, HeatPumpLoad
@@ -215,6 +215,10 @@ class Limits:
 FIXED_SETPOINT = (DispatcherModeName.FORCE_CHARGE, DispatcherModeName.FORCE_DISCHARGE, DispatcherModeName.HOLD)
 
 
+# Time an inverter is given to act on a new setpoint (the command's way over the bus and the bridge,
+# the inverter's own ramp: seconds) before a grid reading is taken to show it.
+INVERTER_SETTLE_S = 10.0
+
 # Goals that zero the grid on the meter's reading (as opposed to a planned or forced power).
 ZERO_GRID_GOALS = ("self_use", "no_plan", "plan_self_use")
 
@@ -347,15 +351,17 @@ def deadband_width(deadband_w: float, grid_uncertainty_w: float | None) -> float
     return max(deadband_w, grid_uncertainty_w or 0.0)
 
 
-def hold_range(lim: Limits, topping_up: bool, top_up_w: float, goal_reason: str, goal_w: float) -> tuple[float, float]:
+def hold_range(
+    lim: Limits, topping_up: bool, top_up_w: float, goal_reason: str, goal_w: float, slack_w: float = 0.0
+) -> tuple[float, float]:
     """The setpoints the deadband may keep: within the limits (at least the top-up charge while
-    topping up), and in the zero-grid goals never one that works against the house, i.e. a
-    discharge above what the house draws (battery energy to the grid) or a charge above the
-    surplus (grid energy into the battery). Holding the other side only leaves the battery doing a
-    little less than it could; the energy stays in it."""
+    topping up), and in the zero-grid goals never one that works against the house by more than
+    ``slack_w``, i.e. a discharge above what the house draws (battery energy to the grid) or a
+    charge above the surplus (grid energy into the battery). Holding the other side only leaves
+    the battery doing a little less than it could; the energy stays in it."""
     lo, hi = -lim.charge_max_w, (-min(top_up_w, lim.charge_max_w) if topping_up else lim.discharge_max_w)
     if goal_reason in ZERO_GRID_GOALS and not topping_up:
-        lo, hi = max(lo, min(goal_w, 0.0)), min(hi, max(goal_w, 0.0))
+        lo, hi = max(lo, min(goal_w, 0.0) - slack_w), min(hi, max(goal_w, 0.0) + slack_w)
     return lo, hi
 
 
@@ -380,13 +386,16 @@ def battery_seen(snap: Snapshot, memory: Memory) -> float:
     sees the battery at it while the inverter's last reading still shows the old power. Adding that
     stale reading to the fresh grid reading would put the zero-grid target off by the whole change
     (a 1.9 kW charge read as still discharging 150 W sent the next self-use target to -1.8 kW).
-    So while the inverter's reading predates the last change and the meter's does not, the
-    battery is taken to be at the setpoint it was told.
+    So while the inverter's reading predates the last change and the meter's was taken once the
+    inverter had ``INVERTER_SETTLE_S`` to act on it, the battery is taken to be at the setpoint it
+    was told. A meter reading inside that moment may or may not see the change (the command is
+    still on its way, the inverter still ramping): the reading stands, as before.
     """
     changed = memory.changed_at
     if not memory.commanding or changed is None or snap.inverter_at is None or snap.meter_at is None:
         return snap.battery_w
-    if snap.inverter_at < changed <= snap.meter_at:
+    settled = changed + timedelta(seconds=INVERTER_SETTLE_S)
+    if snap.inverter_at < settled <= snap.meter_at:
         return memory.setpoint_w
     return snap.battery_w
 
@@ -570,7 +579,8 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
         width = deadband_width(params.deadband_w, snap.grid_uncertainty_w)
         if width != params.deadband_w:
             numbers["deadband_w"] = width
-        keep_lo, keep_hi = hold_range(lim, topping_up, params.top_up_power_w, reason, goal_w)
+        slack = params.quantum_w / 2  # within half a write step of the need is as close as it gets
+        keep_lo, keep_hi = hold_range(lim, topping_up, params.top_up_power_w, reason, goal_w, slack)
         target = deadband(target, memory, width, keep_lo, keep_hi)  # 8
 
     setpoint = lim.bound(target.w) + 0.0  # + 0.0: no -0.0 on the wire
