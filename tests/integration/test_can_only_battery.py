@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from services.devtools.demo import SCENARIO, Fleet, relocate_scenario
+from services.devtools.fleet_start import service_name, start_when_online
 from shared import topics
 from shared.bus import Bus
 from shared.config import MqttConfig
@@ -33,7 +34,7 @@ from shared.messages import (
     InverterState,
     Plan,
 )
-from tests.support import MOSQUITTO, Broker, free_port, read_endpoints, running_broker
+from tests.support import MOSQUITTO, Broker, endpoint_map, free_port, read_endpoints, running_broker
 
 SPEED = 60.0
 START = datetime(2026, 1, 15, 1, 0, tzinfo=UTC)  # in the Economy 7 window: the plan charges
@@ -101,11 +102,17 @@ def test_dispatcher_runs_a_battery_without_a_bms_link(tmp_path: Path, broker: Br
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     fleet = Fleet(tmp_path, config)
     try:
-        fleet.start("simulator", "services.simulator", "--speed", str(SPEED), "--start", START.isoformat(), "--mqtt")
-        read_endpoints(fleet.processes["simulator"], timeout=60, log=fleet.log_path("simulator"))
-        for service in ("inverter_bridge", "dispatcher"):
+        clock = ("--speed", str(SPEED), "--start", START.isoformat(), "--hold")
+        fleet.start("simulator", "services.simulator", *clock, "--mqtt")
+        endpoints = read_endpoints(fleet.processes["simulator"], timeout=60, log=fleet.log_path("simulator"))
+        services = ("inverter_bridge", "dispatcher")
+        for service in services:
             fleet.start(service, f"services.{service}")
-        seen = asyncio.run(watch(MqttConfig(host=broker.host, port=broker.port), data["site"], fleet, 240.0))
+        mqtt = MqttConfig(host=broker.host, port=broker.port)
+        # The cheap window's hours start once both services are online (the clock is held until then).
+        control = endpoint_map(endpoints)["control"]
+        start_when_online(mqtt, data["site"], map(service_name, services), control, dead=fleet.dead)
+        seen = asyncio.run(watch(mqtt, data["site"], fleet, 240.0))
     finally:
         fleet.stop()
     logs = {name: fleet.log_path(name).read_text(errors="replace") for name in fleet.processes}
