@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 
+from shared.bridge.launcher import run_devices
 from shared.bridge.schedule import run_every
 from shared.bus import Bus
 from shared.config import BatteryConfig, ConfigProblem, OngridConfig
-from shared.homeassistant import announce
 from shared.logs import get_logger
 from shared.messages import Event, EventLevel, utc_now
 from shared.pylontech import PylontechError
@@ -110,11 +110,10 @@ async def run(cfg: OngridConfig, bus: Bus) -> None:
     check_config(cfg)  # a ConfigProblem ends the service with status 2 (shared.service)
     pollers = make_pollers(cfg.batteries)
     clients = {id(p.client): p.client for p in pollers}
-    try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(announce(bus, cfg, Kind.BMS), name="ha-discovery")
-            for poller in pollers:
-                group.create_task(poll_forever(bus, cfg.site, poller), name=f"bms-{poller.battery.id}")
-    finally:
+
+    async def close() -> None:
         for client in clients.values():
             await client.close()
+
+    loops = {f"bms-{p.battery.id}": functools.partial(poll_forever, bus, cfg.site, p) for p in pollers}
+    await run_devices(bus, cfg, Kind.BMS, loops, close=close)

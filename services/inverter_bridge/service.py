@@ -14,11 +14,11 @@ from typing import Any
 
 from shared import topics
 from shared.bridge import DeviceAvailability, MapPoller, PollFailed
+from shared.bridge.launcher import run_devices
 from shared.bridge.schedule import run_every
 from shared.bus import Bus
 from shared.config import ConfigProblem, InverterConfig, OngridConfig
 from shared.config.transports import ModbusTransport
-from shared.homeassistant import announce
 from shared.logs import EpisodeLog, get_logger
 from shared.messages import (
     AckStatus,
@@ -427,10 +427,5 @@ async def run(cfg: OngridConfig, bus: Bus) -> None:
     bridges = make_bridges(cfg, bus)  # a ConfigProblem ends the service with status 2 (shared.service)
     for bridge in bridges:
         bridge.subscribe()
-    try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(announce(bus, cfg, Kind.INVERTER), name="ha-discovery")
-            for bridge in bridges:
-                group.create_task(bridge.run(), name=f"inverter-{bridge.device}")
-    finally:
-        await close_links()
+    loops = {f"inverter-{bridge.device}": bridge.run for bridge in bridges}
+    await run_devices(bus, cfg, Kind.INVERTER, loops, close=close_links)

@@ -7,17 +7,16 @@ bus does not take the others offline.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime
 
 from shared import topics
 from shared.bridge import DeviceAvailability, MapPoller, PollFailed
+from shared.bridge.launcher import run_devices
 from shared.bridge.schedule import run_every
 from shared.bus import Bus
 from shared.config import ConfigProblem, MeterConfig, OngridConfig
 from shared.config.transports import ModbusTransport
-from shared.homeassistant import announce
 from shared.logs import get_logger
 from shared.messages import MeterState, utc_now
 from shared.modbus import Link, close_links, open_link
@@ -144,10 +143,5 @@ def make_bridges(cfg: OngridConfig, bus: Bus) -> list[MeterBridge]:
 async def run(cfg: OngridConfig, bus: Bus) -> None:
     check_config(cfg)
     bridges = make_bridges(cfg, bus)  # a ConfigProblem ends the service with status 2 (shared.service)
-    try:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(announce(bus, cfg, Kind.METER), name="ha-discovery")
-            for bridge in bridges:
-                group.create_task(bridge.run(), name=f"meter-{bridge.device}")
-    finally:
-        await close_links()
+    loops = {f"meter-{bridge.device}": bridge.run for bridge in bridges}
+    await run_devices(bus, cfg, Kind.METER, loops, close=close_links)
