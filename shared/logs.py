@@ -82,10 +82,6 @@ class EpisodeLog:
         self._failing_since: datetime | None = None
         self.failures = 0
 
-    @property
-    def failing(self) -> bool:
-        return self._failing_since is not None
-
     def failure(self, error: object) -> bool:
         """Record a failure; returns True when this opens a new episode."""
         self.failures += 1

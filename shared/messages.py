@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -617,10 +617,6 @@ class SimTruth(Message):
     diverter_w: Finite = 0.0
     heat_pump_w: Finite = 0.0
     speed: Finite = Field(1.0, description="Simulated seconds per wall second; 0 while the clock is held (--hold).")
-
-
-def expires_in(seconds: float, now: datetime | None = None) -> datetime:
-    return (now or utc_now()) + timedelta(seconds=seconds)
 
 
 ALL_MESSAGES: tuple[type[Message], ...] = (

@@ -173,10 +173,6 @@ def load_state(site: str, load: str) -> str:
     return topic(site, Kind.LOAD, load, Stream.STATE)
 
 
-def load_command(site: str, load: str) -> str:
-    return topic(site, Kind.LOAD, load, Stream.COMMAND)
-
-
 def forecast(site: str, name: str) -> str:
     """External forecasts: ``name`` is ``pv`` or ``load``."""
     return topic(site, Kind.FORECAST, name, Stream.STATE)

@@ -2,8 +2,7 @@
 
 Several devices on one RS485 bus (an inverter and two meters behind one adapter) share one Link,
 so a passive-mode command never interleaves with a meter poll: ``open_link`` returns the same
-object for the same endpoint. Each call takes the link's lock; ``async with link.exclusive():``
-holds it across several calls (write, then read back).
+object for the same endpoint. Each call takes the link's lock.
 
 Failure policy: a timeout, a bad frame or a lost connection closes the client and the call is
 retried ``retries`` times on a fresh connection; a Modbus exception response is the device's
@@ -23,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -52,7 +51,6 @@ class Link(ABC):
         self.timeout_s = timeout_s
         self.retries = retries
         self._lock = asyncio.Lock()
-        self._owner: asyncio.Task[Any] | None = None
         self.transactions = 0
         self.failures = 0
         self.reconnects = 0
@@ -103,16 +101,6 @@ class Link(ABC):
             raise LinkFramingError(self.endpoint, f"{what} answered with {type(answer).__name__}")
         return answer
 
-    @contextlib.asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[None]:
-        """Hold the link across several calls (they do not re-take the lock)."""
-        async with self._lock:
-            self._owner = asyncio.current_task()
-            try:
-                yield
-            finally:
-                self._owner = None
-
     async def close(self) -> None:
         await self._disconnect()
 
@@ -122,8 +110,6 @@ class Link(ABC):
     # ------------------------------------------------------------------ retry core
 
     async def _call(self, what: str, op: Callable[[], Awaitable[T]], attempts: int | None = None) -> T:
-        if self._owner is not None and self._owner is asyncio.current_task():
-            return await self._attempts(what, op, attempts)
         async with self._lock:
             return await self._attempts(what, op, attempts)
 

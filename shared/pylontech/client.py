@@ -164,6 +164,3 @@ class PylontechClient:
 
     async def serial_number(self, adr: int) -> SerialNumber:
         return await self._decode(adr, Cid2.SERIAL_NUMBER, SerialNumber.decode)
-
-    async def protocol_version(self, adr: int) -> int:
-        return (await self.transact(request(adr, Cid2.PROTOCOL_VERSION))).ver

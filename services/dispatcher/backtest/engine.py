@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -304,7 +303,3 @@ def simulate(
     result.switching_cost = d.switch_cost_per_change * throughput_kw
     result.nights_to_sunrise = dict(nights) if has_battery else {}
     return result
-
-
-def summary_timedelta(series: Series) -> timedelta:
-    return timedelta(seconds=series.step_s * len(series.times))

@@ -90,10 +90,6 @@ class BatteryParams:
                 raise ValueError(f"{name} must be in (0, 1], got {value}")
 
     @property
-    def nominal_kwh(self) -> float:
-        return self.modules * self.module_ah * self.nominal_module_v / 1000.0
-
-    @property
     def usable_kwh(self) -> float:
         """Energy between the SoC floor and ceiling of a new pack (weak module included)."""
         full_ah = self.module_ah * self.modules

@@ -92,10 +92,6 @@ class RegisterContext(ModbusServerContext):
         self.old_simulator = True  # tells the pymodbus server to call our async_getValues directly
         self.simdevices = []
 
-    def bind_custom(self, handler: CustomHandler | None) -> None:
-        """Route Sofar 0x42/0x49 requests to ``handler`` (the simulator's inverter model)."""
-        self._custom = handler
-
     async def custom_function(
         self, device_id: int, function: int, register: int, value: int
     ) -> int | ExcCodes:
@@ -137,9 +133,6 @@ class RegisterContext(ModbusServerContext):
         except ServeError as exc:
             return ExcCodes(exc.code)
         return None
-
-    def device_ids(self) -> list[int]:
-        return list(self._sources)
 
 
 ServeKind = Literal["modbus_tcp", "rtu_over_tcp", "modbus_rtu"]
