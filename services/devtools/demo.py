@@ -235,7 +235,7 @@ def run_demo(
         try:
             cfg = load_config(config_path)
         except ConfigError as exc:
-            console.print(f"[red]the scenario is not a valid config:[/] {exc}")
+            console.print(f"[red]the scenario is not a valid config:[/] {exc}", soft_wrap=True)
             return 2
         fleet = Fleet(workdir, config_path)
         start = datetime.combine(start_day, datetime.min.time(), UTC)
@@ -274,15 +274,15 @@ def run_demo(
             console.print("interrupted")
         except NotOnline as exc:
             failed = True
-            console.print(f"[red]{exc}[/]; see {fleet.log_path(exc.missing[0].replace('-', '_'))}")
+            console.print(f"[red]{exc}[/]; see {fleet.log_path(exc.missing[0].replace('-', '_'))}", soft_wrap=True)
         except RuntimeError as exc:
             failed = True
-            console.print(f"[red]{exc}[/]; see {fleet.log_path('simulator')}")
+            console.print(f"[red]{exc}[/]; see {fleet.log_path('simulator')}", soft_wrap=True)
         finally:
             dead = fleet.dead()
             fleet.stop()
         for name, code in dead.items():
-            console.print(f"[red]{name} exited early with status {code}[/]: see {fleet.log_path(name)}")
+            console.print(f"[red]{name} exited early with status {code}[/]: see {fleet.log_path(name)}", soft_wrap=True)
         report_dir = workdir / "report"
         result = subprocess.run(
             [
@@ -304,7 +304,7 @@ def run_demo(
             text=True,
         )
         if result.returncode != 0:
-            console.print(f"[red]ongrid report failed[/]:\n{result.stderr.strip()}")
+            console.print(f"[red]ongrid report failed[/]:\n{result.stderr.strip()}", soft_wrap=True)
             return 1
         console.print(result.stdout.strip())
         console.print(f"[bold green]done[/]: report in {report_dir} (open {report_dir / 'index.html'})")
