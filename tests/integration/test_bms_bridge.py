@@ -47,7 +47,7 @@ class Inbox:
         self.arrived = asyncio.Condition()
 
     async def wait_for(
-        self, topic: str, predicate: Any = lambda m: True, within_s: float = 20.0
+        self, topic: str, predicate: Any = lambda m: True, within_s: float = 120.0
     ) -> dict[str, Any]:
         async def found() -> dict[str, Any]:
             async with self.arrived:
@@ -192,9 +192,9 @@ async def test_bridge_publishes_truth_then_goes_offline_and_recovers(
             assert inbox.count(state_topic) == states_while_silent, "published a value it could not read"
 
             faults.silent = False
-            await inbox.wait_for(avail_topic, lambda m: m["state"] == "online", within_s=10)
+            await inbox.wait_for(avail_topic, lambda m: m["state"] == "online")
             assert inbox.count(state_topic) >= states_while_silent
-            fresh = await inbox.wait_for(state_topic, lambda m: m["ts"] > offline["ts"], within_s=10)
+            fresh = await inbox.wait_for(state_topic, lambda m: m["ts"] > offline["ts"])
             assert_matches_truth(fresh, battery.snapshot())
         finally:
             bridge.stop()

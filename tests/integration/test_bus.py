@@ -55,7 +55,7 @@ class Inbox:
         self.items.append((topic, value))
         self._changed.set()
 
-    async def wait_for(self, count: int = 1, timeout: float = 5.0) -> list[tuple[str, Any]]:
+    async def wait_for(self, count: int = 1, timeout: float = 30.0) -> list[tuple[str, Any]]:
         async def until() -> None:
             while len(self.items) < count:
                 self._changed.clear()
@@ -72,8 +72,8 @@ async def pair(mosquitto: Broker) -> AsyncIterator[tuple[str, Bus, Bus]]:
         Bus(mqtt_for(mosquitto), site=name, service="sender") as sender,
         Bus(mqtt_for(mosquitto), site=name, service="receiver") as receiver,
     ):
-        await sender.wait_connected(5)
-        await receiver.wait_connected(5)
+        await sender.wait_connected(30)
+        await receiver.wait_connected(30)
         yield name, sender, receiver
 
 
@@ -107,7 +107,7 @@ async def test_state_is_retained_for_late_subscribers(mosquitto: Broker) -> None
     name = site()
     meter = EXAMPLES[MeterState]
     async with Bus(mqtt_for(mosquitto), site=name, service="bridge") as bridge:
-        await bridge.wait_connected(5)
+        await bridge.wait_connected(30)
         await bridge.publish(topics.meter_state(name, "grid"), meter)
         async with Bus(mqtt_for(mosquitto), site=name, service="late", announce=False) as late:
             inbox = Inbox()
@@ -192,8 +192,8 @@ def test_fuzzed_payloads_never_crash_the_subscriber(mosquitto: Broker, data: lis
             Bus(mqtt_for(mosquitto), site=name, service="fuzzer", announce=False) as fuzzer,
             Bus(mqtt_for(mosquitto), site=name, service="victim") as victim,
         ):
-            await fuzzer.wait_connected(5)
-            await victim.wait_connected(5)
+            await fuzzer.wait_connected(30)
+            await victim.wait_connected(30)
             received, events = Inbox(), Inbox()
             victim.subscribe(topics.all_of(name, stream=Stream.STATE), model_for_topic, received)
             fuzzer.subscribe(victim.event_topic, Event, events)
@@ -224,8 +224,8 @@ async def test_reconnects_resubscribes_and_republishes_after_broker_restart(own_
         Bus(cfg, site=name, service="bridge") as bridge,
         Bus(cfg, site=name, service="consumer") as consumer,
     ):
-        await bridge.wait_connected(5)
-        await consumer.wait_connected(5)
+        await bridge.wait_connected(30)
+        await consumer.wait_connected(30)
         inbox = Inbox()
         consumer.subscribe(topics.meter_state(name, "grid"), MeterState, inbox)
         await consumer.subscribed()
@@ -238,13 +238,13 @@ async def test_reconnects_resubscribes_and_republishes_after_broker_restart(own_
         for leftover in own_broker.workdir.glob("*.db"):
             leftover.unlink()
         await asyncio.to_thread(own_broker.start)
-        await bridge.wait_connected(10)
-        await consumer.wait_connected(10)
+        await bridge.wait_connected(30)
+        await consumer.wait_connected(30)
         # The retained state came back (republished by the bridge), and the subscription works.
-        await inbox.wait_for(2, timeout=10)
+        await inbox.wait_for(2, timeout=30)
         await bridge.publish(topics.meter_state(name, "other"), EXAMPLES[MeterState])
         await bridge.publish(topics.meter_state(name, "grid"), EXAMPLES[MeterState])
-        await inbox.wait_for(3, timeout=5)
+        await inbox.wait_for(3, timeout=30)
         assert bridge.stats.connects == 2
 
 
@@ -256,7 +256,7 @@ CHILD = textwrap.dedent(
 
     async def main():
         async with Bus(MqttConfig(host=sys.argv[1], port=int(sys.argv[2])), site=sys.argv[3], service="doomed") as bus:
-            await bus.wait_connected(5)
+            await bus.wait_connected(30)
             print("up", flush=True)
             await asyncio.sleep(3600)
 
@@ -268,7 +268,7 @@ CHILD = textwrap.dedent(
 async def test_last_will_is_published_when_a_process_is_killed(mosquitto: Broker) -> None:
     name = site()
     async with Bus(mqtt_for(mosquitto), site=name, service="watcher", announce=False) as watcher:
-        await watcher.wait_connected(5)
+        await watcher.wait_connected(30)
         inbox = Inbox()
         watcher.subscribe(topics.service_availability(name, "doomed"), Availability, inbox)
         child = subprocess.Popen(
@@ -285,7 +285,7 @@ async def test_last_will_is_published_when_a_process_is_killed(mosquitto: Broker
             os.kill(child.pid, signal.SIGKILL)  # no clean disconnect: the broker must use the will
         finally:
             child.wait(5)
-        items = await inbox.wait_for(2, timeout=10)
+        items = await inbox.wait_for(2, timeout=30)
         assert items[-1][1].state is AvailabilityState.OFFLINE
         assert items[-1][1].reason == "connection lost"
 
@@ -293,11 +293,11 @@ async def test_last_will_is_published_when_a_process_is_killed(mosquitto: Broker
 async def test_clean_stop_says_offline(mosquitto: Broker) -> None:
     name = site()
     async with Bus(mqtt_for(mosquitto), site=name, service="watcher", announce=False) as watcher:
-        await watcher.wait_connected(5)
+        await watcher.wait_connected(30)
         inbox = Inbox()
         watcher.subscribe(topics.service_availability(name, "short"), Availability, inbox)
         async with Bus(mqtt_for(mosquitto), site=name, service="short") as short:
-            await short.wait_connected(5)
+            await short.wait_connected(30)
             await inbox.wait_for(1)
         items = await inbox.wait_for(2)
         assert [i[1].state for i in items] == [AvailabilityState.ONLINE, AvailabilityState.OFFLINE]
@@ -319,7 +319,7 @@ async def test_command_carries_a_message_expiry(mosquitto: Broker) -> None:
         bridge.subscribe(topics.inverter_command(name, "inv1"), InverterCommand, Inbox())
         await bridge.subscribed()
     async with Bus(cfg, site=name, service="dispatcher") as dispatcher:
-        await dispatcher.wait_connected(5)
+        await dispatcher.wait_connected(30)
         short = InverterCommand(ts=utc_now(), id="short", mode="standby", expires_at=utc_now() + timedelta(seconds=1))
         long = InverterCommand(ts=utc_now(), id="long", mode="standby", expires_at=utc_now() + timedelta(seconds=60))
         await dispatcher.publish(topics.inverter_command(name, "inv1"), short)

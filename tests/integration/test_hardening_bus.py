@@ -50,9 +50,9 @@ async def test_messages_queued_for_a_persistent_session_reach_a_handler_subscrib
     # First life: subscribe, so the broker keeps the subscription in the session.
     async with recorder_bus() as first:
         first.subscribe(pattern, MeterState, ignore)
-        await first.subscribed(10)
+        await first.subscribed(30)
     async with Bus(mqtt, site=site, service="publisher", announce=False) as publisher:
-        await publisher.wait_connected(10)
+        await publisher.wait_connected(30)
         for i in range(5):
             assert await publisher.publish(topics.meter_state(site, "grid"), reading(i), retain=False)
 
@@ -63,7 +63,7 @@ async def test_messages_queued_for_a_persistent_session_reach_a_handler_subscrib
         got.append(message.power_w)
 
     async with recorder_bus() as second:
-        await second.wait_connected(10)
+        await second.wait_connected(30)
         await asyncio.sleep(0.5)  # the queued messages have arrived before anyone asked for them
         second.subscribe(pattern, MeterState, keep)
         deadline = asyncio.get_running_loop().time() + 5
@@ -101,9 +101,9 @@ async def test_a_persistent_session_acknowledges_only_what_its_handler_has_taken
     first = recorder_bus()
     await first.__aenter__()
     first.subscribe(pattern, MeterState, stuck)
-    await first.subscribed(10)
+    await first.subscribed(30)
     async with Bus(mqtt, site=site, service="publisher", announce=False) as publisher:
-        await publisher.wait_connected(10)
+        await publisher.wait_connected(30)
         for i in range(3):
             assert await publisher.publish(topics.meter_state(site, "grid"), reading(i), retain=False)
         await asyncio.wait_for(holding.wait(), 5)
@@ -117,7 +117,7 @@ async def test_a_persistent_session_acknowledges_only_what_its_handler_has_taken
 
     async with recorder_bus() as second:
         second.subscribe(pattern, MeterState, keep)
-        await second.subscribed(10)
+        await second.subscribed(30)
         deadline = asyncio.get_running_loop().time() + 5
         while len(set(got)) < 3 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
@@ -142,10 +142,10 @@ async def test_a_recorder_away_for_more_than_a_thousand_messages_gets_them_all(m
 
     async with recorder_bus() as first:
         first.subscribe(pattern, MeterState, ignore)
-        await first.subscribed(10)
+        await first.subscribed(30)
     count = 3000
     async with Bus(mqtt, site=site, service="publisher", announce=False) as publisher:
-        await publisher.wait_connected(10)
+        await publisher.wait_connected(30)
         topic = topics.meter_state(site, "grid")
         for start in range(0, count, 200):
             sent = await asyncio.gather(

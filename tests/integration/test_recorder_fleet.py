@@ -129,7 +129,7 @@ async def publisher(mosquitto: Broker) -> AsyncIterator[Bus]:
         yield bus
 
 
-async def wait_recorder_online(bus: Bus, fleet: Fleet, timeout: float = 20.0) -> None:
+async def wait_recorder_online(bus: Bus, fleet: Fleet, timeout: float = 120.0) -> None:
     """The recorder's retained ``online`` (published after it subscribed) says it is listening."""
     seen = asyncio.Event()
 
@@ -152,7 +152,7 @@ def influx_count(server: Server, measurement: str, field: str, site: str) -> int
     return int(series[0]["values"][0][1]) if series else 0
 
 
-async def eventually(check, expected: int, timeout: float = 30.0) -> int:  # type: ignore[no-untyped-def]
+async def eventually(check, expected: int, timeout: float = 120.0) -> int:  # type: ignore[no-untyped-def]
     deadline = asyncio.get_running_loop().time() + timeout
     value = -1
     while asyncio.get_running_loop().time() < deadline:

@@ -60,7 +60,7 @@ def http(sim: Simulator, method: str, path: str, body: dict[str, Any] | None = N
         method=method,
         data=None if body is None else json.dumps(body).encode(),
     )
-    with urllib.request.urlopen(request, timeout=5) as response:
+    with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
 

@@ -29,6 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "deploy" / "scenarios" / "seed-house.yaml"
 PERFECT_CT = {"accuracy_pct": 0, "floor_w": 0, "noise_w": 0, "starting_current_a": 0, "wander_w": 0}
 LOGGER_SERIAL = 2712345678
+# How long a test waits for something the fleet will do: generous, because a shared 2-core machine
+# under load can take tens of seconds to start a process or answer a poll. A bound, not a pace.
+WAIT_S = 120.0
 
 
 def scenario(
@@ -125,7 +128,7 @@ class Simulator:
         request = urllib.request.Request(
             self.base + path, method=method, data=None if body is None else json.dumps(body).encode()
         )
-        with urllib.request.urlopen(request, timeout=5) as response:
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())
 
     async def truth(self) -> dict[str, Any]:
@@ -149,7 +152,7 @@ class Inbox:
         self,
         topic: str,
         predicate: Callable[[dict[str, Any]], bool] = lambda m: True,
-        within_s: float = 40.0,  # generous: CI machines are shared and slow under load
+        within_s: float = WAIT_S,
         after: int = 0,
     ) -> dict[str, Any]:
         async def found() -> dict[str, Any]:
@@ -163,6 +166,17 @@ class Inbox:
                     await self.arrived.wait()
 
         return await asyncio.wait_for(found(), within_s)
+
+    async def wait_count(self, topic: str, n: int, after: int = 0, within_s: float = WAIT_S) -> list[dict[str, Any]]:
+        """Until ``n`` messages on ``topic`` arrived after ``after``: a count waited for, not slept for."""
+
+        async def counted() -> list[dict[str, Any]]:
+            async with self.arrived:
+                while len(found := self.all(topic, after)) < n:
+                    await self.arrived.wait()
+                return found
+
+        return await asyncio.wait_for(counted(), within_s)
 
     def mark(self) -> int:
         return len(self.messages)
@@ -215,7 +229,7 @@ async def reading_at_truth(
         reading = await inbox.wait_for(
             topic,
             lambda m, t=read_after: parse_ts(m["ts"]) > t,
-            within_s=15,
+            within_s=60,
             after=mark,  # type: ignore[misc]
         )
         after = await sim.truth()
