@@ -348,39 +348,25 @@ def endpoint_key(transport: LinkTransport) -> tuple[str, ...]:
     raise TypeError(f"{type(transport).__name__} is not a Modbus transport")
 
 
+def _tcp_link(t: ModbusTcp | RtuOverTcp, scheme: str, framer: FramerType) -> Link:
+    """Modbus over TCP: MBAP framing (``modbus_tcp``) or RTU frames in the stream (``rtu_over_tcp``)."""
+    return PymodbusLink(
+        f"{scheme}://{t.host}:{t.port}",
+        lambda **kw: AsyncModbusTcpClient(
+            t.host, port=t.port, framer=framer, timeout=t.timeout_s, retries=0, reconnect_delay=0, **kw
+        ),
+        timeout_s=t.timeout_s,
+        retries=t.retries,
+    )
+
+
 def build_link(transport: LinkTransport) -> Link:
     """A new, unshared Link for ``transport`` (tests; bridges use ``open_link``)."""
     t = transport
     if isinstance(t, ModbusTcp):
-        return PymodbusLink(
-            f"tcp://{t.host}:{t.port}",
-            lambda **kw: AsyncModbusTcpClient(
-                t.host,
-                port=t.port,
-                framer=FramerType.SOCKET,
-                timeout=t.timeout_s,
-                retries=0,
-                reconnect_delay=0,
-                **kw,
-            ),
-            timeout_s=t.timeout_s,
-            retries=t.retries,
-        )
+        return _tcp_link(t, "tcp", FramerType.SOCKET)
     if isinstance(t, RtuOverTcp):
-        return PymodbusLink(
-            f"rtu+tcp://{t.host}:{t.port}",
-            lambda **kw: AsyncModbusTcpClient(
-                t.host,
-                port=t.port,
-                framer=FramerType.RTU,
-                timeout=t.timeout_s,
-                retries=0,
-                reconnect_delay=0,
-                **kw,
-            ),
-            timeout_s=t.timeout_s,
-            retries=t.retries,
-        )
+        return _tcp_link(t, "rtu+tcp", FramerType.RTU)
     if isinstance(t, ModbusRtu):
         return PymodbusLink(
             f"rtu:{t.device}",

@@ -12,10 +12,10 @@ cross-checked against python-pylontech 0.3.3 and pylontech 0.1.3):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from .errors import EncodeError, PylontechDecodeError
 
@@ -24,6 +24,7 @@ ALL_MODULES = 0xFF
 U16_ABSENT = 0xFFFF
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 
 def dk_to_c(raw: int) -> float:
@@ -224,26 +225,45 @@ class AnalogResponse:
     info_flag: int = 0
 
     def encode(self) -> bytes:
-        w = _Writer("analog")
-        w.u8("info_flag", self.info_flag)
-        _command(w, self.command, self.modules, self.all_modules)
-        for i, module in enumerate(self.modules):
-            w.what = f"analog.module[{i}]"
-            module._encode(w)
-        return bytes(w.out)
+        return _encode_modules("analog", self.info_flag, self.command, self.modules, self.all_modules)
 
     @classmethod
     def decode(cls, info: bytes, *, all_modules: bool = False) -> AnalogResponse:
-        r = _Reader(info, "analog")
-        flag = r.u8("info_flag")
-        command, count = _read_command(r, all_modules)
-        modules = []
-        for i in range(count):
-            r.what = f"analog.module[{i}]"
-            modules.append(ModuleAnalog._decode(r))
-        r.what = "analog"
-        r.end()
-        return cls(tuple(modules), command, all_modules, flag)
+        flag, command, modules = _decode_modules(info, "analog", all_modules, ModuleAnalog._decode)
+        return cls(modules, command, all_modules, flag)
+
+
+class _ModuleRecord(Protocol):
+    def _encode(self, w: _Writer) -> None: ...
+
+
+def _encode_modules(
+    what: str, info_flag: int, command: int, modules: Sequence[_ModuleRecord], all_modules: bool
+) -> bytes:
+    """INFOFLAG, the command byte (address or module count), then one record per module."""
+    w = _Writer(what)
+    w.u8("info_flag", info_flag)
+    _command(w, command, tuple(modules), all_modules)
+    for i, module in enumerate(modules):
+        w.what = f"{what}.module[{i}]"
+        module._encode(w)
+    return bytes(w.out)
+
+
+def _decode_modules(
+    info: bytes, what: str, all_modules: bool, decode: Callable[[_Reader], M]
+) -> tuple[int, int, tuple[M, ...]]:
+    """The inverse of ``_encode_modules``: (INFOFLAG, command byte, the module records)."""
+    r = _Reader(info, what)
+    flag = r.u8("info_flag")
+    command, count = _read_command(r, all_modules)
+    modules = []
+    for i in range(count):
+        r.what = f"{what}.module[{i}]"
+        modules.append(decode(r))
+    r.what = what
+    r.end()
+    return flag, command, tuple(modules)
 
 
 def _command(w: _Writer, command: int, modules: tuple[object, ...], all_modules: bool) -> None:
@@ -355,26 +375,12 @@ class AlarmResponse:
     info_flag: int = 0
 
     def encode(self) -> bytes:
-        w = _Writer("alarm")
-        w.u8("info_flag", self.info_flag)
-        _command(w, self.command, self.modules, self.all_modules)
-        for i, module in enumerate(self.modules):
-            w.what = f"alarm.module[{i}]"
-            module._encode(w)
-        return bytes(w.out)
+        return _encode_modules("alarm", self.info_flag, self.command, self.modules, self.all_modules)
 
     @classmethod
     def decode(cls, info: bytes, *, all_modules: bool = False) -> AlarmResponse:
-        r = _Reader(info, "alarm")
-        flag = r.u8("info_flag")
-        command, count = _read_command(r, all_modules)
-        modules = []
-        for i in range(count):
-            r.what = f"alarm.module[{i}]"
-            modules.append(ModuleAlarms._decode(r))
-        r.what = "alarm"
-        r.end()
-        return cls(tuple(modules), command, all_modules, flag)
+        flag, command, modules = _decode_modules(info, "alarm", all_modules, ModuleAlarms._decode)
+        return cls(modules, command, all_modules, flag)
 
 
 # --- 0x47 system parameters -------------------------------------------------------------------
