@@ -14,7 +14,6 @@ write within two control cycles (two dispatcher decisions) of the request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import time
@@ -27,12 +26,12 @@ import pytest
 import yaml
 
 from services.devtools.demo import SCENARIO, Fleet, relocate_scenario
-from services.devtools.localbroker import MOSQUITTO, Broker, free_port, running_broker
 from shared import topics
 from shared.bus import Bus
 from shared.config import MqttConfig
 from shared.messages import DispatcherDecision, DispatcherModeName, InverterCommand, ModeRequest
 from shared.modbus.sofar_pdu import CHARGE_REGISTER, DISCHARGE_REGISTER, PASSIVE_FUNCTION
+from tests.support import MOSQUITTO, Broker, endpoint_map, free_port, read_endpoints, running_broker
 
 SPEED = 10.0
 START = datetime(2026, 6, 21, 20, 30, tzinfo=UTC)  # 21:30 BST: peak rate, the sun has set
@@ -49,23 +48,6 @@ def scenario(workdir: Path, broker: Broker) -> dict[str, Any]:
     data["dispatcher"]["dwell_s"] = 300.0  # the default, stated: 30 s of wall time at this speed
     data["log_level"] = "INFO"
     return data
-
-
-def read_endpoints(fleet: Fleet, timeout: float = 60.0) -> dict[str, str]:
-    process = fleet.processes["simulator"]
-    assert process.stdout is not None
-    endpoints: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError(f"the simulator exited: {fleet.log_path('simulator').read_text()[-3000:]}")
-        with contextlib.suppress(ValueError):
-            entry = json.loads(line)
-            endpoints[entry["device"]] = entry["endpoint"]
-            if entry.get("device") == "control":
-                return endpoints
-    raise RuntimeError("the simulator announced no control endpoint in time")
 
 
 def passive_writes(control_url: str) -> list[dict[str, Any]]:
@@ -128,8 +110,8 @@ def test_force_charge_reaches_the_inverter_within_two_control_cycles(tmp_path: P
         try:
             clock = ("--speed", str(SPEED), "--start", START.isoformat())
             fleet.start("simulator", "services.simulator", *clock, "--mqtt")
-            endpoints = read_endpoints(fleet)
             simulator = fleet.processes["simulator"]
+            endpoints = endpoint_map(read_endpoints(simulator, timeout=60, log=fleet.log_path("simulator")))
             assert simulator.stdout is not None
             os.set_blocking(simulator.stdout.fileno(), False)  # never block on a full pipe
             for service in ("inverter_bridge", "meter_bridge", "bms_bridge", "dispatcher"):
