@@ -83,8 +83,8 @@ async def _send_identity(bus: Bus, coordinator: BatteryCoordinator, poller: Stac
         device=coordinator.device,
         details=details,
     )
-    await bus.publish(coordinator.event_topic, event)
-    return True
+    # Not retained: published before the bus has connected it is lost, so it is sent again after the next poll.
+    return await bus.publish(coordinator.event_topic, event)
 
 
 def check_config(cfg: OngridConfig) -> None:

@@ -133,12 +133,12 @@ class InverterBridge:
     def _topic(self, stream: str) -> str:
         return topics.topic(self.site, Kind.INVERTER, self.device, stream)
 
-    async def _publish(self, topic: str, message: Message) -> None:
-        await self.bus.publish(topic, message)
+    async def _publish(self, topic: str, message: Message) -> bool:
+        return await self.bus.publish(topic, message)
 
-    async def _event(self, level: EventLevel, code: str, message: str, **details: Any) -> None:
+    async def _event(self, level: EventLevel, code: str, message: str, **details: Any) -> bool:
         event = Event(ts=utc_now(), level=level, code=code, message=message, device=self.device, details=details)
-        await self._publish(topics.event(self.site, Kind.INVERTER, self.device), event)
+        return await self._publish(topics.event(self.site, Kind.INVERTER, self.device), event)
 
     async def _counters(self) -> None:
         budget = self.policy.budget
@@ -246,10 +246,11 @@ class InverterBridge:
         except PollFailed as exc:
             log.info("identity not read yet: %s", exc, extra={"device": self.device})
             return
-        self.identity_sent = True
         details = {k: values[k] for k in IDENTITY_FIELDS if k in values}
         name = f"{self.regmap.manufacturer} {self.regmap.models[0]}"
-        await self._event(
+        # An event is not retained: one published before the bus has connected (the first poll can
+        # beat the broker's CONNACK on a busy machine) is lost, so it counts as sent only once sent.
+        self.identity_sent = await self._event(
             EventLevel.INFO, "inverter_identity", f"{name} serial {details.get('serial_number', '?')}", **details
         )
 
