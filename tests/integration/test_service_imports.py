@@ -2,10 +2,10 @@
 
 Each service runs as its own process on the seed house's configuration (a site of its own, the
 devices on ports and ptys where nothing answers), until it publishes its first message of its own
-kind (a device's availability, the dispatcher's mode, the recorder's status); then it is stopped
-with SIGTERM and its ``sys.modules`` is read back. A recorder that loads HiGHS, or a bridge that
-loads pandas, pays for it in start-up time and memory on a Raspberry Pi, and means a change in
-another service can break it.
+kind (a device's availability, the dispatcher's mode, the recorder's status); then its
+``sys.modules`` is read back (written on SIGUSR1) and it is stopped. A recorder that loads HiGHS,
+or a bridge that loads pandas, pays for it in start-up time and memory on a Raspberry Pi, and
+means a change in another service can break it.
 """
 
 from __future__ import annotations
@@ -51,11 +51,15 @@ LOADED = {
     "dispatcher": {"highspy", "pandas", "numpy"},
     "recorder": {"influxdb_client"},
 }
-# Run the service as ``python -m`` would, and write sys.modules to a file when the process exits.
+# Run the service as ``python -m`` would; on SIGUSR1 write its sys.modules to a file.
 PROBE = """
-import atexit, json, runpy, sys
+import json, os, runpy, signal, sys
 out, module = sys.argv.pop(1), sys.argv.pop(1)
-atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+def dump(*_):
+    with open(out + ".tmp", "w") as f:
+        json.dump(sorted(sys.modules), f)
+    os.replace(out + ".tmp", out)
+signal.signal(signal.SIGUSR1, dump)
 runpy.run_module(module, run_name="__main__", alter_sys=True)
 """
 
@@ -102,10 +106,19 @@ async def test_service_loads_only_what_it_needs(service: str, tmp_path: Path, mo
                 running.cancel()
                 pytest.fail(f"{service} published nothing: " + log.read_text(errors="replace")[-3000:])
             running.result()
+            process.send_signal(signal.SIGUSR1)
+            for _ in range(600):
+                if dump.exists() or process.returncode is not None:
+                    break
+                await asyncio.sleep(0.1)
         finally:
             if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(process.wait(), 60)
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), 30)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
     assert dump.exists(), log.read_text(errors="replace")[-3000:]
     modules = set(json.loads(dump.read_text()))
     loaded = {name for name in HEAVY if name in modules}
