@@ -120,6 +120,7 @@ class InverterBridge:
         )
         self.battery: BatteryState | None = None
         self.identity_sent = False
+        self._identity_read: tuple[str, dict[str, Any]] | None = None
         self._lock = asyncio.Lock()
         self._commands: asyncio.Queue[InverterCommand] = asyncio.Queue(COMMAND_QUEUE)
         self._heartbeats = EpisodeLog(log, f"inverter {cfg.id} heartbeat", device=cfg.id)
@@ -239,20 +240,22 @@ class InverterBridge:
         if INFO_GROUP not in self.regmap.groups:
             self.identity_sent = True
             return
-        try:
-            values = await MapPoller(self.device, self.regmap, self.link, self.unit, {INFO_GROUP: 3600.0}).read_groups(
-                [INFO_GROUP]
-            )
-        except PollFailed as exc:
-            log.info("identity not read yet: %s", exc, extra={"device": self.device})
-            return
-        details = {k: values[k] for k in IDENTITY_FIELDS if k in values}
-        name = f"{self.regmap.manufacturer} {self.regmap.models[0]}"
+        if self._identity_read is None:
+            try:
+                values = await MapPoller(
+                    self.device, self.regmap, self.link, self.unit, {INFO_GROUP: 3600.0}
+                ).read_groups([INFO_GROUP])
+            except PollFailed as exc:
+                log.info("identity not read yet: %s", exc, extra={"device": self.device})
+                return
+            details = {k: values[k] for k in IDENTITY_FIELDS if k in values}
+            name = f"{self.regmap.manufacturer} {self.regmap.models[0]}"
+            self._identity_read = (f"{name} serial {details.get('serial_number', '?')}", details)
         # An event is not retained: one published before the bus has connected (the first poll can
-        # beat the broker's CONNACK on a busy machine) is lost, so it counts as sent only once sent.
-        self.identity_sent = await self._event(
-            EventLevel.INFO, "inverter_identity", f"{name} serial {details.get('serial_number', '?')}", **details
-        )
+        # beat the broker's CONNACK on a busy machine) is lost, so it counts as sent only once sent
+        # (read once, published again after the next poll).
+        message, details = self._identity_read
+        self.identity_sent = await self._event(EventLevel.INFO, "inverter_identity", message, **details)
 
     # -- commands -------------------------------------------------------------------------------
     async def _command_loop(self) -> None:
