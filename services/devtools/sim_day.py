@@ -155,7 +155,8 @@ def simulate_day(
                     pending.append((k + 1 + command_delay_s, _PASSIVE[command.mode], power))
                 last_sent = Sent.of(command)
                 trace.commands += 1
-            setpoint = decision.battery_w if decision.command is not None else flows.battery_w
+            # handed back, the inverter runs its own self-use: no setpoint to hold it against
+            setpoint = decision.battery_w if decision.commanding else np.nan
         house.inverter.heartbeat(now.timestamp())
         step = schedule.index_at(now) if schedule is not None else None
         trace.times.append(now)
