@@ -2,7 +2,8 @@
 
 The house is simulated with the data's own step: at each step the controller sees the grid as the
 meter would (load - pv - the battery's last power) and sets the battery; the battery then runs
-the step at that power, clipped only where its energy runs out (physical limits: floor and 100%).
+the step at that power, stopping where the controller would stop it within the step (the reserve
+going down, the ceiling going up; the floor and 100% below and above those).
 Plans are made every ``replan_minutes`` (30) at ``step_minutes`` resolution:
 
 * ``planner``: the live planner on forecasts only from data before the decision: the last 7
@@ -40,6 +41,7 @@ from services.dispatcher.core.planner import PlanInputs, Schedule, plan
 from services.dispatcher.core.replan import should_replan
 from services.dispatcher.core.snapshot import ModeState, Snapshot
 from shared.config.dispatcher import DispatcherConfig
+from shared.energy import soc_limits
 from shared.energy.accounting import ExportStep, PolicyResult, night_made
 from shared.energy.battery import BatteryModel
 from shared.energy.tariff import Tariff
@@ -202,7 +204,11 @@ def simulate(
     sunrise_seen: set[str] = set()
     nights: dict[str, dict[str, int]] = defaultdict(lambda: {"nights": 0, "made_it": 0})
     floor_wh = b.wh(b.floor_pct)
-    top_wh = b.capacity_wh  # physical top; the controller keeps to the ceiling itself
+    # Live, the controller re-decides every meter reading (seconds), so a battery heading for the
+    # reserve or the ceiling stops there; one decision per data step must not carry it past them
+    # (a 30-minute step at 3 kW would otherwise spend 1.5 kWh below the reserve).
+    stop_low_wh = b.wh(soc_limits.discharge_stops_at_pct(b))
+    stop_high_wh = b.wh(soc_limits.charge_stops_at_pct(b))
     every_s = d.replan_minutes * 60
     previous_setpoint = 0.0
 
@@ -255,13 +261,15 @@ def simulate(
             # The battery runs the step at the setpoint unless its energy runs out first.
             before = battery_w
             if setpoint < 0:
+                top_wh = stop_high_wh if soc_wh < stop_high_wh else b.capacity_wh
                 room = max(0.0, top_wh - soc_wh)
                 charge = min(-setpoint, room / (b.charge_efficiency * dt_h))
                 battery_w = -charge
                 soc_wh += charge * b.charge_efficiency * dt_h
                 result.charge_kwh += charge * dt_h / 1000.0
             else:
-                available = max(0.0, soc_wh - floor_wh)
+                bottom_wh = stop_low_wh if soc_wh > stop_low_wh else floor_wh
+                available = max(0.0, soc_wh - bottom_wh)
                 discharge = min(setpoint, available * b.discharge_efficiency / dt_h)
                 battery_w = discharge
                 soc_wh -= discharge / b.discharge_efficiency * dt_h
