@@ -4,11 +4,12 @@ discharging (issue 12 item 7).
 The real services, each its own process, through a private Mosquitto: the simulator as the house
 (Sofar over Modbus TCP, the SDM120 grid meter on an RTU pty, the Pylontech BMS on its pty), the
 inverter, meter and BMS bridges, and the dispatcher. The seed house on a June evening (peak rate,
-no PV): ``auto`` discharges to cover the house. As soon as the first discharge command has gone
-out, a person asks for ``force_charge`` on ``mode/set`` (as Home Assistant's select and Node-RED
-do). Before the fix the dispatcher answered ``standby 0 W (dwell)`` for up to ``dwell_s``: a
-reversal within 300 s of the last one. Now the simulated inverter must receive a 0x42 *charge*
-write within two control cycles (two dispatcher decisions) of the request.
+no PV): ``auto`` discharges to cover the house by setpoint (``inverter_self_use: false``). As soon
+as the first discharge command has gone out, a person asks for ``force_charge`` on ``mode/set`` (as
+Home Assistant's select and Node-RED do). Before the fix the dispatcher answered ``standby 0 W
+(dwell)`` for up to ``dwell_s``: a reversal within 300 s of the last one. Now the simulated inverter
+must receive a 0x42 *charge* write within two control cycles (two dispatcher decisions) of the
+request.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def scenario(workdir: Path, broker: Broker) -> dict[str, Any]:
     sim["devices"] = [d for d in sim["devices"] if d["id"] in USED]
     sim["battery"]["initial_soc_pct"] = 70  # plenty to cover the evening: auto discharges
     data["dispatcher"]["dwell_s"] = 300.0  # the default, stated: 30 s of wall time at this speed
+    # Auto discharges by setpoint (as when the issue was seen), not by handing the inverter its own
+    # self-use: the reversal a dwell would hold is then the dispatcher's own.
+    data["dispatcher"]["inverter_self_use"] = False
     data["log_level"] = "INFO"
     return data
 
