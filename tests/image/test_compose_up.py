@@ -127,6 +127,11 @@ def containers(project: str) -> dict[str, dict[str, Any]]:
     return {c["Labels"]["com.docker.compose.service"]: c for c in json.loads(listing.stdout or "[]")}
 
 
+def _volumes(container: str) -> list[str]:
+    inspect = json.loads(podman("inspect", container, check=False).stdout or "[{}]")[0]
+    return [m["Name"] for m in inspect.get("Mounts", []) if m.get("Type") == "volume"]
+
+
 @pytest.fixture(scope="module")
 def compose(built: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     binary = _podman_compose(ROOT / "var")
@@ -158,7 +163,11 @@ def compose(built: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
     finally:
         if timer is not None:
             timer.close()
+        # `down -v` removes the named volumes, not the anonymous ones of the image's VOLUME.
+        anonymous = [name for c in containers(project).values() for name in _volumes(c["Id"]) if project not in name]
         subprocess.run([*base, "down", "-v", "-t", "5"], env=env, cwd=ROOT, capture_output=True, timeout=300)
+        for volume in anonymous:
+            podman("volume", "rm", "--force", volume, check=False)
         subprocess.run(["rm", "-rf", str(auth)], check=False)
 
 
