@@ -80,7 +80,7 @@ def victoria_available() -> bool:
     return Path(VICTORIA).exists()
 
 
-def influxd_config(workdir: Path, http_port: int, rpc_port: int) -> str:
+def influxd_config(workdir: Path, http_port: int, rpc_port: int, auth: bool = False) -> str:
     return f"""
 reporting-disabled = true
 bind-address = "127.0.0.1:{rpc_port}"
@@ -99,7 +99,7 @@ bind-address = "127.0.0.1:{rpc_port}"
 [http]
   enabled = true
   bind-address = "127.0.0.1:{http_port}"
-  auth-enabled = false
+  auth-enabled = {"true" if auth else "false"}
   log-enabled = false
   max-body-size = 0
 
@@ -118,15 +118,15 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 
 @contextlib.contextmanager
-def running_influxd() -> Iterator[Server]:
-    """An InfluxDB 1.x on a free port, for as long as the ``with`` lasts."""
+def running_influxd(auth: bool = False) -> Iterator[Server]:
+    """An InfluxDB 1.x on a free port, for as long as the ``with`` lasts (``auth``: users required)."""
     if not influxd_available():
         raise RuntimeError("influxd is not installed (apt-get install influxdb)")
     with tempfile.TemporaryDirectory(prefix="ongrid-influx-") as tmp:
         workdir = Path(tmp)
         port, rpc = free_port(), free_port()
         conf = workdir / "influxdb.conf"
-        conf.write_text(influxd_config(workdir, port, rpc))
+        conf.write_text(influxd_config(workdir, port, rpc, auth))
         server = Server("influxd", workdir, port, [INFLUXD, "-config", str(conf)], "/ping")
         server.start()
         try:

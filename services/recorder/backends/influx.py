@@ -67,8 +67,10 @@ class _Http:
         if self.cfg.token is not None:
             headers["Authorization"] = f"Token {self.cfg.token.get_secret_value()}"
         elif self.cfg.username:
-            params["u"] = self.cfg.username
-            params["p"] = self.cfg.password.get_secret_value() if self.cfg.password else ""
+            # HTTP Basic, not the ?u=&p= query parameters: urllib3 logs the request URL on every
+            # retry, so a password in the query string ended up in the recorder's warnings.
+            password = self.cfg.password.get_secret_value() if self.cfg.password else ""
+            headers.update(urllib3.util.make_headers(basic_auth=f"{self.cfg.username}:{password}"))
         return params, headers
 
     def request(self, method: str, path: str, params: dict[str, str], body: bytes | None = None) -> Any:
