@@ -31,7 +31,7 @@ OPEN = ".open"
 SEALED = ".seg"
 # Rows kept in memory (the newest segments, as appended) so that writing them needs no re-read.
 # Older segments are read back from disk when their turn comes (after a database outage).
-CACHED_ROWS = 20_000
+CACHED_ROWS = 5_000
 
 
 class SpoolError(OSError):
