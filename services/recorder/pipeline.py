@@ -139,7 +139,8 @@ class Recorder:
         more) only after the handler returns, so the backlog stays in the broker's session queue
         instead of being re-read from disk later. While the database is down the spool takes
         everything (that is what it is for)."""
-        while self.database_ok and self.spool.backlog_rows > CACHED_ROWS:
+        limit = max(CACHED_ROWS, 2 * self.batch_size)  # room for one batch written while one fills
+        while self.database_ok and self.spool.backlog_rows > limit:
             self._progress.clear()
             self._wake.set()
             await self._progress.wait()

@@ -174,13 +174,14 @@ class Spool:
                 oldest.rows,
                 oldest.path.name,
             )
-        # Keep memory bounded under a backlog: only the newest segments, up to CACHED_ROWS, stay cached.
+        # Keep memory bounded under a backlog: only the newest segments, up to CACHED_ROWS, stay cached
+        # (The two newest always: one being written while the next fills.)
         kept = 0
-        for segment in reversed(self._sealed):
+        for newest, segment in enumerate(reversed(self._sealed)):
             if segment.cached is None:
                 continue
             kept += segment.rows
-            if kept > CACHED_ROWS:
+            if kept > CACHED_ROWS and newest >= 2:
                 segment.cached = None
 
     # -- replay ------------------------------------------------------------------------------
