@@ -233,7 +233,7 @@ def run_burst(
     *,
     stock: bool = False,
     publishers: int = 2,
-    batch_size: int = 5000,
+    batch_size: int = 1000,
 ) -> dict[str, Any]:
     items = messages(n, devices)
     with running_broker(STOCK_CONF if stock else PROJECT_CONF) as broker:
@@ -266,7 +266,7 @@ def run_burst(
 
 
 def run_behind(
-    influx_url: str, database: str, workdir: Path, n: int, devices: int, *, publishers: int = 2, batch_size: int = 5000
+    influx_url: str, database: str, workdir: Path, n: int, devices: int, *, publishers: int = 2, batch_size: int = 1000
 ) -> dict[str, Any]:
     """``n`` messages queue in the stopped recorder's session; then it starts and catches up."""
     items = messages(n, devices)
