@@ -613,6 +613,10 @@ class Bus:
             parts = topics.parse(topic)
         except ValueError:
             parts = None
+        if parts is not None and parts.stream is Stream.EVENT:
+            # Never answer an event with an event: a wildcard reader that cannot read events (its
+            # own included) would answer its own answer for ever, starving everything else.
+            return
         if not addressee:
             parts = None
         if parts is not None and parts.stream is Stream.COMMAND:

@@ -170,3 +170,36 @@ def test_the_deployed_broker_bounds_session_queues_by_bytes() -> None:
 
     conf = (Path(__file__).resolve().parents[2] / "deploy" / "mosquitto" / "mosquitto.conf").read_text()
     assert "max_queued_messages 10000000" in conf and "max_queued_bytes" in conf
+
+
+async def test_a_wildcard_reader_does_not_answer_its_own_invalid_payload_events(mosquitto: Broker) -> None:
+    # Regression: a wildcard reader whose model cannot read events (here MeterState for everything)
+    # rejected its own invalid_payload event, published another about that one, and so on for ever:
+    # thousands of events a second that starved the persistent-session test above under load.
+    mqtt = MqttConfig(host=mosquitto.host, port=mosquitto.port, reconnect_min_s=0.1, reconnect_max_s=0.5)
+    site = "t" + uuid.uuid4().hex[:10]
+    seen: list[str] = []
+
+    async def count(topic: str, _payload: bytes) -> None:
+        seen.append(topic)
+
+    async def ignore(_topic: str, _message: MeterState) -> None:
+        return None
+
+    async with (
+        Bus(mqtt, site=site, service="recorder") as reader,
+        Bus(mqtt, site=site, service="watcher", announce=False) as watcher,
+    ):
+        watcher.subscribe(topics.everything(site), None, count)
+        reader.subscribe(topics.everything(site), MeterState, ignore)
+        await watcher.subscribed(30)
+        await reader.subscribed(30)
+        await watcher.publish_raw(topics.meter_state(site, "grid"), b"not json", retain=False)
+        deadline = asyncio.get_running_loop().time() + 60
+        while reader.event_topic not in seen and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(2.0)
+        settled = seen.count(reader.event_topic)
+        await asyncio.sleep(2.0)  # an echo would keep adding events; the bad payload's (and its
+        # availability's, which MeterState cannot read either) are all there should be
+        assert 1 <= settled <= 3 and seen.count(reader.event_topic) == settled, (settled, len(seen))
