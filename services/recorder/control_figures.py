@@ -12,9 +12,9 @@ would look at, each zero for a battery that does exactly what its plan and the h
   charging while the house imports counts in full).
 * ``opposite_sign_s``: time the battery moved against its setpoint (setpoint discharging while the
   battery charged, or the reverse), each side beyond ``SIGN_BAND_W``. From recorded data each
-  battery reading is set against the setpoint in force ``SETTLE_S`` before it was taken
-  (``setpoint_at_readings``): a reading from before a new setpoint says nothing about obeying it,
-  and the inverter is polled less often than the dispatcher decides.
+  battery reading is set against the setpoint in force when it was taken, once that setpoint had
+  ``SETTLE_S`` to act (``setpoint_at_readings``): a reading from before a new setpoint says nothing
+  about obeying it, and the inverter is polled less often than the dispatcher decides.
 
 ``control_figures`` is pure: a day's bucket frame in (``stats.day_frame``: ``grid_w``,
 ``battery_w``, ``soc_pct``, ``setpoint_w``), figures out; ``day_control_figures`` reads that day
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -78,17 +78,21 @@ class ControlFigures:
 def setpoint_at_readings(
     setpoints: Sequence[tuple[int, float]], readings: Sequence[tuple[int, float]], settle_s: float = SETTLE_S
 ) -> list[tuple[int, float]]:
-    """For each battery reading ``(ts ns, W)``, the setpoint in force ``settle_s`` before it, at the
-    reading's time (readings before the first setpoint are left out)."""
+    """For each battery reading ``(ts ns, W)``, the setpoint in force when it was taken, if that
+    setpoint had been in force for ``settle_s`` (a reading sooner after a change is left out: the
+    inverter may still be on its way; so is one before the first setpoint)."""
     if not setpoints or not readings:
         return []
-    ordered = sorted(setpoints)
-    times = np.array([t for t, _ in ordered], dtype="int64")
-    values = [v for _, v in ordered]
+    changes: list[tuple[int, float]] = []  # when the setpoint took each new value (repeats are not changes)
+    for t, v in sorted(setpoints):
+        if not changes or v != changes[-1][1]:
+            changes.append((t, v))
+    times = np.array([t for t, _ in changes], dtype="int64")
+    values = [v for _, v in changes]
     out = []
     for t, _ in readings:
-        k = int(np.searchsorted(times, t - int(settle_s * 1e9), side="right")) - 1
-        if k >= 0:
+        k = int(np.searchsorted(times, t, side="right")) - 1
+        if k >= 0 and t - times[k] >= settle_s * 1e9:
             out.append((t, values[k]))
     return out
 
@@ -154,7 +158,6 @@ def day_control_figures(cfg: OngridConfig, reader: Reader, tariff: Tariff, day: 
     sources = read_sources(reader, cfg.site, ns(start) - SEED_S * 1_000_000_000, ns(end))
     if not any(t >= ns(start) for points in sources.values() for t, _ in points):
         return None
-    sources["setpoint_w"] = setpoint_at_readings(sources["setpoint_w"], sources["battery_w"])
     frame = day_frame(sources, start, end, STEP_S, MAX_GAP_S)
     step_s = cfg.dispatcher.step_minutes * 60
     steps = []
@@ -164,7 +167,22 @@ def day_control_figures(cfg: OngridConfig, reader: Reader, tariff: Tariff, day: 
             steps.append((point.ts_ns, float(b), float(g)))
     import_price, _ = tariff.prices(frame.index, STEP_S)
     planned = planned_battery_export_w(frame.index, steps, step_s)
-    return control_figures(frame, STEP_S, battery_model(cfg), import_price, planned)
+    figures = control_figures(frame, STEP_S, battery_model(cfg), import_price, planned)
+    # Opposite signs from the readings themselves, each against a setpoint that had time to act.
+    readings = sorted(sources["battery_w"])
+    in_force = dict(setpoint_at_readings(sources["setpoint_w"], readings))
+    opposite = 0.0
+    for (t, w), (t_next, _) in zip(readings, [*readings[1:], (ns(end), 0.0)], strict=True):
+        setpoint = in_force.get(t)
+        if setpoint is not None and ns(start) <= t < ns(end) and _against(setpoint, w):
+            opposite += min(t_next - t, MAX_GAP_S * 1_000_000_000) / 1e9
+    return replace(figures, opposite_sign_s=opposite)
+
+
+def _against(setpoint_w: float, battery_w: float) -> bool:
+    return (setpoint_w > SIGN_BAND_W and battery_w < -SIGN_BAND_W) or (
+        setpoint_w < -SIGN_BAND_W and battery_w > SIGN_BAND_W
+    )
 
 
 def figures_html(cfg: OngridConfig, reader: Reader, start: datetime, end: datetime) -> str:

@@ -73,10 +73,13 @@ def test_planned_export_follows_the_plan_step_in_force() -> None:
     assert planned_battery_export_w(index, steps[:1], 1800).tolist() == [1800, 1800, 0, 0]
 
 
-def test_each_reading_is_held_against_the_setpoint_in_force_before_it() -> None:
+def test_each_reading_is_held_against_a_setpoint_that_had_time_to_act() -> None:
     s = 1_000_000_000
     setpoints = [(0, 3000.0), (100 * s, -2000.0), (400 * s, 500.0)]
     # the inverter polled every 300 s: 0 s, 105 s (5 s after the reversal: too soon to judge), 300 s
     readings = [(0, 150.0), (105 * s, 2900.0), (300 * s, -1990.0), (600 * s, 480.0)]
-    assert setpoint_at_readings(setpoints, readings) == [(105 * s, 3000.0), (300 * s, -2000.0), (600 * s, 500.0)]
+    assert setpoint_at_readings(setpoints, readings) == [(300 * s, -2000.0), (600 * s, 500.0)]
     assert setpoint_at_readings([], readings) == [] and setpoint_at_readings(setpoints, []) == []
+    # a decision repeating the same setpoint is not a change: the reading after it still counts
+    repeated = [*setpoints, (298 * s, -2000.0)]
+    assert setpoint_at_readings(repeated, readings) == [(300 * s, -2000.0), (600 * s, 500.0)]
