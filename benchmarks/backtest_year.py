@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from services.dispatcher.backtest.data import Series, read_series
-from services.dispatcher.backtest.engine import Setup
-from services.dispatcher.backtest.parallel import run_policies
+from services.backtest.data import Series, read_series
+from services.backtest.engine import Setup
+from services.backtest.parallel import run_policies
 from services.dispatcher.core.forecast import PvArray
 from services.dispatcher.highs import silence_highs_banner
 from shared.config.dispatcher import DispatcherConfig
@@ -45,7 +45,7 @@ def decompose(series: Series, setup: Setup) -> dict[str, float]:
     import dataclasses
     from concurrent.futures import ProcessPoolExecutor
 
-    from services.dispatcher.backtest.engine import simulate
+    from services.backtest.engine import simulate
 
     variants = {"actual_pv": {"pv"}, "actual_load": {"load"}, "actual_both": {"load", "pv"}}
     with ProcessPoolExecutor(max_workers=2) as pool:

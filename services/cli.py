@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recorder": ("services.recorder.__main__", "Store every reading in InfluxDB (or the embedded store)."),
     "simulator": ("services.simulator.__main__", "Run the simulated house on the devices' real protocols."),
     "simulate": ("services.simulator.__main__", "Same as 'simulator'."),
-    "backtest": ("services.dispatcher.backtest.__main__", "Replay load/PV data: what would a battery save?"),
+    "backtest": ("services.backtest.__main__", "Replay load/PV data: what would a battery save?"),
     "report": ("services.recorder.report.__main__", "Render the dashboards' views to PNG and HTML."),
     "status": ("services.status", "Show the fleet's availability and latest readings."),
     "ha-discovery": ("services.discovery", "Publish one service's Home Assistant discovery, clear its stale configs."),

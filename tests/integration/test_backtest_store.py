@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import yaml
 
+from services.backtest.data import DataError
+from services.backtest.store import STEP_S, store_series
 from services.cli import main as ongrid
 from services.devtools.demo_day import day_messages, day_start
 from services.devtools.devdb import influxd_available, running_influxd
-from services.dispatcher.backtest.data import DataError
-from services.dispatcher.backtest.store import STEP_S, store_series
 from services.recorder.backends import InfluxQLReader, InfluxV1Writer, SqliteStore
 from services.recorder.pipeline import Recorder
 from services.recorder.spool import Spool

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.dispatcher.backtest import main
-from services.dispatcher.backtest.data import DataError, parse_series
-from services.dispatcher.backtest.engine import Setup, simulate
+from services.backtest import main
+from services.backtest.data import DataError, parse_series
+from services.backtest.engine import Setup, simulate
 from services.dispatcher.core.forecast import PvArray
 from shared.config.dispatcher import DispatcherConfig
 from shared.config.tariff import TariffConfig

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.dispatcher.backtest.data import Series, read_series
-from services.dispatcher.backtest.engine import Setup, simulate
-from services.dispatcher.backtest.greedy import greedy_self_use
-from services.dispatcher.backtest.parallel import run_policies
-from services.dispatcher.backtest.perfect import perfect_foresight
+from services.backtest.data import Series, read_series
+from services.backtest.engine import Setup, simulate
+from services.backtest.greedy import greedy_self_use
+from services.backtest.parallel import run_policies
+from services.backtest.perfect import perfect_foresight
 from services.dispatcher.core.controller import ControlParams, Memory, control
 from services.dispatcher.core.forecast import PvArray, history_scenarios
 from services.dispatcher.core.planner import PlanInputs, plan

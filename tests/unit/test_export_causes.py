@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.dispatcher.backtest.data import Series, read_series
-from services.dispatcher.backtest.engine import Setup, simulate
+from services.backtest.data import Series, read_series
+from services.backtest.engine import Setup, simulate
 from services.dispatcher.core.forecast import PvArray
 from services.recorder.stats import daily_stats, day_bounds, monthly
 from shared.config.dispatcher import DispatcherConfig

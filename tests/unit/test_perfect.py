@@ -11,7 +11,7 @@ import pytest
 from scipy.optimize import linprog
 from scipy.sparse import lil_matrix
 
-from services.dispatcher.backtest.perfect import perfect_foresight
+from services.backtest.perfect import perfect_foresight
 from shared.energy.battery import BatteryModel
 
 START = datetime(2025, 1, 1, tzinfo=UTC)

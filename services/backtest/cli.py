@@ -151,5 +151,5 @@ def backtest(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point for ``python -m services.dispatcher.backtest`` and ``ongrid backtest``."""
+    """Entry point for ``python -m services.backtest`` and ``ongrid backtest``."""
     app(args=argv, prog_name="ongrid backtest", standalone_mode=True)
