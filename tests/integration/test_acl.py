@@ -131,6 +131,10 @@ async def _sees(broker: LocalCompose, reader: str, writer: str, topic: str, payl
         ("dispatcher", topics.inverter_state(SITE, "inv1"), False),
         ("dispatcher", topics.ha_discovery("select", "ongrid_acl", "dispatcher_mode"), True),
         ("homeassistant", topics.ha_discovery("select", "ongrid_acl", "dispatcher_mode"), False),
+        # The dispatcher announces a select and sensors only: no switch or button, no other prefix.
+        ("dispatcher", topics.ha_discovery("switch", "ongrid_acl", "dispatcher_grid_charge"), False),
+        ("dispatcher", topics.ha_discovery("button", "ongrid_acl", "dispatcher_reset"), False),
+        ("dispatcher", "homeassistant/status", False),
         # Each bridge announces its own device's entities, the recorder the daily statistics'.
         ("inverter-bridge", topics.ha_discovery("sensor", "ongrid_acl", "inverter_inv1_soc"), True),
         ("bms-bridge", topics.ha_discovery("sensor", "ongrid_acl", "bms_bat1_module1_soc"), True),

@@ -9,6 +9,7 @@ engine HA uses, against the contract's example payloads.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import jinja2
@@ -396,3 +397,28 @@ def test_plan_sensor_shows_the_expected_cost_in_the_tariff_currency_and_a_summar
     in_euro = _cfg(tariff=_cfg().tariff.model_copy(update={"currency": "EUR"}))
     euro = ha.discovery_configs(in_euro, (topics.Kind.DISPATCHER,))
     assert euro[topics.ha_discovery("sensor", "ongrid_seed", "dispatcher_plan")]["unit_of_measurement"] == "EUR"
+
+
+def test_the_broker_acl_grants_each_service_exactly_the_discovery_components_it_uses() -> None:
+    """deploy/mosquitto/acl against COMPONENTS: a grant wider than what a service announces (the
+    dispatcher once had all of homeassistant/#) would let a compromised service replace or act as
+    another's entity; a narrower one would drop its announcements."""
+    service_of = {
+        topics.Kind.INVERTER: "inverter-bridge",
+        topics.Kind.BMS: "bms-bridge",
+        topics.Kind.METER: "meter-bridge",
+        topics.Kind.STATS: "recorder",
+        topics.Kind.DISPATCHER: "dispatcher",
+    }
+    grants: dict[str, set[str]] = {}
+    user = ""
+    for line in Path("deploy/mosquitto/acl").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["user"]:
+            user = words[1]
+        elif words[:1] == ["topic"] and words[-1].startswith("homeassistant/") and "write" in words[1]:
+            grants.setdefault(user, set()).add(words[-1])
+    for kind, service in service_of.items():
+        assert grants.pop(service) == {f"homeassistant/{c}/+/+/config" for c in ha.COMPONENTS[kind]}, service
+    # People's tools write only Home Assistant's own birth message, never a config.
+    assert grants == {"homeassistant": {"homeassistant/status"}}
