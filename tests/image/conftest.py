@@ -11,12 +11,19 @@ from collections.abc import Iterator
 import pytest
 
 from shared import topics
-from tests.image.podman_fleet import IMAGE, Fleet, Messages, base_of, build_broker_image, build_image, why_no_podman
+from tests.image.podman_fleet import (
+    IMAGE,
+    SERVICES,
+    SITE,
+    Fleet,
+    Messages,
+    base_of,
+    build_broker_image,
+    build_image,
+    why_no_podman,
+)
 from tests.support import free_port
 
-SITE = "seed"  # deploy/compose/demo-house.yaml
-# The simulator first, as in compose's demo profile: the bridges then find their devices at once.
-SERVICES = ("simulator", "inverter-bridge", "meter-bridge", "bms-bridge", "dispatcher", "recorder")
 # The recorder with no influxdb settings writes the embedded store (SQLite) on its volume.
 RECORDER_DROP_ENV = ("ONGRID_INFLUXDB__",)
 

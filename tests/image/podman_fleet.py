@@ -35,6 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS_CONF = ROOT / "deploy" / "podman" / "containers.conf"
 IMAGE = os.environ.get("ONGRID_IMAGE", "ongrid:latest")
 BROKER_IMAGE = "localhost/ongrid-test-mosquitto:latest"
+SITE = "seed"  # deploy/compose/demo-house.yaml
+# The simulator first, as in compose's demo profile: the bridges then find their devices at once.
+SERVICES = ("simulator", "inverter-bridge", "meter-bridge", "bms-bridge", "dispatcher", "recorder")
 BASE_LABEL = "org.opencontainers.image.base.name"
 
 

@@ -32,8 +32,7 @@ import pytest
 import yaml
 
 from shared import topics
-from tests.image.conftest import SERVICES, SITE
-from tests.image.podman_fleet import BROKER_IMAGE, IMAGE, ROOT, Messages, engine_env, podman
+from tests.image.podman_fleet import BROKER_IMAGE, IMAGE, ROOT, SERVICES, SITE, Messages, engine_env, podman
 from tests.support import free_port
 from tests.support.compose_local import TEST_SECRETS, load_compose
 

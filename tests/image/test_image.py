@@ -21,8 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from shared import topics
-from tests.image.conftest import SERVICES, SITE
-from tests.image.podman_fleet import IMAGE, ROOT, Fleet, Messages, podman
+from tests.image.podman_fleet import IMAGE, ROOT, SERVICES, SITE, Fleet, Messages, podman
 
 # The first test's setup may build the base, the image and the broker image (about 10 minutes from
 # nothing on 2 busy cores): more than the suite's default per-test timeout.
