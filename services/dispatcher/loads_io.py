@@ -39,7 +39,10 @@ def switches(
     power_w: Mapping[str, float] | None = None,
     budget_left_wh: Mapping[str, float] | None = None,
     reason: str | None = None,
+    reasons: Mapping[str, str] | None = None,
 ) -> list[Switch]:
+    """The switches to flip. ``reason``: the decision's; ``reasons``: a load's own, where its own
+    rule decided (a heat pump's run window, budget or floor), which then wins."""
     out: list[Switch] = []
     for load in loads:
         if load.id not in wanted:
@@ -53,7 +56,7 @@ def switches(
             kind=load.kind,
             on=on,
             power_w=(power_w or {}).get(load.id),
-            reason=reason,
+            reason=(reasons or {}).get(load.id, reason),
             battery_budget_left_wh=(budget_left_wh or {}).get(load.id),
         )
         out.append(Switch(load, on, state))

@@ -491,7 +491,7 @@ class Dispatcher:
     async def _switch_loads(self, decision: Decision, now: datetime) -> None:
         if not self.cfg.loads or not decision.loads_on:
             return
-        budgets = {name: used for name, _start, used in self.memory.budgets}
+        budgets = {b.load: b.used_wh for b in self.memory.budgets}
         left = {
             load.id: max(0.0, load.battery_budget_kwh * 1000.0 - budgets.get(load.id, 0.0))
             for load in self.cfg.loads
@@ -506,6 +506,7 @@ class Dispatcher:
             power_w=power,
             budget_left_wh=left,
             reason=decision.reason,
+            reasons=decision.load_reasons,
         ):
             load = switch.load
             await self.bus.publish(topics.load_state(self.site, load.id), switch.state)

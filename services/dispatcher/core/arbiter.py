@@ -7,18 +7,20 @@ the battery has ``battery_priority``). A grid-CT immersion diverter takes whatev
 shows as export: the controller therefore leaves the diverter's consumption out of the battery's
 zero-grid target (``not_from_battery_w``) unless the diverter is allowed battery power, so the
 battery never discharges into hot water. A heat pump may draw on the battery within a budget of Wh
-per period and above its SoC floor; past either, its consumption is excluded too.
+per period and above its SoC floor; past either, its consumption is excluded too. Inside its run
+window the heat pump's switch is its own rule's (``heat_pump.decide``), not the surplus's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from shared.config.loads import DiverterLoad, EvLoad, HeatPumpLoad
 from shared.energy import soc_limits
 
+from . import heat_pump
+from .heat_pump import Budget
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -33,12 +35,14 @@ class LoadsOutcome:
     not_from_battery_w: float  # flexible consumption the battery must not cover
     surplus_w: float  # PV minus base load (flexible loads left out)
     battery_share_w: float  # surplus the battery may charge from, after higher-priority loads
-    budgets: tuple[tuple[str, datetime, float], ...]
+    budgets: tuple[Budget, ...]
     budget_left_wh: dict[str, float]
+    reasons: dict[str, str] = field(default_factory=dict)  # why each heat pump is on/off, fed or not
 
 
 def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams) -> LoadsOutcome:
     readings = {r.id: max(0.0, r.power_w) for r in snap.loads}
+    metered = {r.id for r in snap.loads}
     flexible = sum(readings.get(load.id, 0.0) for load in params.loads)
     surplus = flexible - snap.grid_w - snap.battery_w
     was_on = dict(memory.loads_on)
@@ -46,7 +50,8 @@ def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams) -> LoadsOut
     headroom = b.max_charge_w if soc_limits.may_charge(b, snap.soc_pct) else 0.0
 
     dt_s = 0.0 if memory.at is None else max(0.0, (snap.now - memory.at).total_seconds())
-    budgets: dict[str, tuple[datetime, float]] = {name: (start, used) for name, start, used in memory.budgets}
+    budgets: dict[str, Budget] = {b.load: b for b in memory.budgets}
+    reserve_pct = soc_limits.discharge_stops_at_pct(b)
 
     entities: list[tuple[int, int, object]] = [(params.battery_priority, 0, "battery")]
     entities += [(load.priority, 1, load) for load in params.loads]
@@ -57,6 +62,7 @@ def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams) -> LoadsOut
     battery_share = 0.0
     not_from_battery = 0.0
     budget_left: dict[str, float] = {}
+    reasons: dict[str, str] = {}
     for _, _, entity in entities:
         if entity == "battery":
             battery_share = min(max(remaining, 0.0), headroom)
@@ -65,34 +71,46 @@ def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams) -> LoadsOut
         assert isinstance(entity, DiverterLoad | HeatPumpLoad | EvLoad)
         load = entity
         power = readings.get(load.id, 0.0)
+        call = None
+        if isinstance(load, HeatPumpLoad):
+            call = heat_pump.decide(
+                load,
+                budgets.get(load.id),
+                now=snap.now,
+                timezone=params.timezone,
+                soc_pct=snap.soc_pct,
+                reserve_pct=reserve_pct,
+                battery_w=snap.battery_w,
+                power_w=power if load.id in metered else None,
+                was_on=bool(was_on.get(load.id)),
+                dt_s=dt_s,
+            )
+            budgets[load.id] = call.budget
+            budget_left[load.id] = call.left_wh
+            reasons[load.id] = call.reason
         # ``remaining`` already counts this load's own consumption as surplus (its CT is in
         # ``flexible``), so a load that is on keeps its share; switching on needs a margin.
         if isinstance(load, EvLoad):
             threshold = load.min_power_w if not was_on.get(load.id) else load.min_power_w / 2
         else:
             threshold = params.surplus_on_w if not was_on.get(load.id) else 1.0
-        on[load.id] = remaining >= threshold
+        # Inside its run window a heat pump's switch is its own rule's; elsewhere the surplus's.
+        on[load.id] = call.on if call is not None and call.on is not None else remaining >= threshold
         if on[load.id]:
-            remaining -= min(remaining, load.rated_power_w)
-        if isinstance(load, HeatPumpLoad):
-            start, used = budgets.get(load.id, (snap.now, 0.0))
-            if snap.now - start >= timedelta(hours=load.budget_period_hours):
-                start, used = snap.now, 0.0
-            # Energy the battery gave the heat pump since the last call (discharge beyond the rest).
-            fed = min(power, max(0.0, snap.battery_w)) * dt_s / 3600.0
-            used += fed
-            left = load.battery_budget_kwh * 1000.0 - used
-            budgets[load.id] = (start, used)
-            budget_left[load.id] = max(0.0, left)
-            if left <= 0 or snap.soc_pct <= load.min_soc_pct:
-                not_from_battery += power
-        elif not load.battery_may_feed:
+            remaining -= min(max(remaining, 0.0), load.rated_power_w)
+        if call is not None:
+            if not call.battery_feeds:
+                # Without its own CT its draw is unknown: while it is on its rating is kept off the
+                # battery, so the battery holds rather than feed it (it may still charge from surplus).
+                not_from_battery += power if load.id in metered else (load.rated_power_w if on[load.id] else 0.0)
+        elif isinstance(load, DiverterLoad | EvLoad) and not load.battery_may_feed:
             not_from_battery += power
     return LoadsOutcome(
         on=on,
         not_from_battery_w=not_from_battery,
         surplus_w=surplus,
         battery_share_w=battery_share,
-        budgets=tuple((name, start, used) for name, (start, used) in sorted(budgets.items())),
+        budgets=tuple(budgets[name] for name in sorted(budgets)),
         budget_left_wh=budget_left,
+        reasons=reasons,
     )

@@ -46,6 +46,7 @@ from shared.messages import (
 
 from .arbiter import LoadsOutcome, arbitrate
 from .failsafe import stale_inputs
+from .heat_pump import Budget
 from .planner import Schedule
 from .snapshot import Snapshot
 
@@ -87,14 +88,16 @@ class ControlParams:
     surplus_on_w: float = 200.0
     loads: tuple[DiverterLoad | HeatPumpLoad | EvLoad, ...] = ()
     inverter_self_use: bool = True
+    # Where the loads' local times of day are read (a heat pump's run window): ``tariff.timezone``.
+    timezone: str = "UTC"
 
     @classmethod
     def from_config(cls, cfg: OngridConfig, battery: BatteryModel) -> ControlParams:
-        return cls.from_section(cfg.dispatcher, battery, tuple(cfg.loads))
+        return cls.from_section(cfg.dispatcher, battery, tuple(cfg.loads), timezone=cfg.tariff.timezone)
 
     @classmethod
     def from_section(
-        cls, d: DispatcherConfig, battery: BatteryModel, loads: tuple[LoadConfig, ...] = ()
+        cls, d: DispatcherConfig, battery: BatteryModel, loads: tuple[LoadConfig, ...] = (), *, timezone: str = "UTC"
     ) -> ControlParams:
         return cls(
             battery=battery,
@@ -110,6 +113,7 @@ class ControlParams:
             surplus_on_w=d.surplus_on_w,
             loads=loads,
             inverter_self_use=d.inverter_self_use,
+            timezone=timezone,
         )
 
 
@@ -124,8 +128,8 @@ class Memory:
     topping_up: bool = False
     commanding: bool = False
     loads_on: tuple[tuple[str, bool], ...] = ()
-    # Heat-pump battery budgets: (load id, period start, Wh used from the battery in the period).
-    budgets: tuple[tuple[str, datetime, float], ...] = ()
+    # Heat-pump battery budgets: Wh each used from the battery in its period (``core.heat_pump``).
+    budgets: tuple[Budget, ...] = ()
     # ``ModeState.requested_at`` of the last person's request already acted on.
     request_seen: datetime | None = None
     # When the setpoint last changed (the command that the inverter is following).
@@ -143,6 +147,8 @@ class Decision:
     reason: str
     numbers: Mapping[str, float] = field(default_factory=dict)
     loads_on: Mapping[str, bool] = field(default_factory=dict)
+    # Why a load is on or off when its own rule decided (a heat pump's window, budget, floor).
+    load_reasons: Mapping[str, str] = field(default_factory=dict)
     commanding: bool = True
     detail: str | None = None
     mode_finished: bool = False
@@ -504,6 +510,7 @@ def _handed_back(
         detail="inverter's own self-use: it zeroes the grid by its CT, no setpoint needed",
         numbers=numbers,
         loads_on=dict(loads.on),
+        load_reasons=dict(loads.reasons),
         commanding=False,
         mode_finished=finished,
     )
@@ -593,6 +600,7 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
         reason=target.reason,
         numbers=numbers,
         loads_on=dict(loads.on),
+        load_reasons=dict(loads.reasons),
         commanding=True,
         mode_finished=finished,
     )

@@ -1,0 +1,147 @@
+"""A heat pump on spare battery, pure: its run window, its battery budget per period, its SoC floor.
+
+The seed's owner ran a heat pump in the evening and night from the battery's spare 1.8 kWh and
+stopped it at 25 %. Per call, for one ``HeatPumpLoad``:
+
+* the budget period in force (``budget_period_hours`` long, starting at the run window's start,
+  local midnight without a window) and the battery energy the heat pump used in it;
+* inside ``run_window``: on while budget is left and the SoC is above its floor (the load's
+  ``min_soc_pct``, never below the dispatcher's reserve), the battery covering it. Once either runs
+  out, ``after_budget`` decides: ``off`` switches it off, ``grid`` leaves it on and the battery
+  stops feeding it (its draw is kept out of the battery's target);
+* outside the window (or without one): no say on the switch (the surplus rule decides), but the
+  battery still feeds it only within the budget and above the floor.
+
+Budget use is what the battery gave the heat pump: with its own CT, the smaller of its draw and
+the battery's discharge; without one, the battery's whole discharge while it was switched on (an
+over-estimate when the house draws at the same time: the budget runs out early, never late).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from shared.config.loads import HeatPumpLoad, RunWindow
+
+__all__ = [
+    "FLOOR_HYSTERESIS_PCT",
+    "Budget",
+    "HeatPumpCall",
+    "battery_fed_wh",
+    "decide",
+    "in_window",
+    "period_start",
+]
+
+# Once the floor stopped the battery feeding it, the SoC must rise this far above the floor before
+# it feeds it again: a BMS reporting whole percent would otherwise flip it on every reading.
+FLOOR_HYSTERESIS_PCT = 2.0
+
+# Budget periods are counted from this local wall time (a Monday), so a 24 h period always starts
+# at the window's start and a 168 h one on Mondays.
+_EPOCH = datetime(2000, 1, 3)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One heat pump's budget in the controller's memory."""
+
+    load: str
+    period_start: datetime
+    used_wh: float = 0.0
+    feeding: bool = False  # the battery fed it on the last call (the floor's hysteresis)
+
+
+@dataclass(frozen=True)
+class HeatPumpCall:
+    """``on`` None: not the window's call (the surplus rule decides the switch)."""
+
+    on: bool | None
+    battery_feeds: bool
+    reason: str
+    budget: Budget
+    left_wh: float
+
+
+@lru_cache(maxsize=16)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def in_window(window: RunWindow, now: datetime, timezone: str) -> bool:
+    """Whether ``now`` is inside the daily window, read in local time; ``end`` before ``start``
+    crosses midnight. The start is inside, the end is not."""
+    local = now.astimezone(_zone(timezone))
+    t = local.hour * 60 + local.minute + local.second / 60.0
+    start, end = _minutes(window.start), _minutes(window.end)
+    if start < end:
+        return start <= t < end
+    return t >= start or t < end
+
+
+def period_start(load: HeatPumpLoad, now: datetime, timezone: str) -> datetime:
+    """Start of the budget period holding ``now``: periods of ``budget_period_hours`` counted in
+    local wall time from the window's start (local midnight without a window)."""
+    zone = _zone(timezone)
+    anchor = _minutes(load.run_window.start) if load.run_window is not None else 0
+    first = _EPOCH + timedelta(minutes=anchor)
+    local = now.astimezone(zone).replace(tzinfo=None)
+    period = timedelta(hours=load.budget_period_hours)
+    n = (local - first) // period
+    return (first + n * period).replace(tzinfo=zone)
+
+
+def battery_fed_wh(power_w: float | None, battery_w: float, was_on: bool, dt_s: float) -> float:
+    """Battery energy (Wh) that went to the heat pump over the last ``dt_s``: with its own CT
+    (``power_w``), the smaller of its draw and the battery's discharge; without one, the battery's
+    whole discharge while it was switched on."""
+    discharge = max(0.0, battery_w)
+    if power_w is not None:
+        fed = min(max(0.0, power_w), discharge)
+    else:
+        fed = discharge if was_on else 0.0
+    return fed * max(0.0, dt_s) / 3600.0
+
+
+def decide(
+    load: HeatPumpLoad,
+    budget: Budget | None,
+    *,
+    now: datetime,
+    timezone: str,
+    soc_pct: float,
+    reserve_pct: float,
+    battery_w: float,
+    power_w: float | None,
+    was_on: bool,
+    dt_s: float,
+) -> HeatPumpCall:
+    """One call for one heat pump (see the module docstring). ``reserve_pct``: where the dispatcher
+    stops discharging; ``power_w``: its own CT (None without one); ``was_on``: its switch as last
+    decided; ``dt_s``: seconds since the last call."""
+    start = period_start(load, now, timezone)
+    used = budget.used_wh if budget is not None and budget.period_start == start else 0.0
+    feeding = budget.feeding if budget is not None else False
+    used += battery_fed_wh(power_w, battery_w, was_on, dt_s)
+    left = load.battery_budget_kwh * 1000.0 - used
+    floor = max(load.min_soc_pct, reserve_pct)
+    above_floor = soc_pct > floor if feeding else soc_pct >= floor + FLOOR_HYSTERESIS_PCT
+    feeds = left > 0 and above_floor
+    spent = "heat_pump_budget_spent" if left <= 0 else "heat_pump_soc_floor"
+    after = Budget(load.id, start, used, feeds)
+    window = load.run_window
+    if window is None or not in_window(window, now, timezone):
+        return HeatPumpCall(None, feeds, "heat_pump_surplus", after, max(0.0, left))
+    if feeds:
+        return HeatPumpCall(True, True, "heat_pump_window", after, left)
+    if load.after_budget == "grid":
+        return HeatPumpCall(True, False, spent + "_grid", after, max(0.0, left))
+    return HeatPumpCall(False, False, spent, after, max(0.0, left))
