@@ -12,6 +12,8 @@ import sys
 
 import typer
 
+from shared.cli import typer_app
+
 # name shown to users -> (module with main(argv), one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "inverter-bridge": ("services.inverter_bridge.__main__", "Poll the inverter, publish its state, execute commands."),
@@ -28,10 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("services.devtools.demo", "Run the seed house with every service and show it live."),
 }
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="ongrid: home-battery controller. Every service is also 'python -m services.<name>'.",
+app = typer_app(
+    "ongrid: home-battery controller. Every service is also 'python -m services.<name>'.", no_args_is_help=True
 )
 
 

@@ -18,15 +18,14 @@ import typer
 
 from shared import homeassistant as ha
 from shared.bus import Bus
+from shared.cli import typer_app
 from shared.config import OngridConfig
 from shared.service import ConfigOption, load_or_exit
 
 # The services that announce entities.
 SERVICES: tuple[str, ...] = tuple(sorted({ha.PUBLISHER[kind] for kind in ha.KINDS}))
 
-app = typer.Typer(
-    add_completion=False, help="Publish one service's Home Assistant discovery and clear its stale configs."
-)
+app = typer_app("Publish one service's Home Assistant discovery and clear its stale configs.")
 
 
 async def publish(cfg: OngridConfig, service: str, connect_s: float) -> ha.DiscoveryResult:

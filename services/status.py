@@ -17,6 +17,7 @@ from rich.table import Table
 from shared import messages as m
 from shared import topics
 from shared.bus import Bus
+from shared.cli import typer_app
 from shared.config import OngridConfig
 from shared.contract import model_for_topic
 from shared.service import ConfigOption, load_or_exit
@@ -172,7 +173,7 @@ async def collect(cfg: OngridConfig, seconds: float, watch: bool, console: Conso
                 live.update(show())
 
 
-app = typer.Typer(add_completion=False, help="Show the fleet's availability and latest readings.")
+app = typer_app("Show the fleet's availability and latest readings.")
 
 
 @app.command()

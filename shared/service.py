@@ -19,6 +19,7 @@ import typer
 
 from shared import clock, topics
 from shared.bus import Bus
+from shared.cli import typer_app
 from shared.clock import FollowedClock
 from shared.config import ConfigError, ConfigProblem, OngridConfig, config_source, load_config
 from shared.logs import get_logger, setup_logging
@@ -118,7 +119,7 @@ def service_main(
     """
 
     # Plain tracebacks: they end up in container logs and journald, not on a colour terminal.
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, help=help_text or f"Run the ongrid {name}.")
+    app = typer_app(help_text or f"Run the ongrid {name}.")
 
     @app.command()
     def start(config: ConfigOption = None, log_level: LogLevelOption = None) -> None:

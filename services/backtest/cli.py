@@ -13,6 +13,7 @@ from rich.table import Table
 
 from services.dispatcher.core.forecast import PvArray
 from services.dispatcher.highs import silence_highs_banner
+from shared.cli import typer_app
 from shared.config import BatteryConfig, ConfigError, load_config
 from shared.config.transports import ModbusTcp
 from shared.energy.battery import BatteryModel
@@ -23,7 +24,7 @@ from .engine import POLICIES, Setup
 from .parallel import run_policies
 from .report import summarise
 
-app = typer.Typer(add_completion=False, help=__doc__)
+app = typer_app(__doc__ or "")
 
 
 def _battery(config_path: Path, battery_kwh: float | None, power_kw: float | None) -> tuple[Setup, str]:

@@ -31,6 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from services.status import FleetView, render
 from shared import topics
 from shared.bus import Bus
+from shared.cli import typer_app
 from shared.config import ConfigError, MqttConfig, load_config
 from shared.contract import model_for_topic
 from shared.messages import Message, SimTruth
@@ -311,7 +312,7 @@ def run_demo(
         return 1 if dead or failed else 0
 
 
-app = typer.Typer(add_completion=False, help="Run the seed house with every service and show it live.")
+app = typer_app("Run the seed house with every service and show it live.")
 
 
 @app.command()

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from shared.bus import Bus
+from shared.cli import typer_app
 from shared.config import ConfigProblem
 from shared.logs import get_logger, setup_logging
 from shared.service import config_exit, load_or_exit, run_until_stopped
@@ -29,9 +30,7 @@ async def _run(sim: Simulator, mqtt: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    app = typer.Typer(
-        add_completion=False, pretty_exceptions_enable=False, help="Run the simulated house and serve its devices."
-    )
+    app = typer_app("Run the simulated house and serve its devices.")
 
     @app.command()
     def simulate(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+
+import pytest
 
 from services.cli import COMMANDS
 from shared import topics
@@ -45,6 +48,27 @@ def test_config_error_names_the_key_and_exits_2(tmp_path: Path) -> None:
     result = run("status", "--config", str(bad))
     assert result.returncode == 2
     assert "mqtt.hots: unknown key" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("backtest", "--no-such-option-whose-name-is-long-enough-to-wrap"),
+        ("status", "--config"),
+        ("dispatcher", "--log-level"),
+        ("simulator", "--no-such-option-whose-name-is-long-enough-to-wrap"),
+    ],
+)
+def test_usage_errors_stay_on_one_line_in_a_narrow_terminal(argv: tuple[str, ...]) -> None:
+    """A 40-column pane: the error is one plain line a person can copy or grep, not a box whose
+    border cuts the option's name in two (Typer's rich panels wrap at the terminal width)."""
+    env = {**os.environ, "COLUMNS": "40", "TERM": "xterm-256color", "FORCE_COLOR": "1"}
+    result = subprocess.run([*ONGRID, *argv], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.stderr
+    assert argv[-1] in errors[0]
+    assert not any(ch in result.stderr for ch in "╭╰│─"), result.stderr
 
 
 def test_status_shows_retained_fleet_state(mosquitto: Broker, tmp_path: Path) -> None:

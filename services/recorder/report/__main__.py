@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import typer
 
+from shared.cli import typer_app
 from shared.service import ConfigOption, load_or_exit
 
 from ..backends import BackendError, open_reader
@@ -38,7 +39,7 @@ def _moment(value: str, what: str, zone: ZoneInfo, *, end: bool) -> datetime:
 
 
 def main(argv: list[str] | None = None) -> None:
-    app = typer.Typer(add_completion=False, help="Render the dashboards' views to PNG files and one HTML page.")
+    app = typer_app("Render the dashboards' views to PNG files and one HTML page.")
 
     @app.command()
     def report(
