@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -228,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.recorder.control_figures", description=main.__doc__)
     parser.add_argument("--config", required=True)
     parser.add_argument("--day", action="append", required=True, help="local day YYYY-MM-DD (repeatable)")
+    parser.add_argument(
+        "--truth", action="store_true", help="also the simulator's ground truth (a demo's store): truth_figures"
+    )
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config)
@@ -237,10 +241,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}")
         return 2
     reader = open_reader(cfg)
-    out = {}
+    out: dict[str, Any] = {}
     for day in days:
         figures = day_control_figures(cfg, reader, tariff, day)
         out[day.isoformat()] = None if figures is None else figures.as_dict()
+        if args.truth:
+            from .truth_figures import day_truth_figures
+
+            out[day.isoformat()] = {"store": out[day.isoformat()], **day_truth_figures(cfg, reader, tariff, day)}
     print(json.dumps(out, indent=2))
     return 0
 
