@@ -4,26 +4,22 @@ recorded load and PV from there; a silence it cannot bridge stops it with the fl
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from services.backtest.data import DataError
 from services.backtest.store import STEP_S, store_series
 from services.cli import main as ongrid
 from services.devtools.demo_day import day_messages, day_start
-from services.devtools.devdb import influxd_available, running_influxd
-from services.recorder.backends import InfluxQLReader, InfluxV1Writer, SqliteStore
-from services.recorder.pipeline import Recorder
-from services.recorder.spool import Spool
+from services.recorder.backends import InfluxQLReader
 from shared.config import load_config
 from shared.messages import InverterState, Message, MeterRole, MeterState
+from tests.support.recorded_store import feed, influx_url, record, store_config
 
 SITE = "storesite"
 START = day_start("2026-03-01")
@@ -39,38 +35,19 @@ def fortnight(hole: tuple[datetime, timedelta] | None = None) -> Iterator[tuple[
         yield topic, message
 
 
-def fill(backend: object, spool: Path, messages: Iterable[tuple[str, Message]]) -> None:
-    async def go() -> None:
-        recorder = Recorder(backend, Spool(spool, 10**9), recorder_id="r", batch_size=5000)  # type: ignore[arg-type]
-        runner = asyncio.create_task(recorder.run())
-        for topic, message in messages:
-            await recorder.handle(topic, message)
-        await recorder.drained(120)
-        runner.cancel()
-
-    asyncio.run(go())
-
-
-def config(tmp: Path, influx_url: str | None = None) -> Path:
-    data: dict[str, object] = {
-        "site": SITE,
-        "tariff": {"timezone": "Europe/London"},
-        "recorder": {"spool_dir": str(tmp / "spool"), "sqlite_path": str(tmp / "store.sqlite")},
-        "batteries": [{"id": "bat1", "transport": {"kind": "modbus_tcp", "host": "localhost"}, "usable_kwh": 10.0}],
-        "dispatcher": {"battery": "bat1"},
-    }
-    if influx_url:
-        data["influxdb"] = {"api": "v1", "url": influx_url, "database": "ongrid"}
-    path = tmp / "ongrid.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+# The site's config beside its store: a 10 kWh battery, days in the UK's time zone.
+CONFIG: dict[str, object] = {
+    "site": SITE,
+    "tariff": {"timezone": "Europe/London"},
+    "batteries": [{"id": "bat1", "transport": {"kind": "modbus_tcp", "host": "localhost"}, "usable_kwh": 10.0}],
+    "dispatcher": {"battery": "bat1"},
+}
 
 
 @pytest.fixture(scope="module")
 def sqlite_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("store")
-    path = config(tmp)
-    fill(SqliteStore(tmp / "store.sqlite"), tmp / "spool", fortnight())
+    path = store_config(tmp_path_factory.mktemp("store"), CONFIG)
+    record(path, feed(fortnight()))
     return path
 
 
@@ -110,9 +87,9 @@ def test_cli_backtests_the_recorded_fortnight(sqlite_config: Path, capsys: pytes
 
 
 def test_a_silence_it_cannot_bridge_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = config(tmp_path)
+    path = store_config(tmp_path, CONFIG)
     hole = (START + timedelta(days=3, hours=10), timedelta(hours=2))
-    fill(SqliteStore(tmp_path / "store.sqlite"), tmp_path / "spool", fortnight(hole))
+    record(path, feed(fortnight(hole)))
     named = r"no load \(load_w\) recorded from 2026-03-04 10:0\d Europe/London for 1\d\d min"
     with pytest.raises(DataError, match=named):
         store_series(load_config(path), FIRST, LAST)
@@ -129,9 +106,9 @@ def test_a_silence_it_cannot_bridge_is_named(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_a_short_silence_is_bridged(tmp_path: Path) -> None:
-    path = config(tmp_path)
+    path = store_config(tmp_path, CONFIG)
     hole = (START + timedelta(days=1, hours=12), timedelta(minutes=12))
-    fill(SqliteStore(tmp_path / "store.sqlite"), tmp_path / "spool", fortnight(hole))
+    record(path, feed(fortnight(hole)))
     series = store_series(load_config(path), FIRST, date(2026, 3, 3))
     assert not np.isnan(series.load_w).any() and not np.isnan(series.pv_w).any()
 
@@ -147,14 +124,9 @@ def test_cli_needs_a_source(sqlite_config: Path, capsys: pytest.CaptureFixture[s
 
 @pytest.fixture(scope="module")
 def influx_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    if not influxd_available():
-        pytest.skip("influxd not installed (apt-get install influxdb)")
-    tmp = tmp_path_factory.mktemp("store-influx")
-    with running_influxd() as server:
-        path = config(tmp, server.url)
-        cfg = load_config(path)
-        assert cfg.influxdb is not None
-        fill(InfluxV1Writer(cfg.influxdb), tmp / "spool", fortnight())
+    with influx_url() as url:
+        path = store_config(tmp_path_factory.mktemp("store-influx"), CONFIG, url)
+        record(path, feed(fortnight()))
         yield path
 
 

@@ -3,67 +3,48 @@ same numbers whichever store the data came from."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 from PIL import Image
 
 from services.cli import main as ongrid
 from services.devtools.demo_day import day_messages, day_start
-from services.devtools.devdb import influxd_available, running_influxd
-from services.recorder.backends import InfluxQLReader, InfluxV1Writer, SqliteStore
+from services.recorder.backends import InfluxQLReader, Reader, SqliteStore
 from services.recorder.pipeline import Recorder
 from services.recorder.report.render import collect
-from services.recorder.spool import Spool
 from services.recorder.stats_job import StatsJob
 from shared.config import OngridConfig, load_config
 from shared.messages import DailyStats
+from tests.support.recorded_store import feed, influx_url, record, store_config
 
 SITE = "reportsite"
 START = day_start("2026-02-28")
 
 
-async def _load(cfg: OngridConfig, backend: object, reader: object, spool_dir: Path) -> None:
-    recorder = Recorder(backend, Spool(spool_dir, 10**9), recorder_id="r", batch_size=2000)  # type: ignore[arg-type]
-    runner = asyncio.create_task(recorder.run())
-    for topic, message in day_messages(SITE, START, hours=48):
-        await recorder.handle(topic, message)
+CONFIG: dict[str, object] = {"site": SITE, "tariff": {"timezone": "UTC"}, "recorder": {"battery_cost": 3000}}
+
+
+async def two_days(recorder: Recorder, reader: Reader, cfg: OngridConfig) -> None:
+    """The synthetic house for 48 hours, then the daily statistics of both days."""
+    await feed(day_messages(SITE, START, hours=48))(recorder, reader, cfg)
     await recorder.drained(60)
 
     async def publish(stats: DailyStats) -> None:
         return None
 
-    job = StatsJob(cfg, reader, publish, recorder.add_rows)  # type: ignore[arg-type]
+    job = StatsJob(cfg, reader, publish, recorder.add_rows)
     for days in (1, 2):
         await job.once(now=START + timedelta(days=days, minutes=5))
         await recorder.drained(60)
-    runner.cancel()
-
-
-def _config(tmp: Path, influx_url: str | None = None) -> Path:
-    data: dict[str, object] = {
-        "site": SITE,
-        "tariff": {"timezone": "UTC"},
-        "recorder": {"spool_dir": str(tmp / "spool"), "sqlite_path": str(tmp / "store.sqlite"), "battery_cost": 3000},
-    }
-    if influx_url:
-        data["influxdb"] = {"api": "v1", "url": influx_url, "database": "ongrid"}
-    path = tmp / "ongrid.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.fixture(scope="module")
 def sqlite_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("report")
-    path = _config(tmp)
-    cfg = load_config(path)
-    store = SqliteStore(tmp / "store.sqlite")
-    asyncio.run(_load(cfg, store, store, tmp / "spool"))
+    path = store_config(tmp_path_factory.mktemp("report"), CONFIG)
+    record(path, two_days, batch_size=2000)
     return path
 
 
@@ -112,14 +93,9 @@ def test_report_refuses_a_backwards_range(sqlite_config: Path, tmp_path: Path) -
 
 @pytest.fixture(scope="module")
 def influx_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    if not influxd_available():
-        pytest.skip("influxd not installed (apt-get install influxdb)")
-    tmp = tmp_path_factory.mktemp("report-influx")
-    with running_influxd() as server:
-        path = _config(tmp, server.url)
-        cfg = load_config(path)
-        assert cfg.influxdb is not None
-        asyncio.run(_load(cfg, InfluxV1Writer(cfg.influxdb), InfluxQLReader(cfg.influxdb), tmp / "spool"))
+    with influx_url() as url:
+        path = store_config(tmp_path_factory.mktemp("report-influx"), CONFIG, url)
+        record(path, two_days, batch_size=2000)
         yield path
 
 
