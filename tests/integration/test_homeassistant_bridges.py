@@ -7,36 +7,19 @@ bridge restarts, and the other bridges' entities stay."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
 from shared import homeassistant as ha
 from tests.support import SOCAT, Broker, Child
 from tests.support.bridge_rig import Simulator, scenario, start_service, transports, write_config
+from tests.support.retained import retained
 
 pytestmark = pytest.mark.skipif(SOCAT is None, reason="socat is not installed")
-
-
-async def retained(broker: Broker, pattern: str, settle_s: float = 1.0) -> dict[str, dict[str, Any]]:
-    """Every retained config under ``pattern``, read by a fresh client as HA would at its start."""
-    found: dict[str, dict[str, Any]] = {}
-    async with aiomqtt.Client(broker.host, broker.port, identifier=f"ha-{uuid.uuid4().hex[:8]}") as client:
-        await client.subscribe(pattern, qos=1)
-        try:
-            async with asyncio.timeout(settle_s):
-                async for message in client.messages:
-                    if message.retain and message.payload:
-                        found[str(message.topic)] = json.loads(bytes(message.payload))  # type: ignore[arg-type]
-        except TimeoutError:
-            pass
-    return found
 
 
 async def wait_configs(

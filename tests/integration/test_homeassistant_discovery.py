@@ -9,9 +9,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
-import aiomqtt
 import yaml
 
 from shared import homeassistant as ha
@@ -20,6 +18,7 @@ from shared.config import MqttConfig, OngridConfig, load_config
 from shared.ports import free_port
 from shared.topics import Kind
 from tests.support import Broker
+from tests.support.retained import retained
 
 
 def _config(broker: Broker, site: str, extra_meter: bool) -> OngridConfig:
@@ -30,21 +29,6 @@ def _config(broker: Broker, site: str, extra_meter: bool) -> OngridConfig:
         heat_pump = cfg.meters[0].model_copy(update={"id": "heatpump"})
         cfg = cfg.model_copy(update={"meters": (*cfg.meters, heat_pump)})
     return cfg
-
-
-async def _retained(broker: Broker, pattern: str, settle_s: float = 1.0) -> dict[str, dict[str, Any]]:
-    """Every retained message under ``pattern``, read by a fresh client as HA would at start."""
-    found: dict[str, dict[str, Any]] = {}
-    async with aiomqtt.Client(broker.host, broker.port, identifier=f"ha-{uuid.uuid4().hex[:8]}") as client:
-        await client.subscribe(pattern, qos=1)
-        try:
-            async with asyncio.timeout(settle_s):
-                async for message in client.messages:
-                    if message.retain and message.payload:
-                        found[str(message.topic)] = json.loads(bytes(message.payload))  # type: ignore[arg-type]
-        except TimeoutError:
-            pass
-    return found
 
 
 async def _publish(cfg: OngridConfig) -> ha.DiscoveryResult:
@@ -59,7 +43,7 @@ async def test_configs_are_retained_and_removed_devices_are_cleared(mosquitto: B
     await _publish(_config(mosquitto, other_site, extra_meter=True))
     assert first.removed == ()
 
-    seen = await _retained(mosquitto, f"homeassistant/+/ongrid_{site}/+/config")
+    seen = await retained(mosquitto, f"homeassistant/+/ongrid_{site}/+/config")
     assert set(seen) == set(first.published)
     assert any("/meter_heatpump_" in topic for topic in seen)
 
@@ -67,7 +51,7 @@ async def test_configs_are_retained_and_removed_devices_are_cleared(mosquitto: B
     assert second.removed and all("/meter_heatpump_" in topic for topic in second.removed)
     assert len(second.removed) == len(ha.METER_SENSORS)
 
-    after = await _retained(mosquitto, f"homeassistant/+/ongrid_{site}/+/config")
+    after = await retained(mosquitto, f"homeassistant/+/ongrid_{site}/+/config")
     assert set(after) == set(second.published)
     assert not any("/meter_heatpump_" in topic for topic in after)
     assert after == {
@@ -76,7 +60,7 @@ async def test_configs_are_retained_and_removed_devices_are_cleared(mosquitto: B
     }
 
     # Another site's configs are not ours to remove.
-    untouched = await _retained(mosquitto, f"homeassistant/+/ongrid_{other_site}/+/config")
+    untouched = await retained(mosquitto, f"homeassistant/+/ongrid_{other_site}/+/config")
     assert any("/meter_heatpump_" in topic for topic in untouched)
 
     # Publishing again with nothing changed removes nothing.
@@ -106,7 +90,7 @@ async def test_each_service_removes_only_its_own_kind_and_old_configs_are_taken_
     removed = (await publish(no_devices, "meter-bridge", Kind.METER)).removed
     assert set(removed) == set(ha.discovery_configs(cfg, (Kind.METER,)))
 
-    after = await _retained(mosquitto, f"homeassistant/+/ongrid_{site}/+/config")
+    after = await retained(mosquitto, f"homeassistant/+/ongrid_{site}/+/config")
     assert after == {t: json.loads(ha.encode(p)) for t, p in everything.items() if t not in removed}
 
 
@@ -123,7 +107,7 @@ async def test_a_service_started_before_the_broker_still_announces(tmp_path: Pat
             assert not announcing.done()
             broker.start()
             await asyncio.wait_for(announcing, 60.0)
-            seen = await _retained(broker, f"homeassistant/+/ongrid_{site}/+/config")
+            seen = await retained(broker, f"homeassistant/+/ongrid_{site}/+/config")
         assert set(seen) == set(ha.discovery_configs(cfg, (Kind.METER,)))
     finally:
         broker.stop()
@@ -166,10 +150,10 @@ async def test_ha_discovery_clears_the_entities_of_a_service_that_no_longer_runs
     assert result.returncode == 0, result.stderr
     assert f"bms-bridge: 0 configs published, {len(bms)} removed" in result.stdout
 
-    after = await _retained(mosquitto, f"homeassistant/+/ongrid_{site}/+/config")
+    after = await retained(mosquitto, f"homeassistant/+/ongrid_{site}/+/config")
     assert after == {t: json.loads(ha.encode(p)) for t, p in everything.items() if t not in bms}
     # It spoke neither online nor offline for the bms-bridge (one may be running elsewhere).
-    assert not await _retained(mosquitto, f"ongrid/{site}/service/bms-bridge/#")
+    assert not await retained(mosquitto, f"ongrid/{site}/service/bms-bridge/#")
 
 
 def test_ha_discovery_fails_clearly(tmp_path: Path) -> None:
