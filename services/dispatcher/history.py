@@ -111,6 +111,11 @@ class History:
         tmp.write_text(self.to_json())
         os.replace(tmp, path)
 
+    def add_draw(self, when: datetime, draw_w: float, on: bool) -> bool:
+        """A heat pump's history keeps the same form and file: per step ``load`` is its mean draw
+        (W, 0 while off) and ``pv`` the share of its samples with the switch on."""
+        return self.add(when, draw_w, 1.0 if on else 0.0)
+
     @classmethod
     def load(cls, path: Path, step_s: int) -> History:
         """The saved history, or an empty one when there is no file yet. Raises HistoryFileError."""

@@ -9,10 +9,15 @@
 * Scenarios: once the history holds a whole day before the plan, the last days' joint load and
   PV at the same hours (``core.forecast.history_scenarios``, the backtest's planner uses the
   same), external forecasts laid over them; the point forecasts are then the scenarios' mean.
+* Heat pumps (``loads[]`` of kind ``heat_pump``): the history's load less each one's recorded draw
+  is the base load forecast as above; each one's expected draw (``core.heat_pump.expected_draw_w``:
+  its run window, duty and budget) is added to it and to every scenario. An external load forecast
+  is taken as the whole house's: nothing is added where it covers a step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -20,16 +25,28 @@ import numpy as np
 import pandas as pd
 
 from shared.config import OngridConfig
+from shared.config.loads import HeatPumpLoad
 from shared.energy.battery import BatteryModel
 from shared.energy.tariff import Tariff
 from shared.messages import Forecast
 
 from .core.forecast import PvArray, clear_sky_pv_w, clearness, history_scenarios, load_profile_forecast
+from .core.heat_pump import expected_draw_w
 from .core.planner import PlanInputs, Schedule
 from .core.replan import forecast_error_pct
 from .history import History
 
-__all__ = ["Forecasts", "build_inputs", "external_values", "forecasts", "plan_error_pct", "pv_array", "step_starts"]
+__all__ = [
+    "Forecasts",
+    "HeatPumpPast",
+    "build_inputs",
+    "external_values",
+    "forecasts",
+    "heat_pump_draw",
+    "plan_error_pct",
+    "pv_array",
+    "step_starts",
+]
 
 
 def pv_array(cfg: OngridConfig) -> PvArray:
@@ -62,6 +79,38 @@ def external_values(forecast: Forecast | None, starts: pd.DatetimeIndex, step_s:
 
 
 @dataclass(frozen=True)
+class HeatPumpPast:
+    """One heat pump's recorded draw (a ``History`` of draw and switched-on share, see
+    ``History.add_draw``) and the battery energy it used in the budget period in force."""
+
+    history: History
+    used_wh: float = 0.0
+
+
+def heat_pump_draw(
+    cfg: OngridConfig,
+    heat_pumps: Mapping[str, HeatPumpPast],
+    past: pd.DatetimeIndex,
+    starts: pd.DatetimeIndex,
+    now: datetime,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(recorded draw of every heat pump on the house history's steps ``past``, expected draw over
+    ``starts``), both summed over the heat pumps, W."""
+    step_s = cfg.dispatcher.step_minutes * 60
+    recorded = np.zeros(len(past))
+    expected = np.zeros(len(starts))
+    for load in cfg.loads:
+        if not isinstance(load, HeatPumpLoad):
+            continue
+        hp = heat_pumps.get(load.id, HeatPumpPast(History(step_s)))
+        h_starts, draw, on = hp.history.complete(now)
+        if len(h_starts):
+            recorded += pd.Series(draw, index=h_starts).reindex(past, fill_value=0.0).to_numpy()
+        expected += expected_draw_w(load, starts, step_s, cfg.tariff.timezone, h_starts, draw, on, hp.used_wh)
+    return recorded, expected
+
+
+@dataclass(frozen=True)
 class Forecasts:
     pv_w: np.ndarray
     load_w: np.ndarray
@@ -72,6 +121,8 @@ class Forecasts:
     # external forecasts laid over them where given; empty until a whole day of history exists.
     load_scenarios_w: np.ndarray | None = None
     pv_scenarios_w: np.ndarray | None = None
+    # The heat pumps' expected draw per step, included in ``load_w`` and the load scenarios.
+    heat_pump_w: np.ndarray | None = None
 
 
 def forecasts(
@@ -81,11 +132,15 @@ def forecasts(
     now: datetime,
     pv_external: Forecast | None = None,
     load_external: Forecast | None = None,
+    heat_pumps: Mapping[str, HeatPumpPast] | None = None,
 ) -> Forecasts:
     d = cfg.dispatcher
     step_s = d.step_minutes * 60
     array = pv_array(cfg)
     past, past_load, past_pv = history.complete(now)
+    recorded_hp, hp_w = heat_pump_draw(cfg, heat_pumps or {}, past, starts, now)
+    # The base load: what the house drew less the heat pumps, whose draw is planned on its own.
+    past_load = np.maximum(past_load - recorded_hp, 0.0)
     recent = past >= pd.Timestamp(now) - pd.Timedelta(hours=24)
     k = clearness(past_pv[recent], clear_sky_pv_w(array, past[recent], step_s)) if recent.any() else 0.6
     pv = clear_sky_pv_w(array, starts, step_s) * k
@@ -101,21 +156,26 @@ def forecasts(
     )
     load_source = "history" if len(past) else "default"
     given = external_values(load_external, starts, step_s)
+    # An external load forecast is the whole house's; elsewhere the heat pumps are added.
+    hp_w = np.where(np.isfinite(given), 0.0, hp_w)
+    load = load + hp_w
     if np.isfinite(given).any():
         load = np.where(np.isfinite(given), given, load)
         load_source = "external" if np.isfinite(given).all() else f"external+{load_source}"
+    if hp_w.any():
+        load_source += "+heat_pump"
     keys = np.asarray(past.as_unit("s").asi8, dtype=np.int64) // step_s
     first_key = int(starts[0].timestamp()) // step_s
     load_s, pv_s = history_scenarios(keys, past_load, past_pv, first_key, len(starts), step_s)
     if len(load_s) == 0:
-        return Forecasts(np.maximum(pv, 0.0), np.maximum(load, 0.0), k, pv_source, load_source)
+        return Forecasts(np.maximum(pv, 0.0), np.maximum(load, 0.0), k, pv_source, load_source, heat_pump_w=hp_w)
     # A forecast someone publishes knows more than last week did: it replaces every scenario's
     # value where it covers a step.
     pv_given = external_values(pv_external, starts, step_s) if d.pv_forecast == "external" else None
     if pv_given is not None:
         pv_s = np.where(np.isfinite(pv_given), pv_given, pv_s)
     load_given = external_values(load_external, starts, step_s)
-    load_s = np.where(np.isfinite(load_given), load_given, load_s)
+    load_s = np.where(np.isfinite(load_given), load_given, load_s + hp_w)
     load_s, pv_s = np.maximum(load_s, 0.0), np.maximum(pv_s, 0.0)
     return Forecasts(
         pv_s.mean(axis=0),
@@ -125,6 +185,7 @@ def forecasts(
         load_source,
         load_s,
         pv_s,
+        heat_pump_w=hp_w,
     )
 
 
@@ -138,12 +199,13 @@ def build_inputs(
     battery_now_w: float,
     pv_external: Forecast | None = None,
     load_external: Forecast | None = None,
+    heat_pumps: Mapping[str, HeatPumpPast] | None = None,
 ) -> tuple[PlanInputs, Forecasts]:
     d = cfg.dispatcher
     step_s = d.step_minutes * 60
     steps = d.horizon_hours * 3600 // step_s
     starts = step_starts(now, step_s, steps)
-    fc = forecasts(cfg, history, starts, now, pv_external, load_external)
+    fc = forecasts(cfg, history, starts, now, pv_external, load_external, heat_pumps)
     imp, exp = tariff.prices(starts, step_s)
     inputs = PlanInputs(
         start=starts[0].to_pydatetime(),

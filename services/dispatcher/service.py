@@ -27,6 +27,7 @@ from typing import Any
 from shared import topics
 from shared.bus import Bus
 from shared.config import ConfigProblem, OngridConfig
+from shared.config.loads import HeatPumpLoad
 from shared.config.tariff import Csv
 from shared.energy.battery import BatteryModel
 from shared.energy.tariff import Tariff, TariffError, parse_price_csv, tariff_from_config
@@ -60,7 +61,7 @@ from .core.snapshot import Snapshot
 from .core.soc_check import SocWatch, soc_event, watch_soc
 from .highs import silence_highs_banner
 from .history import History, HistoryFileError
-from .inputs import build_inputs, plan_error_pct
+from .inputs import HeatPumpPast, build_inputs, plan_error_pct
 from .loads_io import switches
 
 log = get_logger("dispatcher")
@@ -143,6 +144,10 @@ def history_path(cfg: OngridConfig) -> Path:
     return Path(cfg.dispatcher.state_dir) / f"dispatcher-{cfg.site}-history.json"
 
 
+def heat_pump_history_path(cfg: OngridConfig, load_id: str) -> Path:
+    return Path(cfg.dispatcher.state_dir) / f"dispatcher-{cfg.site}-heat_pump-{load_id}-history.json"
+
+
 def load_history(path: Path, step_s: int) -> History:
     try:
         return History.load(path, step_s)
@@ -173,6 +178,11 @@ class Dispatcher:
         self.step_s = d.step_minutes * 60
         self.history_path = history_path(cfg)
         self.history = load_history(self.history_path, self.step_s)
+        # Each heat pump's draw per step: the planner plans it apart from the base load.
+        self.heat_pumps = tuple(load for load in cfg.loads if isinstance(load, HeatPumpLoad))
+        self.hp_history = {
+            load.id: load_history(heat_pump_history_path(cfg, load.id), self.step_s) for load in self.heat_pumps
+        }
         # Latest inputs.
         self.inverter: InverterState | None = None
         self.inverter_online: bool | None = None
@@ -280,6 +290,15 @@ class Dispatcher:
     async def _on_inverter(self, _topic: str, state: InverterState) -> None:
         self.inverter = state
         await self._compare_soc()
+        for load in self.heat_pumps:
+            on = self.published_loads.get(load.id, False)
+            meter = self.load_meters.get(load.id)
+            # Its own CT; without one, the battery's discharge while it is on (the budget's own
+            # approximation, docs/dispatcher.md), so the base load keeps whatever is not counted.
+            draw = meter.power_w if meter is not None else (
+                min(load.rated_power_w, max(0.0, state.battery_power_w)) if on else 0.0
+            )  # fmt: skip
+            self.hp_history[load.id].add_draw(state.ts, draw, on)
         if self.history.add(state.ts, state.load_power_w, state.pv_power_w):
             self._save_history()
         if self.devices.grid_meter is None:
@@ -556,6 +575,7 @@ class Dispatcher:
         self.forecast_changed = False
         soc = self.bms.soc_pct if self.bms is not None else self.inverter.battery_soc_pct
         limit = self.cfg.dispatcher.plan_time_limit_s
+        used = {b.load: b.used_wh for b in self.memory.budgets}
         args = (
             self.cfg,
             self.battery,
@@ -566,6 +586,10 @@ class Dispatcher:
             self.inverter.battery_power_w,
             self.external.get("pv"),
             self.external.get("load"),
+            {
+                load.id: HeatPumpPast(self.hp_history[load.id], used.get(load.id, 0.0))
+                for load in self.heat_pumps
+            },
         )
 
         def solve() -> tuple[Schedule, str]:
@@ -616,10 +640,13 @@ class Dispatcher:
             await asyncio.sleep(PLAN_TICK_S)
 
     def _save_history(self) -> None:
-        try:
-            self.history.save(self.history_path)
-        except OSError as exc:
-            log.error("cannot save history to %s: %s", self.history_path, exc)
+        paths = [(self.history, self.history_path)]
+        paths += [(self.hp_history[load.id], heat_pump_history_path(self.cfg, load.id)) for load in self.heat_pumps]
+        for history, path in paths:
+            try:
+                history.save(path)
+            except OSError as exc:
+                log.error("cannot save history to %s: %s", path, exc)
 
     async def run(self) -> None:
         try:

@@ -15,6 +15,14 @@ stopped it at 25 %. Per call, for one ``HeatPumpLoad``:
 Budget use is what the battery gave the heat pump: with its own CT, the smaller of its draw and
 the battery's discharge; without one, the battery's whole discharge while it was switched on (an
 over-estimate when the house draws at the same time: the budget runs out early, never late).
+
+For the planner, ``expected_draw_w`` is the heat pump's draw per plan step: inside the window what
+it drew while switched on at that time of day over the last days (its duty: the weather decides
+it), before any such history its rating times ``DEFAULT_DUTY``; with ``after_budget: off`` no more
+in each period's window than the budget (spent from the window's start, as the dispatcher does);
+outside the window what it drew there on average (surplus runs). The planner adds it to the house's
+base load, which is the recorded load minus the heat pump's recorded draw, so nothing is counted
+twice.
 """
 
 from __future__ import annotations
@@ -24,14 +32,20 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import pandas as pd
+
 from shared.config.loads import HeatPumpLoad, RunWindow
 
 __all__ = [
+    "DEFAULT_DUTY",
     "FLOOR_HYSTERESIS_PCT",
+    "RECENT_DAYS",
     "Budget",
     "HeatPumpCall",
     "battery_fed_wh",
     "decide",
+    "expected_draw_w",
     "in_window",
     "period_start",
 ]
@@ -39,6 +53,12 @@ __all__ = [
 # Once the floor stopped the battery feeding it, the SoC must rise this far above the floor before
 # it feeds it again: a BMS reporting whole percent would otherwise flip it on every reading.
 FLOOR_HYSTERESIS_PCT = 2.0
+
+# Before any history of it running: the share of its rating a heat pump draws while switched on
+# (compressors modulate and cycle; a UK winter night's is around half).
+DEFAULT_DUTY = 0.5
+# Days of its recorded draw the planner's expectation looks back over (the weather changes).
+RECENT_DAYS = 7
 
 # Budget periods are counted from this local wall time (a Monday), so a 24 h period always starts
 # at the window's start and a 168 h one on Mondays.
@@ -145,3 +165,65 @@ def decide(
     if load.after_budget == "grid":
         return HeatPumpCall(True, False, spent + "_grid", after, max(0.0, left))
     return HeatPumpCall(False, False, spent, after, max(0.0, left))
+
+
+def _window_mask(window: RunWindow, local: pd.DatetimeIndex) -> np.ndarray:
+    t = np.asarray(local.hour * 60 + local.minute, dtype=float)
+    start, end = _minutes(window.start), _minutes(window.end)
+    return (t >= start) & (t < end) if start < end else (t >= start) | (t < end)
+
+
+def _periods(load: HeatPumpLoad, local: pd.DatetimeIndex) -> np.ndarray:
+    anchor = _minutes(load.run_window.start) if load.run_window is not None else 0
+    first = pd.Timestamp(_EPOCH + timedelta(minutes=anchor))
+    since = local.tz_localize(None) - first
+    return np.asarray(since // pd.Timedelta(hours=load.budget_period_hours), dtype=np.int64)
+
+
+def expected_draw_w(
+    load: HeatPumpLoad,
+    starts: pd.DatetimeIndex,
+    step_s: int,
+    timezone: str,
+    past: pd.DatetimeIndex,
+    past_draw_w: np.ndarray,
+    past_on: np.ndarray,
+    used_wh: float = 0.0,
+) -> np.ndarray:
+    """The heat pump's expected draw (W) over each step from ``starts`` (UTC, ``step_s`` apart),
+    from its history: ``past`` (UTC starts of completed steps), its mean draw over each
+    (``past_draw_w``, 0 while off) and the share of each it was switched on (``past_on``).
+    ``used_wh``: battery energy it already used in the period in force. See the module docstring."""
+    n = len(starts)
+    if n == 0:
+        return np.zeros(0)
+    slots = max(1, round(86400 / step_s))
+    zone = _zone(timezone)
+    local = starts.tz_convert(zone)
+    t_slot = np.clip(np.asarray((local.hour * 3600 + local.minute * 60) // step_s), 0, slots - 1)
+    recent = past >= starts[0] - pd.Timedelta(days=RECENT_DAYS)
+    draw = np.maximum(np.asarray(past_draw_w, dtype=float)[recent], 0.0)
+    on = np.clip(np.asarray(past_on, dtype=float)[recent], 0.0, 1.0)
+    p_local = past[recent].tz_convert(zone)
+    h_slot = np.clip(np.asarray((p_local.hour * 3600 + p_local.minute * 60) // step_s), 0, slots - 1)
+    draw_sum = np.bincount(h_slot, weights=draw, minlength=slots)
+    on_sum = np.bincount(h_slot, weights=on, minlength=slots)
+    count = np.bincount(h_slot, minlength=slots)
+    # While switched on: energy over time on, per time of day, else over every time of day.
+    overall = float(draw.sum() / on.sum()) if on.sum() >= 1.0 else load.rated_power_w * DEFAULT_DUTY
+    with np.errstate(invalid="ignore", divide="ignore"):
+        while_on = np.where(on_sum >= 0.5, draw_sum / on_sum, overall)
+        average = np.where(count > 0, draw_sum / count, 0.0)
+    inside = _window_mask(load.run_window, local) if load.run_window is not None else np.zeros(n, dtype=bool)
+    out = np.where(inside, while_on[t_slot], average[t_slot])
+    if load.after_budget == "off" and load.run_window is not None:
+        # Off once the budget is spent: each period's window gets the budget, from its start.
+        dt_h = step_s / 3600.0
+        periods = _periods(load, local)
+        budget = load.battery_budget_kwh * 1000.0
+        left = {int(periods[0]): max(0.0, budget - used_wh)}
+        for k in np.flatnonzero(inside):
+            have = left.setdefault(int(periods[k]), budget)
+            out[k] = min(out[k], have / dt_h)
+            left[int(periods[k])] = have - out[k] * dt_h
+    return np.asarray(np.maximum(out, 0.0), dtype=float)

@@ -1,0 +1,153 @@
+"""The planner knows the heat pump (issue 13 item 3): its expected draw in the run window, capped by
+its budget, on top of the base load (the recorded load less its recorded draw: nothing counted twice),
+and the plan carries the energy for it into the window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from services.dispatcher.core.heat_pump import DEFAULT_DUTY, expected_draw_w
+from services.dispatcher.core.planner import plan
+from services.dispatcher.history import History
+from services.dispatcher.inputs import HeatPumpPast, build_inputs
+from shared.config import OngridConfig
+from shared.config.loads import HeatPumpLoad
+from shared.energy.battery import BatteryModel
+from shared.energy.tariff import tariff_from_config
+
+TZ = "Europe/London"
+STEP = 1800
+NOON = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)  # January: London is on UTC
+BATTERY = BatteryModel(
+    capacity_wh=10_400, max_charge_w=3000, max_discharge_w=3000, floor_pct=10, reserve_pct=20, ceiling_pct=97
+)
+HP: dict[str, Any] = {
+    "id": "hp",
+    "kind": "heat_pump",
+    "rated_power_w": 1500,
+    "run_window": {"start": "18:00", "end": "07:00"},
+    "battery_budget_kwh": 1.8,
+}
+
+
+def config(loads: list[dict[str, Any]], daily_kwh: float = 10.0) -> OngridConfig:
+    """No PV; import 10p from 13:00 to 16:00 (an afternoon cheap rate), 35p otherwise; no export."""
+    return OngridConfig.model_validate(
+        {
+            "tariff": {
+                "timezone": TZ,
+                "import": {
+                    "kind": "two_rate",
+                    "off_peak": {"start": "13:00", "end": "16:00", "price_per_kwh": 0.10},
+                    "peak_price_per_kwh": 0.35,
+                },
+                "export": {"kind": "flat", "price_per_kwh": 0.0},
+            },
+            "dispatcher": {
+                "step_minutes": 30, "horizon_hours": 24, "pv_kwp": 0.0, "default_daily_load_kwh": daily_kwh,
+            },
+            "loads": loads,
+        }
+    )
+
+
+def night_steps(starts: pd.DatetimeIndex) -> np.ndarray:
+    hours = starts.tz_convert(TZ).hour
+    return np.asarray((hours >= 18) | (hours < 7))
+
+
+def house_history(days: int, hp_w: float) -> tuple[History, History]:
+    """``days`` of a 200 W house whose heat pump drew ``hp_w`` from 18:00 to 21:00 each night,
+    switched on the whole window: (the inverter's load history, the heat pump's draw history)."""
+    house, hp = History(STEP), History(STEP)
+    for k in range(days * 48):
+        when = NOON - timedelta(seconds=STEP * (k + 1))
+        local = when.astimezone(UTC).hour
+        night = local >= 18 or local < 7
+        draw = hp_w if 18 <= local < 21 else 0.0
+        house.add(when, 200.0 + draw, 0.0)
+        hp.add_draw(when, draw, night)
+    return house, hp
+
+
+def test_expected_draw_default_duty_front_loaded_to_the_budget() -> None:
+    load = HeatPumpLoad.model_validate(HP)
+    starts = pd.date_range(NOON, periods=48, freq=f"{STEP}s")
+    empty = pd.DatetimeIndex([], tz=UTC)
+    w = expected_draw_w(load, starts, STEP, TZ, empty, np.zeros(0), np.zeros(0))
+    inside = night_steps(starts)
+    assert not w[~inside].any()  # nothing outside the window without history
+    # 1500 W x 0.5 duty = 750 W from 18:00 until 1.8 kWh is spent: 4.8 half-hours.
+    first = int(np.argmax(inside))
+    assert w[first : first + 4].tolist() == [1500 * DEFAULT_DUTY] * 4
+    assert w[first + 4] == pytest.approx(1800 / 0.5 - 4 * 750)
+    assert w.sum() * 0.5 == pytest.approx(1800.0)
+    # Budget already partly used in the period in force: only the rest in this period's window.
+    late = pd.date_range(datetime(2026, 1, 15, 20, 0, tzinfo=UTC), periods=48, freq=f"{STEP}s")
+    w = expected_draw_w(load, late, STEP, TZ, empty, np.zeros(0), np.zeros(0), used_wh=1500.0)
+    tonight = night_steps(late) & (late < datetime(2026, 1, 16, 12, 0, tzinfo=UTC))
+    assert w[tonight].sum() * 0.5 == pytest.approx(300.0)
+    # Tomorrow a new budget: from 18:00 to the horizon's end (19:30), 750 W for four half-hours.
+    assert w[~tonight].tolist()[-4:] == [750.0] * 4 and w[~tonight].sum() * 0.5 == pytest.approx(1500.0)
+    # 'grid': not capped, it runs all night.
+    grid = load.model_copy(update={"after_budget": "grid"})
+    w = expected_draw_w(grid, starts, STEP, TZ, empty, np.zeros(0), np.zeros(0))
+    assert w[inside].tolist() == [750.0] * int(inside.sum())
+
+
+def test_expected_draw_from_its_recorded_duty() -> None:
+    load = HeatPumpLoad.model_validate(HP | {"battery_budget_kwh": 10.0})
+    _, hp = house_history(3, hp_w=1000.0)
+    past, draw, on = hp.complete(NOON)
+    starts = pd.date_range(NOON, periods=48, freq=f"{STEP}s")
+    w = expected_draw_w(load, starts, STEP, TZ, past, draw, on)
+    hours = starts.tz_convert(TZ).hour
+    # On all night, it drew 1000 W from 18:00 to 21:00 and nothing after (the house was warm).
+    assert np.allclose(w[(hours >= 18) & (hours < 21)], 1000.0)
+    assert np.allclose(w[(hours >= 21) | (hours < 18)], 0.0)
+
+
+def test_inputs_add_the_heat_pump_and_do_not_count_it_twice() -> None:
+    house, hp = house_history(7, hp_w=1200.0)
+    now = NOON + timedelta(minutes=5)
+    cfg = config([HP])
+    tariff = tariff_from_config(cfg.tariff)
+    inputs, fc = build_inputs(cfg, BATTERY, tariff, house, now, 20.0, 0.0, heat_pumps={"hp": HeatPumpPast(hp)})
+    assert inputs.start == NOON and fc.load_source == "history+heat_pump"
+    # 18:00-19:30 (steps 12-14): base 200 W + 1200 W; the budget (1.8 kWh) is spent by 19:30.
+    assert np.allclose(inputs.load_w[12:15], 1400.0)
+    assert np.allclose(inputs.load_w[:12], 200.0) and np.allclose(inputs.load_w[15:], 200.0)
+    assert inputs.load_w.sum() * 0.5 == pytest.approx(200 * 24 + 1800.0)
+    assert inputs.load_scenarios_w is not None
+    assert np.allclose(inputs.load_scenarios_w.sum(axis=1) * 0.5, 200 * 24 + 1800.0)
+    # Without the heat pump configured, the recorded load is the forecast: 1400 W until 21:00
+    # (the history knows nothing of a budget), and the draw history is not used.
+    inputs, fc = build_inputs(config([]), BATTERY, tariff, house, now, 20.0, 0.0, heat_pumps={"hp": HeatPumpPast(hp)})
+    assert fc.load_source == "history"
+    assert inputs.load_w.sum() * 0.5 == pytest.approx(200 * 24 + 1200 * 3)
+
+
+def test_the_plan_carries_more_energy_into_the_window() -> None:
+    """A 4.8 kWh/day house (the default shape before any history), no PV, a cheap afternoon: the
+    plan buys in the afternoon what the evening and night need. With the heat pump (no history yet:
+    its rating times the default duty, to the budget) it buys its budget too, so it enters the
+    window fuller, and spends it there."""
+    now = NOON
+    soc_at_18: dict[str, float] = {}
+    night_out: dict[str, float] = {}
+    for name, loads in (("without", []), ("with", [HP])):
+        cfg = config(loads, daily_kwh=4.8)
+        inputs, _ = build_inputs(cfg, BATTERY, tariff_from_config(cfg.tariff), History(STEP), now, 20.0, 0.0)
+        schedule = plan(inputs)
+        k18 = 12  # the step from 18:00; SoC at its start is the end of the step before
+        soc_at_18[name] = float(schedule.soc_pct_end[k18 - 1])
+        night_out[name] = float(schedule.battery_w[k18:].clip(min=0).sum() * 0.5)
+    extra_pct = soc_at_18["with"] - soc_at_18["without"]
+    # 1.8 kWh at the battery's AC side is 1.8 / 0.96 kWh stored: 18 points of 10.4 kWh.
+    assert extra_pct == pytest.approx(1800 / 0.96 / 10_400 * 100, abs=1.5), soc_at_18
+    assert night_out["with"] - night_out["without"] == pytest.approx(1800.0, abs=100.0)
