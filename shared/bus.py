@@ -52,6 +52,7 @@ from shared.messages import (
     Message,
     utc_now,
 )
+from shared.mqttframes import BulkReader, Publish
 from shared.topics import Kind, Stream
 
 log = get_logger("bus")
@@ -76,6 +77,8 @@ UNCLAIMED_MAX = 100_000
 ModelChoice = type[Message] | Callable[[str], type[Message] | None]
 # (client, message id, qos) of a message to acknowledge once handled (persistent sessions only).
 _Ack = tuple[aiomqtt.Client, int, int]
+# (topic, payload, ack) of a message taken from the connection.
+_Item = tuple[str, bytes | bytearray | Any, _Ack | None]
 
 
 @dataclass
@@ -337,9 +340,7 @@ class Bus:
             password=self.mqtt.password.get_secret_value() if self.mqtt.password else None,
             identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
-            will=aiomqtt.Will(self.availability_topic, will.to_json(), qos=1, retain=True)
-            if self.announce
-            else None,
+            will=aiomqtt.Will(self.availability_topic, will.to_json(), qos=1, retain=True) if self.announce else None,
             clean_start=not self.persistent_session,
             keepalive=self.mqtt.keepalive_s,
             properties=connect_props,
@@ -354,7 +355,14 @@ class Bus:
             # acknowledges after its handler returned instead, so the broker redelivers the rest.
             # aiomqtt 2.5 has no option for it; its paho client is the documented way in.
             client._client.manual_ack_set(True)
+            # Its messages are read in bulk (shared.mqttframes): a recorder takes a neighbourhood's.
+            # Each read's PUBLISH packets go to aiomqtt's queue as one list, beside its Messages.
+            BulkReader(client._client, self._take_bulk).install()
         return client
+
+    def _take_bulk(self, publishes: list[Publish]) -> None:
+        if self._intake is not None:
+            self._intake.put_nowait(publishes)  # type: ignore[arg-type]
 
     def _intake_type(self) -> type[_IntakeQueue]:
         """aiomqtt's ``queue_type``: the client's incoming queue, kept so the bus can drain it."""
@@ -375,14 +383,7 @@ class Bus:
                     await self._on_connect(client)
                     backoff = self.mqtt.reconnect_min_s
                     async for message in client.messages:
-                        batch = self._read_more(client, [message])
-                        persistent = self.persistent_session
-                        await self._dispatch_batch(
-                            [
-                                (m.topic.value, m.payload, (client, m.mid, m.qos) if persistent else None)  # type: ignore[misc]
-                                for m in batch
-                            ]
-                        )
+                        await self._dispatch_batch(self._read_more(client, self._items(client, [message])))
             except aiomqtt.MqttError as exc:
                 self._episode.failure(exc)
             finally:
@@ -394,18 +395,32 @@ class Bus:
             await asyncio.sleep(backoff * random.uniform(0.8, 1.2))
             backoff = min(backoff * 2, self.mqtt.reconnect_max_s)
 
-    def _read_more(self, client: aiomqtt.Client, batch: list[aiomqtt.Message]) -> list[aiomqtt.Message]:
-        """Add to ``batch`` what is already queued and what the socket already holds, up to
-        ``BATCH_MAX``. aiomqtt's reader callback decodes one packet per event-loop turn, so under load
-        every message would be its own batch (its own spool append, its own PUBACK write); reading
-        on here with paho's ``loop_read`` (what that callback calls) makes a backlog one batch."""
+    def _items(self, client: aiomqtt.Client, taken: list[Any]) -> list[_Item]:
+        """What was taken from the intake queue, as (topic, payload, ack): aiomqtt Messages, and
+        lists of PUBLISH packets read in bulk (``BulkReader``, persistent sessions)."""
+        persistent = self.persistent_session
+        out: list[_Item] = []
+        for item in taken:
+            if type(item) is list:
+                out += [(topic, payload, (client, mid, qos)) for topic, payload, mid, qos in item]
+            else:
+                ack = (client, item.mid, item.qos) if persistent else None
+                out.append((item.topic.value, item.payload, ack))
+        return out
+
+    def _read_more(self, client: aiomqtt.Client, batch: list[_Item]) -> list[_Item]:
+        """Add to ``batch`` what is already queued and what the socket already holds, up to about
+        ``BATCH_MAX`` messages. aiomqtt's reader callback reads once per event-loop turn, so under
+        load every read would be its own batch (its own spool append, its own PUBACK write);
+        reading on here with paho's ``loop_read`` (what that callback calls) makes a backlog one
+        batch."""
         intake = self._intake
         if intake is None:
             return batch
         while len(batch) < BATCH_MAX:
             waiting = intake.take(BATCH_MAX - len(batch))
             if waiting:
-                batch += waiting
+                batch += self._items(client, waiting)
                 continue
             try:
                 client._client.loop_read()
@@ -449,7 +464,7 @@ class Bus:
     async def _dispatch(self, topic: str, payload: bytes, ack: _Ack | None = None) -> None:
         await self._dispatch_batch([(topic, payload, ack)])
 
-    async def _dispatch_batch(self, items: list[tuple[str, bytes | bytearray | Any, _Ack | None]]) -> None:
+    async def _dispatch_batch(self, items: list[_Item]) -> None:
         """Deliver messages that arrived together; acknowledge each once its handlers have run."""
         batches: dict[int, tuple[_Subscription, list[tuple[str, Any]]]] = {}
         acks: list[_Ack | None] = []
@@ -646,15 +661,20 @@ class Bus:
 
 
 class _IntakeQueue(asyncio.Queue[aiomqtt.Message]):
-    """aiomqtt's incoming queue, with a way to take what is waiting without one task per message."""
+    """aiomqtt's incoming queue, with a way to take what is waiting without one task per message.
+    It holds aiomqtt Messages and, on a persistent session, lists of PUBLISH packets read in bulk."""
 
-    def take(self, limit: int) -> list[aiomqtt.Message]:
-        out: list[aiomqtt.Message] = []
-        while len(out) < limit:
+    def take(self, limit: int) -> list[Any]:
+        """Items waiting, until they hold ``limit`` messages (a bulk list counts its length)."""
+        out: list[Any] = []
+        count = 0
+        while count < limit:
             try:
-                out.append(self.get_nowait())
+                item = self.get_nowait()
             except asyncio.QueueEmpty:
                 break
+            out.append(item)
+            count += len(item) if type(item) is list else 1
         return out
 
 

@@ -21,7 +21,7 @@ FieldValue = float | int | str
 
 _ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
 _ESCAPE_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
-_ESCAPE_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
+ESCAPE_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
 
 # Bounded caches: a neighbourhood has tens of thousands of series, not millions; past the bound
 # the cache starts again rather than growing with whatever names arrive.
@@ -75,21 +75,21 @@ def _field_plan(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return plan
 
 
+def encode_field(head: str, value: FieldValue) -> str:
+    """``key=value`` of one field, ``head`` being the escaped ``key=``."""
+    kind = type(value)
+    if kind is float:
+        text = repr(value)
+        # As influxdb-client: a whole number without the trailing ".0" (still a float field).
+        return head + (text[:-2] if text.endswith(".0") else text)
+    if kind is int:
+        return f"{head}{value}i"
+    return head + '"' + value.translate(ESCAPE_STRING) + '"'  # type: ignore[union-attr]
+
+
 def encode(measurement: str, tags: tuple[tuple[str, str], ...], fields: Mapping[str, FieldValue], ts_ns: int) -> str:
     """One line (no newline). Fields must already be ``int``, ``float`` (finite) or ``str``."""
-    out: list[str] = []
-    append = out.append
-    for key, head in _field_plan(tuple(fields)):
-        value = fields[key]
-        kind = type(value)
-        if kind is float:
-            text = repr(value)
-            # As influxdb-client: a whole number without the trailing ".0" (still a float field).
-            append(head + (text[:-2] if text.endswith(".0") else text))
-        elif kind is int:
-            append(f"{head}{value}i")
-        else:
-            append(head + '"' + value.translate(_ESCAPE_STRING) + '"')  # type: ignore[union-attr]
+    out = [encode_field(head, fields[key]) for key, head in _field_plan(tuple(fields))]
     return f"{series_prefix(measurement, tags)} {','.join(out)} {ts_ns}"
 
 

@@ -48,22 +48,38 @@ def flatten(
     out: dict[str, FieldValue | None] = {}
     # A validated pydantic model keeps exactly its fields, in declaration order, in __dict__:
     # reading it directly is several times cheaper than getattr per name (the recorder's hot path).
-    for name, value in model.__dict__.items():
-        if name in skip or (not prefix and name in _SKIP):
-            continue
+    values = model.__dict__
+    for name, key in _layout(type(model), prefix, frozenset(skip)):
+        value = values[name]
         kind = type(value)
         if kind is float or kind is int or kind is str or value is None:
-            out[prefix + name if prefix else name] = value
+            out[key] = value
         else:
-            _put(out, prefix + name if prefix else name, value)
+            _put(out, key, value)
     return out
+
+
+_layouts: dict[tuple[type[BaseModel], str, frozenset[str]], tuple[tuple[str, str], ...]] = {}
+
+
+def _layout(model: type[BaseModel], prefix: str, skip: frozenset[str]) -> tuple[tuple[str, str], ...]:
+    """(field name, stored name) of the fields ``flatten`` keeps, per model class (few: cached)."""
+    layout = _layouts.get((model, prefix, skip))
+    if layout is None:
+        layout = tuple(
+            (name, prefix + name)
+            for name in model.model_fields
+            if name not in skip and (prefix or name not in _SKIP)
+        )
+        _layouts[(model, prefix, skip)] = layout
+    return layout
 
 
 def _put(out: dict[str, FieldValue | None], key: str, value: Any) -> None:
     if value is None:
         out[key] = None
     elif isinstance(value, Enum):
-        out[key] = str(value.value)
+        out[key] = str(value._value_)  # the same as .value, without its descriptor
     elif isinstance(value, bool | int | float | str):
         out[key] = value
     elif isinstance(value, datetime):
@@ -230,4 +246,8 @@ def to_rows(parts: TopicParts, message: m.Message) -> list[Row]:
         raise ValueError(f"no storage layout for {type(message).__name__} on {parts}")
     builder, offset = entry
     base = ns(message.ts)
-    return builder(parts, message, base + unique_offset_ns(message.to_json()) if offset else base)
+    if not offset:
+        return builder(parts, message, base)
+    # The bytes of ``message.to_json()``, without its round trip through str (decode, encode).
+    canonical = message.__pydantic_serializer__.to_json(message)
+    return builder(parts, message, base + unique_offset_ns(canonical))

@@ -72,6 +72,47 @@ def _clean_tags(tags: Mapping[str, str | None]) -> tuple[tuple[str, str], ...]:
     return clean
 
 
+_plans: dict[tuple[str, ...], tuple[tuple[str, str, str], ...] | None] = {}
+
+
+def _field_plan(keys: tuple[str, ...]) -> tuple[tuple[str, str, str], ...] | None:
+    """(name, stored name, escaped ``stored name=``) in line protocol's order (sorted by stored
+    name), for one set of field names; cached, since a payload kind always has the same names.
+    ``None`` when two names become one stored name."""
+    try:
+        return _plans[keys]
+    except KeyError:
+        pass
+    safe = [(_safe_name(key), key) for key in keys]
+    plan = None
+    if len({name for name, _key in safe}) == len(safe):
+        plan = tuple((key, name, lineproto.escape_key(name) + "=") for name, key in sorted(safe))
+    if len(_plans) >= _TAGS_CACHE_MAX:
+        _plans.clear()
+    _plans[keys] = plan
+    return plan
+
+
+def _plain(measurement: str, key: str, value: object) -> FieldValue:
+    """A field value as stored: ``bool`` as 0/1, a subclass of ``str``/``int``/``float`` (a StrEnum,
+    an IntEnum) as its plain value; anything else, or a number that is not finite, refused."""
+    kind = type(value)
+    if kind is bool:
+        return int(value)  # type: ignore[call-overload, no-any-return]
+    if kind is str or kind is int:
+        return value  # type: ignore[return-value]
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, bool | int):
+        return int(value)
+    if isinstance(value, float):
+        number = float(value)
+        if not math.isfinite(number):
+            raise RowError(f"{measurement}.{key}: {number} is not a finite number")
+        return number
+    raise RowError(f"{measurement}.{key}: {type(value).__name__} {value!r} is not a field value")
+
+
 class Row:
     """One point. Treat as immutable. A plain slotted class, not a frozen dataclass: a frozen
     dataclass sets each attribute through ``object.__setattr__``, which was half the cost of making
@@ -113,35 +154,54 @@ class Row:
     def make(
         measurement: str, tags: Mapping[str, str | None], fields: Mapping[str, FieldValue | None], ts_ns: int
     ) -> Row:
-        """Drop empty tags and ``None`` fields, sort tags (a series has one spelling), check values."""
-        clean_tags = _clean_tags(tags)
+        """Drop empty tags and ``None`` fields, sort tags (a series has one spelling), check values.
+
+        The row's line protocol is written in the same pass (``lineproto.encode`` would check every
+        value's type a second time: together they were the largest cost of a recorder taking a
+        neighbourhood's messages); tests/unit/test_lineproto.py holds both to influxdb-client."""
+        plan = _field_plan(tuple(fields))
+        if plan is None:  # two names that become one stored name: the general path decides
+            return Row._make_general(measurement, tags, fields, ts_ns)
         clean_fields: dict[str, FieldValue] = {}
-        for key, value in fields.items():
+        pieces: list[str] = []
+        append = pieces.append
+        for key, safe, head in plan:
+            value = fields[key]
             kind = type(value)
             if kind is float:
-                if not math.isfinite(value):  # type: ignore[arg-type]
+                if value - value != 0.0:  # type: ignore[operator]  # inf - inf and nan - nan are nan
                     raise RowError(f"{measurement}.{key}: {value} is not a finite number")
-            elif kind is int or kind is str:
-                pass
+                text = repr(value)
+                # As influxdb-client: a whole number without the trailing ".0" (still a float field).
+                append(head + (text[:-2] if text.endswith(".0") else text))
+            elif kind is int:
+                append(f"{head}{value}i")
+            elif kind is str:
+                append(head + '"' + value.translate(lineproto.ESCAPE_STRING) + '"')  # type: ignore[union-attr]
             elif value is None:
                 continue
-            elif kind is bool:
-                value = int(value)  # type: ignore[arg-type]
-            # Subclasses (a StrEnum, an IntEnum) are stored as their plain value.
-            elif isinstance(value, str):
-                value = str.__str__(value)
-            elif isinstance(value, int):
-                value = int(value)
-            elif isinstance(value, float):
-                value = float(value)
-                if not math.isfinite(value):
-                    raise RowError(f"{measurement}.{key}: {value} is not a finite number")
             else:
-                raise RowError(f"{measurement}.{key}: {type(value).__name__} {value!r} is not a field value")
-            clean_fields[_safe_name(key)] = value  # type: ignore[assignment]
+                value = _plain(measurement, key, value)
+                append(lineproto.encode_field(head, value))
+            clean_fields[safe] = value  # type: ignore[assignment]
         if not clean_fields:
             raise RowError(f"{measurement}: a point needs at least one field")
-        return Row(_safe_name(measurement), clean_tags, clean_fields, ts_ns)
+        name = _safe_name(measurement)
+        clean_tags = _clean_tags(tags)
+        line = f"{lineproto.series_prefix(name, clean_tags)} {','.join(pieces)} {ts_ns}"
+        return Row(name, clean_tags, clean_fields, ts_ns, line)
+
+    @staticmethod
+    def _make_general(
+        measurement: str, tags: Mapping[str, str | None], fields: Mapping[str, FieldValue | None], ts_ns: int
+    ) -> Row:
+        clean_fields: dict[str, FieldValue] = {}
+        for key, value in fields.items():
+            if value is not None:
+                clean_fields[_safe_name(key)] = _plain(measurement, key, value)
+        if not clean_fields:
+            raise RowError(f"{measurement}: a point needs at least one field")
+        return Row(_safe_name(measurement), _clean_tags(tags), clean_fields, ts_ns)
 
     @property
     def series(self) -> str:

@@ -9,6 +9,7 @@ from influxdb_client import Point, WritePrecision
 
 from services.recorder.lineproto import LineError, parse_one
 from services.recorder.rows import Row
+from shared.messages import EventLevel, RunningState
 
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
 values = st.one_of(
@@ -16,6 +17,7 @@ values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
     st.booleans(),
+    st.sampled_from([RunningState.CHARGING, EventLevel.WARNING]),  # StrEnums are stored as their value
 )
 rows = st.builds(
     Row.make,
