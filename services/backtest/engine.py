@@ -234,7 +234,10 @@ def simulate(
                     )
                     inputs = forecaster.inputs(ak, soc_pct, battery_w)
                     if inputs.steps > 0:
-                        schedule = plan(inputs, exact=setup.exact)
+                        # The next plan comes before this one's step 1 begins whenever the plan
+                        # is due again within its step 0: only that step can be acted on.
+                        acted = (now - inputs.start).total_seconds() + every_s <= inputs.step_s
+                        schedule = plan(inputs, exact=setup.exact, first_step_only=acted)
                         result.plans += 1
                     last_plan_at = now
             if optimum is not None:

@@ -249,3 +249,37 @@ def test_grid_charge_is_rounded_up_to_the_controllers_quantum() -> None:
         assert -rounded.battery_w[k] >= -exact.battery_w[k] - 1e-6
         assert -rounded.battery_w[k] <= 3000.0
     np.testing.assert_allclose(rounded.load_w, rounded.pv_w + rounded.grid_w + rounded.battery_w, atol=1e-6)
+
+
+def test_planner_acting_on_step_0_only_is_the_whole_plan_replayed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The backtest asks the planner for step 0 alone when it plans again before step 1 (what
+    # makes a year take seconds); with the whole plan solved every time the bill is the same
+    # to the last bit, on 30-minute and 1-minute data. Each run starts with no kept HiGHS
+    # instance, as in the backtest's own worker process: a warm start left by an earlier run
+    # can pick another of two equally cheap plans.
+    import services.backtest.engine as engine
+    import services.dispatcher.core.planner as planner
+
+    asked: list[bool] = []
+
+    def whole(inputs: PlanInputs, **kwargs: object) -> object:
+        asked.append(bool(kwargs.pop("first_step_only", False)))
+        return plan(inputs, **kwargs)  # type: ignore[arg-type]
+
+    for series in (_slice(9, first_day=20), _minutely(_slice(3, first_day=200))):
+        monkeypatch.setattr(planner, "_REUSABLE", planner._Reusable())
+        fast = simulate(series, "planner", _setup())
+        monkeypatch.setattr(planner, "_REUSABLE", planner._Reusable())
+        monkeypatch.setattr(engine, "plan", whole)
+        plain = simulate(series, "planner", _setup())
+        monkeypatch.undo()
+        assert asked and all(asked)
+        asked.clear()
+        assert fast.plans == plain.plans
+        assert fast.cost == plain.cost
+        assert fast.setpoint_changes == plain.setpoint_changes
+
+
+def _minutely(series: Series) -> Series:
+    times = pd.date_range(series.times[0], periods=len(series.times) * 30, freq="1min")
+    return Series(times, np.repeat(series.load_w, 30), np.repeat(series.pv_w, 30), 60)

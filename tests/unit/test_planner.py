@@ -159,3 +159,106 @@ def test_replan_triggers() -> None:
     )
     assert forecast_error_pct(1000, 1500) == 50.0
     assert forecast_error_pct(10, 110) == 50.0  # a floor keeps tiny totals sane
+
+
+# -- the backtest's fast path gives the same decisions as the plain one ---------------------------
+
+
+def _e7_scenario_inputs(start: datetime, soc_pct: float, seed: int, scale: float = 1.0) -> PlanInputs:
+    """A 36 h scenario plan on Economy 7 from ``start``: 7 noisy load and PV days (load times ``scale``)."""
+    rng = np.random.default_rng(seed)
+    tariff = tariff_from_config(
+        TariffConfig.model_validate(
+            {
+                "import": {
+                    "kind": "two_rate",
+                    "off_peak": {"start": "00:30", "end": "07:30", "price_per_kwh": 0.09},
+                    "peak_price_per_kwh": 0.30,
+                },
+                "export": {"kind": "flat", "price_per_kwh": 0.05},
+            }
+        )
+    )
+    steps = pd.date_range(start, periods=72, freq="30min")
+    imp, exp = tariff.prices(steps, 1800)
+    hours = np.asarray(steps.hour + steps.minute / 60.0)
+    sun = np.clip(np.sin((hours - 6.0) / 12.0 * np.pi), 0.0, None)
+    load_s = np.clip(400.0 + 800.0 * np.exp(-0.5 * ((hours - 18.5) / 2.0) ** 2) + rng.normal(0, 250, (7, 72)), 0, None)
+    load_s *= scale
+    pv_s = np.clip(sun * rng.uniform(300.0, 3000.0, (7, 1)), 0, None)
+    return PlanInputs(
+        start=start,
+        step_s=1800,
+        soc_pct=soc_pct,
+        import_price=imp,
+        export_price=exp,
+        pv_w=pv_s.mean(axis=0),
+        load_w=load_s.mean(axis=0),
+        battery=BatteryModel(capacity_wh=10400, max_charge_w=3000, max_discharge_w=3000, reserve_pct=20),
+        quantum_w=50.0,
+        load_scenarios_w=load_s,
+        pv_scenarios_w=pv_s,
+    )
+
+
+@pytest.mark.parametrize("hour", [1.0, 6.5, 12.0, 18.0, 23.5])
+def test_first_step_only_decides_step_0_as_the_whole_plan_does(hour: float) -> None:
+    # Off-peak hours (1:00, 6:30) need the scenario LP; the rest are the self-use step that
+    # first_step_only answers without any LP. Step 0 must be the same either way.
+    start = datetime(2025, 1, 15, tzinfo=UTC) + timedelta(hours=hour)
+    # The heavy house (4x) needs more than the battery's 3 kW: step 0 is then capped at it.
+    for seed, (soc, scale) in enumerate(((25.0, 1.0), (60.0, 1.0), (95.0, 4.0))):
+        inputs = _e7_scenario_inputs(start, soc, seed, scale)
+        whole = plan(inputs, exact=False)
+        first = plan(inputs, exact=False, first_step_only=True)
+        assert len(first.battery_w) in (1, len(whole.battery_w))
+        assert first.intents[0] is whole.intents[0]
+        assert first.battery_w[0] == whole.battery_w[0]
+        assert first.grid_w[0] == whole.grid_w[0]
+        assert first.index_at(start + timedelta(minutes=29)) == 0
+    if 0.5 <= hour < 7.5:
+        assert whole.solver == "lp_scenarios"
+    else:
+        assert first.solver == "self_use" and len(first.battery_w) == 1
+
+
+def test_classify_all_matches_classify_step_by_step() -> None:
+    from services.dispatcher.core.planner import TOLERANCE_W, _classify_all, classify
+
+    edges = np.array([-3000.0, -TOLERANCE_W - 1e-9, -TOLERANCE_W, 0.0, TOLERANCE_W, TOLERANCE_W + 1e-9, 3000.0])
+    battery, grid = (a.reshape(-1) for a in np.meshgrid(edges, edges))
+    rng = np.random.default_rng(3)
+    battery = np.concatenate([battery, rng.uniform(-100, 100, 500)])
+    grid = np.concatenate([grid, rng.uniform(-100, 100, 500)])
+    one_by_one = tuple(classify(float(b), float(g)) for b, g in zip(battery, grid, strict=True))
+    assert _classify_all(battery, grid) == one_by_one
+
+
+def test_kept_solver_answers_as_a_fresh_one_and_shifts_highs_own_basis() -> None:
+    # A night of half-hourly re-plans through the one kept HiGHS instance (only the costs and
+    # bounds that changed are handed over; the basis is shifted one step from numpy arrays)
+    # against a fresh instance per plan: the same optimum each time. And the shifted basis is
+    # exactly HiGHS's own basis (HighsBasis.col_status / row_status) moved one step along.
+    import services.dispatcher.core.planner as planner
+
+    kept = planner._Reusable()
+    first = datetime(2025, 1, 15, 0, 30, tzinfo=UTC)
+    compared = 0
+    for k in range(14):
+        inputs = _e7_scenario_inputs(first + timedelta(minutes=30 * k), 30.0 + 4 * k, 100 + k)
+        model = planner._Model(inputs, inputs.load_scenarios_w, inputs.pv_scenarios_w)
+        slot = next(iter(kept._solvers.values()), None)
+        if slot is not None and slot.start == inputs.start - timedelta(minutes=30):
+            n = model.n
+            ours = slot.shifted_basis(model.count * 6 * n, model.count * 2 * n, n)
+            theirs = slot.highs.getBasis()
+            assert ours is not None
+            cols = planner._shift(np.array([int(s) for s in theirs.col_status]), model.count * 6 * n, n)
+            rows = planner._shift(np.array([int(s) for s in theirs.row_status]), model.count * 2 * n, n)
+            assert [int(s) for s in ours.col_status] == cols.tolist()
+            assert [int(s) for s in ours.row_status] == rows.tolist()
+            compared += 1
+        _, hot, _ = kept.run(model, 5.0, shared=True)
+        _, cold, _ = planner._Reusable().run(model, 5.0, shared=True)
+        assert hot == pytest.approx(cold, rel=1e-9, abs=1e-9)
+    assert compared == 13

@@ -233,12 +233,35 @@ def classify(battery_w: float, grid_w: float, tolerance_w: float = TOLERANCE_W) 
     return Intent.HOLD if abs(grid_w) > tolerance_w else Intent.SELF_USE
 
 
+_INTENTS = (Intent.CHARGE, Intent.DISCHARGE, Intent.HOLD, Intent.SELF_USE)
+
+
+def _classify_all(battery_w: np.ndarray, grid_w: np.ndarray, tolerance_w: float = TOLERANCE_W) -> tuple[Intent, ...]:
+    """``classify`` of every step at once (a plan's steps; the per-step calls cost more than the LP)."""
+    idle = np.abs(battery_w) <= tolerance_w
+    which = np.select(
+        [
+            (battery_w < -tolerance_w) & (grid_w > tolerance_w),
+            (battery_w > tolerance_w) & (grid_w < -tolerance_w),
+            idle & (np.abs(grid_w) > tolerance_w),
+        ],
+        [0, 1, 2],
+        default=3,
+    )
+    return tuple(_INTENTS[i] for i in which.tolist())
+
+
 # Column blocks, in order: charge, discharge, import, export, soc, switch.
 _C, _D, _I, _E, _S, _U = range(6)
 
 
 class _Model:
-    """Builds the HiGHS model for one ``PlanInputs``; binaries are added per step on request."""
+    """Builds the HiGHS model for one ``PlanInputs``; binaries are added per step on request.
+
+    ``load_w`` and ``pv_w`` may also be a stack of scenarios, shape (scenarios, steps): ``bounds``
+    and ``row_bounds`` then give one block per scenario, in order, computed in one go (the
+    scenario plan's hot path; ``build`` and ``_schedule`` take one scenario only).
+    """
 
     def __init__(self, inputs: PlanInputs, load_w: np.ndarray | None = None, pv_w: np.ndarray | None = None) -> None:
         self.x = inputs
@@ -249,11 +272,16 @@ class _Model:
         self.n = inputs.steps
         self.dt_h = inputs.step_s / 3600.0
 
+    @property
+    def count(self) -> int:
+        """Scenario blocks: 1 for one load and PV, else the stack's rows."""
+        return 1 if self.net.ndim == 1 else int(self.net.shape[0])
+
     def col(self, block: int, t: int) -> int:
         return block * self.n + t
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
-        x, n, b = self.x, self.n, self.x.battery
+        x, b = self.x, self.x.battery
         net = self.net
         # Tight physical bounds (also the big-M of the direction binaries): only importing, the most
         # is the net load plus a full charge; only exporting, the net surplus plus a full discharge.
@@ -268,22 +296,20 @@ class _Model:
             # Only the PV surplus may leave the house: battery energy covers the load, nothing more.
             export_max = np.minimum(export_max, np.maximum(0.0, -net))
         soc_lo, soc_hi = soc_limits.plan_band_wh(b, x.soc_pct)
-        lower = np.zeros(6 * n)
-        upper = np.concatenate(
-            [
-                np.full(n, b.max_charge_w),
-                np.full(n, b.max_discharge_w),
-                import_max,
-                export_max,
-                np.full(n, soc_hi),
-                np.full(n, np.inf),
-            ]
-        )
-        lower[_S * n : (_S + 1) * n] = soc_lo
-        return lower, upper
+        # Blocks (charge, discharge, import, export, soc, switch) of n steps, per scenario.
+        upper = np.empty((*net.shape[:-1], 6, self.n))
+        upper[..., _C, :] = b.max_charge_w
+        upper[..., _D, :] = b.max_discharge_w
+        upper[..., _I, :] = import_max
+        upper[..., _E, :] = export_max
+        upper[..., _S, :] = soc_hi
+        upper[..., _U, :] = np.inf
+        lower = np.zeros_like(upper)
+        lower[..., _S, :] = soc_lo
+        return lower.reshape(-1), upper.reshape(-1)
 
     def costs(self) -> np.ndarray:
-        """Objective per column, in units of 1/OBJECTIVE_SCALE currency (see OBJECTIVE_SCALE)."""
+        """Objective per column of one block, in units of 1/OBJECTIVE_SCALE currency (see OBJECTIVE_SCALE)."""
         x, n, k = self.x, self.n, self.dt_h / 1000.0 * OBJECTIVE_SCALE
         wear = x.cycle_cost_per_kwh / 2.0 * k
         terminal = max(0.0, x.terminal_value_factor * x.battery.discharge_efficiency * float(x.import_price.min()))
@@ -302,18 +328,17 @@ class _Model:
 
     def row_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Bounds of the base rows (balance, energy, switching up, switching down), see ``_base_rows``."""
-        x, n = self.x, self.n
+        x = self.x
         net = self.net
-        s0 = x.battery.wh(x.soc_pct)
-        energy = np.zeros(n)
-        energy[0] = s0
-        up_lo = np.zeros(n)
-        down_lo = np.zeros(n)
-        up_lo[0] = -x.battery_power_now_w
-        down_lo[0] = x.battery_power_now_w
-        lower = np.concatenate([net, energy, up_lo, down_lo])
-        upper = np.concatenate([net, energy, np.full(2 * n, np.inf)])
-        return lower, upper
+        # Rows (balance, energy, switching up, switching down) of n steps, per scenario.
+        lower = np.zeros((*net.shape[:-1], 4, self.n))
+        lower[..., 0, :] = net
+        lower[..., 1, 0] = x.battery.wh(x.soc_pct)
+        lower[..., 2, 0] = -x.battery_power_now_w
+        lower[..., 3, 0] = x.battery_power_now_w
+        upper = lower.copy()
+        upper[..., 2:, :] = np.inf
+        return lower.reshape(-1), upper.reshape(-1)
 
     def build(
         self,
@@ -477,17 +502,14 @@ class _Reusable:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._solvers: dict[tuple[int, int, float, float, float, bool], highspy.Highs] = {}
-        self._starts: dict[tuple[int, int, float, float, float, bool], datetime] = {}
+        self._solvers: dict[tuple[int, int, float, float, float, bool], _Slot] = {}
 
     @staticmethod
-    def _build(models: Sequence[_Model], shared: bool) -> highspy.HighsLp:
-        first = models[0]
-        b, n = first.x.battery, first.n
+    def _build(model: _Model, shared: bool) -> highspy.HighsLp:
+        b, n, count = model.x.battery, model.n, model.count
         rows_per, (r0, c0, v0) = _base_rows(
-            n, first.dt_h, b.charge_efficiency, b.discharge_efficiency, switching=not shared
+            n, model.dt_h, b.charge_efficiency, b.discharge_efficiency, switching=not shared
         )
-        count = len(models)
         rows = [r0 + k * rows_per for k in range(count)]
         cols = [c0 + k * 6 * n for k in range(count)]
         vals = [v0] * count
@@ -511,77 +533,51 @@ class _Reusable:
         _set_matrix(lp, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals))
         return lp
 
-    def run(
-        self, models: Sequence[_Model], time_limit_s: float, shared: bool = False
-    ) -> tuple[np.ndarray, float, float]:
-        first = models[0]
-        b, n = first.x.battery, first.n
-        key = (len(models), n, first.dt_h, b.charge_efficiency, b.discharge_efficiency, shared)
-        weight = 1.0 / len(models)
-        lower_parts, upper_parts, row_lo_parts, row_hi_parts, cost_parts = [], [], [], [], []
-        for model in models:
-            lower, upper = model.bounds()
-            row_lo, row_hi = model.row_bounds()
-            cost = model.costs() * weight
-            if shared:
-                upper[_D * n] = min(upper[_D * n], max(0.0, float(model.net[0])))
-                # Scenario blocks leave switching out: only step 0's grid charge is a decision,
-                # and half the rows go.
-                row_lo, row_hi = row_lo[: 2 * n], row_hi[: 2 * n]
-                upper[_U * n :] = 0.0
-                cost[_U * n :] = 0.0
-            lower_parts.append(lower)
-            upper_parts.append(upper)
-            row_lo_parts.append(row_lo)
-            row_hi_parts.append(row_hi)
-            cost_parts.append(cost)
+    def run(self, model: _Model, time_limit_s: float, shared: bool = False) -> tuple[np.ndarray, float, float]:
+        """Solve ``model`` (one block per scenario of its stack); ``shared``: scenarios with one
+        step-0 grid charge between them (see the class)."""
+        b, n, count = model.x.battery, model.n, model.count
+        key = (count, n, model.dt_h, b.charge_efficiency, b.discharge_efficiency, shared)
+        lower, upper = model.bounds()
+        row_lo, row_hi = model.row_bounds()
+        cost = np.tile(model.costs() * (1.0 / count), count)
         if shared:
-            surplus = np.array([max(0.0, -float(model.net[0])) for model in models])
-            lower_parts.append(np.zeros(1))
-            upper_parts.append(np.array([b.max_charge_w]))
-            cost_parts.append(np.zeros(1))
-            row_lo_parts.append(np.zeros(len(models)))
-            row_hi_parts.append(surplus)
-        lower, upper = np.concatenate(lower_parts), np.concatenate(upper_parts)
-        row_lo, row_hi = np.concatenate(row_lo_parts), np.concatenate(row_hi_parts)
-        cost = np.concatenate(cost_parts)
-        cols = np.arange(len(cost), dtype=np.int32)
-        rows = np.arange(len(row_lo), dtype=np.int32)
+            net = model.net.reshape(count, n)
+            block = upper.reshape(count, 6, n)
+            block[:, _D, 0] = np.minimum(block[:, _D, 0], np.maximum(0.0, net[:, 0]))
+            # Scenario blocks leave switching out: only step 0's grid charge is a decision,
+            # and half the rows go.
+            block[:, _U, :] = 0.0
+            cost.reshape(count, 6, n)[:, _U, :] = 0.0
+            row_lo = np.concatenate([row_lo.reshape(count, 4, n)[:, :2].reshape(-1), np.zeros(count)])
+            row_hi = np.concatenate([row_hi.reshape(count, 4, n)[:, :2].reshape(-1), np.maximum(0.0, -net[:, 0])])
+            lower = np.append(lower, 0.0)
+            upper = np.append(upper, b.max_charge_w)
+            cost = np.append(cost, 0.0)
         with self._lock:
-            h = self._solvers.get(key)
-            if h is None:
+            slot = self._solvers.get(key)
+            if slot is None:
                 if len(self._solvers) >= 16:
                     self._solvers.clear()
                 h = highspy.Highs()
                 h.setOptionValue("output_flag", False)
                 # Small, hot-started LPs: presolve costs more than it saves.
                 h.setOptionValue("presolve", "off")
-                h.passModel(self._build(models, shared))
-                self._solvers[key] = h
-            shifted = self._starts.get(key) == first.x.start - timedelta(seconds=first.x.step_s)
-            basis = h.getBasis() if shifted else None
-            changed = [
-                h.changeColsCost(len(cols), cols, cost),
-                h.changeColsBounds(len(cols), cols, lower, upper),
-                # In the binding, missing from its stub.
-                h.changeRowsBounds(len(rows), rows, row_lo, row_hi),  # type: ignore[attr-defined]
-            ]
-            if any(status != highspy.HighsStatus.kOk for status in changed):
+                h.passModel(self._build(model, shared))
+                slot = self._solvers[key] = _Slot(h, len(cost), len(row_lo))
+            h = slot.highs
+            shifted = slot.start == model.x.start - timedelta(seconds=model.x.step_s)
+            # The basis is read before the bounds change: it is the last plan's, against its bounds.
+            basis = slot.shifted_basis(count * 6 * n, count * (2 if shared else 4) * n, n) if shifted else None
+            if not slot.update(cost, lower, upper, row_lo, row_hi):
+                del self._solvers[key]
                 raise ScheduleError(f"HiGHS refused the new bounds or costs for a {n}-step plan")
-            if basis is not None and basis.valid:
+            if basis is not None:
                 # The last plan started one step earlier: its basis moved one step along is
                 # nearly this plan's (the same hours, the same scenario days), far closer than
                 # the unshifted one. HiGHS repairs what no longer fits (an "alien" basis).
-                cols_status = list(basis.col_status)
-                body = len(models) * 6 * n
-                basis.col_status = _shift(cols_status[:body], len(models) * 6, n) + cols_status[body:]
-                rows_status = list(basis.row_status)
-                per = 2 if shared else 4
-                body = len(models) * per * n
-                basis.row_status = _shift(rows_status[:body], len(models) * per, n) + rows_status[body:]
-                basis.alien = True
                 h.setBasis(basis)
-            self._starts[key] = first.x.start
+            slot.start = model.x.start
             # HiGHS's run clock keeps counting across runs of one instance; the limit is on it.
             h.setOptionValue("time_limit", h.getRunTime() + time_limit_s)
             began = time.perf_counter()
@@ -594,23 +590,98 @@ class _Reusable:
                 status = h.getModelStatus()
             if status != highspy.HighsModelStatus.kOptimal:
                 del self._solvers[key]
-                raise ScheduleError(f"HiGHS returned {h.modelStatusToString(status)} for a {first.n}-step plan")
-            values = np.array(h.getSolution().col_value)
+                raise ScheduleError(f"HiGHS returned {h.modelStatusToString(status)} for a {n}-step plan")
+            values = np.asarray(h.getSolution().col_value)
             elapsed_ms = (time.perf_counter() - began) * 1000.0
             return values, float(h.getInfo().objective_function_value) / OBJECTIVE_SCALE, elapsed_ms
+
+
+# HighsBasisStatus by its number (kLower, kBasic, kUpper, kZero, kNonbasic): statuses are worked
+# out as small integers in numpy and only turned into HiGHS's objects at the end, because
+# reading ``HighsBasis.col_status`` makes one Python object per column (~1.5 ms a plan).
+_BASIS_STATUS = np.array(
+    [
+        highspy.HighsBasisStatus.kLower,
+        highspy.HighsBasisStatus.kBasic,
+        highspy.HighsBasisStatus.kUpper,
+        highspy.HighsBasisStatus.kZero,
+        highspy.HighsBasisStatus.kNonbasic,
+    ],
+    dtype=object,
+)
+_LOWER, _BASIC, _UPPER = 0, 1, 2
+
+
+class _Slot:
+    """One kept HiGHS instance and what it was last given (so a plan changes only what differs)."""
+
+    def __init__(self, highs: highspy.Highs, cols: int, rows: int) -> None:
+        self.highs = highs
+        self.start: datetime | None = None
+        # As ``_Reusable._build`` passes the model: everything zero.
+        self.cost = np.zeros(cols)
+        self.lower = np.zeros(cols)
+        self.upper = np.zeros(cols)
+        self.row_lo = np.zeros(rows)
+        self.row_hi = np.zeros(rows)
+
+    def update(
+        self, cost: np.ndarray, lower: np.ndarray, upper: np.ndarray, row_lo: np.ndarray, row_hi: np.ndarray
+    ) -> bool:
+        """Hand HiGHS the costs and bounds that differ from the last plan's; False if it refuses one."""
+        h, ok = self.highs, highspy.HighsStatus.kOk
+        statuses = []
+        idx = np.flatnonzero(cost != self.cost).astype(np.int32)
+        if len(idx):
+            statuses.append(h.changeColsCost(len(idx), idx, cost[idx]))
+        idx = np.flatnonzero((lower != self.lower) | (upper != self.upper)).astype(np.int32)
+        if len(idx):
+            statuses.append(h.changeColsBounds(len(idx), idx, lower[idx], upper[idx]))
+        idx = np.flatnonzero((row_lo != self.row_lo) | (row_hi != self.row_hi)).astype(np.int32)
+        if len(idx):
+            # In the binding, missing from its stub.
+            statuses.append(h.changeRowsBounds(len(idx), idx, row_lo[idx], row_hi[idx]))  # type: ignore[attr-defined]
+        self.cost, self.lower, self.upper, self.row_lo, self.row_hi = cost, lower, upper, row_lo, row_hi
+        return all(status == ok for status in statuses)
+
+    def shifted_basis(self, col_body: int, row_body: int, n: int) -> highspy.HighsBasis | None:
+        """The last optimal basis, each per-step run of ``n`` statuses moved one step earlier.
+
+        Worked out from HiGHS's basic variables and the last solution against the bounds it was
+        solved with: a nonbasic column or row sits at its upper bound (kUpper) or its lower one
+        (kLower); an equality row is kUpper when its dual is positive, as HiGHS reports it.
+        """
+        h = self.highs
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+        solution = h.getSolution()
+        x = np.asarray(solution.col_value)
+        r = np.asarray(solution.row_value)
+        cols = np.where((x == self.upper) & (self.lower < self.upper), _UPPER, _LOWER)
+        fixed = self.row_lo == self.row_hi
+        at_upper = np.where(fixed, np.asarray(solution.row_dual) > 0, r == self.row_hi)
+        rows = np.where(at_upper, _UPPER, _LOWER)
+        _, basic = h.getBasicVariables()  # type: ignore[attr-defined]  # in the binding, not its stub
+        basic = np.asarray(basic)
+        cols[basic[basic >= 0]] = _BASIC
+        rows[-1 - basic[basic < 0]] = _BASIC
+        basis = highspy.HighsBasis()
+        basis.col_status = _BASIS_STATUS[_shift(cols, col_body, n)].tolist()
+        basis.row_status = _BASIS_STATUS[_shift(rows, row_body, n)].tolist()
+        basis.valid = True
+        basis.alien = True
+        return basis
 
 
 _REUSABLE = _Reusable()
 
 
-def _shift(status: list[highspy.HighsBasisStatus], groups: int, n: int) -> list[highspy.HighsBasisStatus]:
-    """Per-step statuses in ``groups`` runs of ``n``, each moved one step earlier (last repeated)."""
-    out: list[highspy.HighsBasisStatus] = []
-    for g in range(groups):
-        run = status[g * n : (g + 1) * n]
-        out.extend(run[1:])
-        out.append(run[-1])
-    return out
+def _shift(status: np.ndarray, body: int, n: int) -> np.ndarray:
+    """The first ``body`` statuses, runs of ``n`` per step, each moved one step earlier (last
+    repeated); the rest (columns or rows not per step) as they are."""
+    runs = status[:body].reshape(-1, n)
+    moved = np.concatenate([runs[:, 1:], runs[:, -1:]], axis=1).reshape(-1)
+    return np.concatenate([moved, status[body:]])
 
 
 def _run(
@@ -651,7 +722,7 @@ def _schedule(model: _Model, values: np.ndarray, objective: float, solver: str, 
     charge, discharge, imp, exp, soc = block[_C], block[_D], block[_I], block[_E], block[_S]
     battery = discharge - charge
     grid = imp - exp  # the physical quantity: one direction per step at one meter
-    intents = tuple(classify(float(bw), float(gw)) for bw, gw in zip(battery, grid, strict=True))
+    intents = _classify_all(battery, grid)
     k = model.dt_h / 1000.0
     cost = float(np.sum(np.where(grid > 0, grid * x.import_price, grid * x.export_price)) * k)
     return Schedule(
@@ -745,9 +816,17 @@ def _battery_w(delta_wh: float, b: BatteryModel, dt_h: float) -> float:
     return -delta_wh * b.discharge_efficiency / dt_h
 
 
-def plan(inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0) -> Schedule:
-    """Solve one plan (see ``_solve``); charge and discharge steps rounded up to ``quantum_w``."""
-    schedule = _solve(inputs, exact=exact, time_limit_s=time_limit_s)
+def plan(
+    inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0, first_step_only: bool = False
+) -> Schedule:
+    """Solve one plan (see ``_solve``); charge and discharge steps rounded up to ``quantum_w``.
+
+    ``first_step_only``: the caller acts on step 0 alone and plans again before step 1 begins
+    (the backtest). Where step 0's decision is known without the rest of the plan (the scenario
+    plan's self-use step, see ``_scenario_plan``), no LP is solved and the schedule holds just
+    that step; everywhere else the whole plan is solved as usual. Step 0 is the same either way.
+    """
+    schedule = _solve(inputs, exact=exact, time_limit_s=time_limit_s, first_step_only=first_step_only)
     q = inputs.quantum_w
     if q <= 0:
         return schedule
@@ -762,7 +841,9 @@ def plan(inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0) -
     return replace(schedule, battery_w=battery, grid_w=grid)
 
 
-def _solve(inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0) -> Schedule:
+def _solve(
+    inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0, first_step_only: bool = False
+) -> Schedule:
     """Solve one plan: a plain LP where that is exact, else the rounded hull relaxation.
 
     Steps where the LP is not exact (import cheaper than export, or a negative price) are first
@@ -782,8 +863,8 @@ def _solve(inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0)
     total_ms = 0.0
     if not grid_bad and not batt_bad:
         if inputs.load_scenarios_w is not None and inputs.pv_scenarios_w is not None:
-            return _scenario_plan(inputs, time_limit_s)
-        values, objective, ms = _REUSABLE.run([model], time_limit_s)
+            return _scenario_plan(inputs, time_limit_s, first_step_only)
+        values, objective, ms = _REUSABLE.run(model, time_limit_s)
         total_ms += ms
         # A tie (equal prices, zero wear) can leave both directions in an optimal vertex. Netting
         # the grid flows costs nothing then; a battery tie falls through to the pinned path.
@@ -847,7 +928,7 @@ def _solve(inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0)
     return _schedule(model, values[: 6 * n], objective, solver, len(grid_bad) + len(batt_bad), total_ms)
 
 
-def _scenario_plan(inputs: PlanInputs, time_limit_s: float) -> Schedule:
+def _scenario_plan(inputs: PlanInputs, time_limit_s: float, first_step_only: bool = False) -> Schedule:
     """The mean bill over the scenarios, step 0 decided once (see ``_Reusable``); convex prices only.
 
     The schedule shows the scenarios' mean (battery, grid, SoC, load and PV) except at step 0,
@@ -866,14 +947,14 @@ def _scenario_plan(inputs: PlanInputs, time_limit_s: float) -> Schedule:
         # can pay later; none below this step's export price: no PV surplus is better sold now to
         # make room. Step 0 is then plain self-use whatever the day brings, and the scenarios
         # cannot change it: the plan beyond it is the point forecast's.
-        values, objective, ms = _REUSABLE.run([point], time_limit_s)
+        if first_step_only:
+            return _self_use_step(point)
+        values, objective, ms = _REUSABLE.run(point, time_limit_s)
         schedule = _schedule(point, values[: 6 * point.n], objective, "lp", 0, ms)
         return _plain_self_use_first(schedule, b=inputs.battery, net0=float(point.net[0]))
-    models = [
-        _Model(inputs, load, pv) for load, pv in zip(inputs.load_scenarios_w, inputs.pv_scenarios_w, strict=True)
-    ]
-    values, objective, ms = _REUSABLE.run(models, time_limit_s, shared=True)
-    n, count = models[0].n, len(models)
+    scenarios = _Model(inputs, inputs.load_scenarios_w, inputs.pv_scenarios_w)
+    values, objective, ms = _REUSABLE.run(scenarios, time_limit_s, shared=True)
+    n, count = scenarios.n, scenarios.count
     blocks = values[: count * 6 * n].reshape(count, 6, n)
     grid_charge = float(values[count * 6 * n])
     mean = blocks.mean(axis=0).reshape(6 * n)
@@ -900,6 +981,38 @@ def _scenario_plan(inputs: PlanInputs, time_limit_s: float) -> Schedule:
         grid_w=grid,
         intents=(intent, *schedule.intents[1:]),
         cost=float(bills.mean()),
+    )
+
+
+def _self_use_step(model: _Model) -> Schedule:
+    """Step 0 alone, as ``_plain_self_use_first`` makes it, with no LP behind it (``first_step_only``).
+
+    Its SoC at the step's end is the self-use step's own (the whole plan shows the point LP's).
+    """
+    x, b = model.x, model.x.battery
+    net0 = float(model.net[0])
+    battery = min(max(net0, -b.max_charge_w), b.max_discharge_w)
+    grid = net0 - battery
+    dt_h = model.dt_h
+    moved = -battery * b.charge_efficiency if battery < 0 else -battery / b.discharge_efficiency
+    soc_end = min(max(b.wh(x.soc_pct) + moved * dt_h, 0.0), b.capacity_wh) / b.capacity_wh * 100.0
+    price = float(x.import_price[0]) if grid > 0 else float(x.export_price[0])
+    cost = grid * price * dt_h / 1000.0
+    return Schedule(
+        start=x.start.astimezone(UTC),
+        step_s=x.step_s,
+        soc_pct_start=x.soc_pct,
+        battery_w=np.array([battery]),
+        grid_w=np.array([grid]),
+        soc_pct_end=np.array([soc_end]),
+        intents=(Intent.SELF_USE,),
+        import_price=x.import_price[:1],
+        export_price=x.export_price[:1],
+        pv_w=model.pv_w[:1],
+        load_w=model.load_w[:1],
+        cost=cost,
+        objective=cost,
+        solver="self_use",
     )
 
 
