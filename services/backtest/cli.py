@@ -43,7 +43,7 @@ def _battery(config_path: Path, battery_kwh: float | None, power_kw: float | Non
     )
     tariff = tariff_from_config(cfg.tariff, read_text=lambda p: (config_path.parent / p).read_text())
     array = PvArray(d.pv_kwp, d.pv_tilt_deg, d.pv_azimuth_deg, d.latitude, d.longitude)
-    return Setup(model, d, tariff, cfg.tariff.timezone, array), cfg.tariff.currency
+    return Setup(model, d, tariff, cfg.tariff.timezone, array, loads=tuple(cfg.loads)), cfg.tariff.currency
 
 
 @app.command()

@@ -1,5 +1,8 @@
 """Reading a backtest CSV: ``timestamp,load_w,pv_w`` at a fixed step of 1-60 minutes.
 
+An optional ``heat_pump_w`` column (named in the header) is what a configured heat pump draws while
+it runs (``flexible.HeatPumpDemand``); ``load_w`` is then the house without it.
+
 Every problem names the file and the line: a bad timestamp (or one without an offset), a value that
 is not a finite non-negative number, a gap or a changed step, a duplicate or backwards time.
 """
@@ -28,6 +31,7 @@ class Series:
     load_w: np.ndarray
     pv_w: np.ndarray
     step_s: int
+    heat_pump_w: np.ndarray | None = None  # a heat pump's draw while it runs (optional column)
 
 
 def _number(text: str, what: str, where: str) -> float:
@@ -45,6 +49,8 @@ def parse_series(text: str, source: str = "data") -> Series:
     times: list[datetime] = []
     load: list[float] = []
     pv: list[float] = []
+    heat_pump: list[float] = []
+    hp_column: int | None = None
     step_s: int | None = None
     columns = (0, 1, 2)
     for lineno, row in enumerate(rows, start=1):
@@ -59,8 +65,9 @@ def parse_series(text: str, source: str = "data") -> Series:
                 raise DataError(
                     f"{where}: header must name timestamp, load_w and pv_w, got {row!r}"
                 ) from None
+            hp_column = names.index("heat_pump_w") if "heat_pump_w" in names else None
             continue
-        if len(row) <= max(columns):
+        if len(row) <= max(*columns, hp_column or 0):
             raise DataError(f"{where}: expected timestamp,load_w,pv_w, got {row!r}")
         stamp = row[columns[0]].strip()
         try:
@@ -84,9 +91,12 @@ def parse_series(text: str, source: str = "data") -> Series:
         times.append(when)
         load.append(_number(row[columns[1]].strip(), "load_w", where))
         pv.append(_number(row[columns[2]].strip(), "pv_w", where))
+        if hp_column is not None:
+            heat_pump.append(_number(row[hp_column].strip(), "heat_pump_w", where))
     if len(times) < 2 or step_s is None:
         raise DataError(f"{source}: needs at least two data rows")
-    return Series(pd.DatetimeIndex(times), np.array(load), np.array(pv), step_s)
+    hp = np.array(heat_pump) if hp_column is not None else None
+    return Series(pd.DatetimeIndex(times), np.array(load), np.array(pv), step_s, hp)
 
 
 def read_series(path: str | Path) -> Series:

@@ -15,6 +15,13 @@ Plans are made every ``replan_minutes`` (30) at ``step_minutes`` resolution:
 * ``self_use``: no plan, the controller zeroes the grid (a plain greedy self-use is reported
   beside it); ``none``: no battery at all.
 
+Flexible loads (``flexible.py``; a heat pump so far) run under the policies the dispatcher's
+controller runs, ``self_use`` and ``planner``: they draw on top of the data's load, the controller
+switches them and spends their budgets as live, the planner plans their expected draw
+(``core.heat_pump.expected_draw_w`` on the draw simulated so far), and each result reports their
+energy and the battery's share of it (``flexible``). ``none`` and ``perfect`` replay the data's load
+alone: compare their bills with that in mind.
+
 Every policy also reports, beside its bill and never mixed into it, the planner's own wear figure
 (``cycle_cost_per_kwh`` on the energy through the battery) and switching figure
 (``switch_cost_per_change`` per kW of change in battery power from one data step to the next).
@@ -37,10 +44,13 @@ from services.dispatcher.core.forecast import (
     history_scenarios,
     load_profile_forecast,
 )
+from services.dispatcher.core.heat_pump import RECENT_DAYS, expected_draw_w
 from services.dispatcher.core.planner import PlanInputs, Schedule, plan
 from services.dispatcher.core.replan import should_replan
-from services.dispatcher.core.snapshot import ModeState, Snapshot
+from services.dispatcher.core.snapshot import LoadReading, ModeState, Snapshot
+from shared.config import LoadConfig
 from shared.config.dispatcher import DispatcherConfig
+from shared.config.loads import HeatPumpLoad
 from shared.energy import soc_limits
 from shared.energy.accounting import ExportStep, PolicyResult, night_made
 from shared.energy.battery import BatteryModel
@@ -48,6 +58,7 @@ from shared.energy.tariff import Tariff
 from shared.messages import DispatcherModeName
 
 from .data import Series
+from .flexible import FlexibleLoad, FlexTally, flexible_loads
 from .greedy import greedy_self_use
 from .perfect import perfect_foresight
 
@@ -69,6 +80,17 @@ class Setup:
     # Measurement only (docs/dispatcher.md, "What the planner leaves"): the planner is told the
     # actual future of these ("load", "pv") instead of its forecast, to price each forecast's error.
     oracle: frozenset[str] = frozenset()
+    # The config's flexible loads (``loads[]``); those ``flexible.py`` models are replayed.
+    loads: tuple[LoadConfig, ...] = ()
+
+
+@dataclass
+class _FlexRecord:
+    """What the flexible loads did so far, per data step: the planner's history of them."""
+
+    loads: tuple[FlexibleLoad, ...]
+    draw_w: np.ndarray  # (loads, data steps)
+    on: np.ndarray  # (loads, data steps), bool
 
 
 class _Forecaster:
@@ -96,8 +118,38 @@ class _Forecaster:
         self.keys = np.where(present, self.keys0 + np.arange(len(agg)), -1)
         self.hist_load = np.nan_to_num(self.agg_load)
         self.hist_pv = np.nan_to_num(self.agg_pv)
+        # The plan step each data step falls in.
+        self.agg_of = np.asarray((series.times - agg.index[0]) // pd.Timedelta(seconds=self.step), dtype=np.int64)
 
-    def inputs(self, k: int, soc: float, battery_now: float) -> PlanInputs:
+    def heat_pumps_w(self, k: int, data_k: int, record: _FlexRecord, memory: Memory) -> np.ndarray:
+        """The heat pumps' expected draw over the plan from plan step ``k`` (data step ``data_k``
+        now), from what they drew in the completed plan steps of the last days, as live."""
+        idx = slice(k, k + self.horizon)
+        out = np.zeros(len(self.imp[idx]))
+        used = {b.load: b.used_wh for b in memory.budgets}
+        first = int(np.searchsorted(self.agg_of, k - RECENT_DAYS * 86400 // self.step))
+        last = int(np.searchsorted(self.agg_of, k))  # data steps of completed plan steps only
+        agg = self.agg_of[first:last]
+        steps, where = np.unique(agg, return_inverse=True)
+        for i, load in enumerate(record.loads):
+            if not isinstance(load.config, HeatPumpLoad):
+                continue
+            count = np.bincount(where, minlength=len(steps))
+            draw = np.bincount(where, weights=record.draw_w[i, first:last], minlength=len(steps)) / np.maximum(count, 1)
+            on = np.bincount(where, weights=record.on[i, first:last], minlength=len(steps)) / np.maximum(count, 1)
+            out += expected_draw_w(
+                load.config,
+                self.times[idx],
+                self.step,
+                self.setup.timezone,
+                self.times[steps],
+                draw,
+                on,
+                used.get(load.config.id, 0.0),
+            )
+        return out
+
+    def inputs(self, k: int, soc: float, battery_now: float, heat_pump_w: np.ndarray | None = None) -> PlanInputs:
         # Plan from the current plan-step boundary: the step in force now is step 0. Only steps
         # before it are history (the live dispatcher's History.complete).
         idx = slice(k, k + self.horizon)
@@ -129,6 +181,11 @@ class _Forecaster:
             )
             recent = slice(max(0, k - 86400 // self.step), k)
             pv = self.clear[idx] * clearness(np.nan_to_num(self.agg_pv[recent]), self.clear[recent])
+        if heat_pump_w is not None:
+            # The data's load is the house without them: their draw is planned on its own.
+            load = load + heat_pump_w
+            if len(load_s):
+                load_s = load_s + heat_pump_w
         d = self.setup.dispatcher
         return PlanInputs(
             start=self.times[k].to_pydatetime(),
@@ -163,7 +220,12 @@ def simulate(
         raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
     b = setup.battery
     d = setup.dispatcher
-    params = ControlParams.from_section(d, b)
+    flex = flexible_loads(setup.loads, series) if policy in ("self_use", "planner") else ()
+    params = ControlParams.from_section(d, b, tuple(f.config for f in flex), timezone=setup.timezone)
+    record = _FlexRecord(flex, np.zeros((len(flex), len(series.times))), np.zeros((len(flex), len(series.times))))
+    switched = {f.config.id: False for f in flex}
+    tally = FlexTally()
+    last_grid = 0.0
     has_battery = policy != "none"
     planning = policy == "planner"
     forecaster = _Forecaster(series, setup) if planning else None
@@ -215,6 +277,17 @@ def simulate(
     for k in range(len(times)):
         now = times[k]
         load, pv = load_list[k], pv_list[k]
+        base = load  # the data's load: the house without its flexible loads
+        readings: list[LoadReading] = []
+        for i, f in enumerate(flex):
+            on = switched[f.config.id]
+            draw = f.draw_w(k, on, last_grid)
+            record.draw_w[i, k], record.on[i, k] = draw, on
+            load += draw
+            if f.config.meter is not None:
+                # Its CT as the controller reads it with the battery: over the step just ended, so
+                # the budget counts what the battery gave it then.
+                readings.append(LoadReading(f.config.id, record.draw_w[i, k - 1] if k else 0.0))
         month, day = month_keys[k], day_keys[k]
         result.monthly_days[month] += dt_h / 24.0
         numbers: Mapping[str, float] = {}
@@ -232,7 +305,8 @@ def simulate(
                     ak = int(
                         (series.times[k] - forecaster.agg_times[0]) // pd.Timedelta(seconds=forecaster.step)
                     )
-                    inputs = forecaster.inputs(ak, soc_pct, battery_w)
+                    hp_w = forecaster.heat_pumps_w(ak, k, record, memory) if flex else None
+                    inputs = forecaster.inputs(ak, soc_pct, battery_w, hp_w)
                     if inputs.steps > 0:
                         # The next plan comes before this one's step 1 begins whenever the plan
                         # is due again within its step 0: only that step can be acted on.
@@ -252,10 +326,12 @@ def simulate(
                     grid_w=load - pv - battery_w,
                     pv_w=pv,
                     mode=mode,
+                    loads=tuple(readings),
                     inverter_at=now,
                     meter_at=now,
                 )
                 decision, memory = control(snap, schedule, memory, params)
+                switched.update({name: bool(on) for name, on in decision.loads_on.items() if name in switched})
                 numbers = decision.numbers
                 setpoint = decision.battery_w
             if setpoint != previous_setpoint:
@@ -279,6 +355,14 @@ def simulate(
                 result.discharge_kwh += discharge * dt_h / 1000.0
             throughput_kw += abs(battery_w - before) / 1000.0
         grid = load - pv - battery_w
+        last_grid = grid
+        # The battery's share of a flexible load: its discharge beyond what the house without them
+        # needed (after PV), shared out in the loads' order.
+        spare = max(0.0, battery_w - max(0.0, base - pv))
+        for i, f in enumerate(flex):
+            fed = min(record.draw_w[i, k], spare)
+            spare -= fed
+            tally.add(f.config.id, record.draw_w[i, k], fed, dt_h)
         imp_kwh = max(grid, 0.0) * dt_h / 1000.0
         exp_kwh = max(-grid, 0.0) * dt_h / 1000.0
         cost = imp_kwh * imp_list[k] - exp_kwh * exp_list[k]
@@ -313,4 +397,5 @@ def simulate(
     result.wear_cost = d.cycle_cost_per_kwh / 2.0 * (result.charge_kwh + result.discharge_kwh)
     result.switching_cost = d.switch_cost_per_change * throughput_kw
     result.nights_to_sunrise = dict(nights) if has_battery else {}
+    result.flexible = tally.as_dict()
     return result

@@ -220,6 +220,8 @@ class PolicyResult:
     monthly_days: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     nights_to_sunrise: dict[str, dict[str, int]] = field(default_factory=dict)
     soc_at_first_light_pct: dict[str, float] = field(default_factory=dict)  # per night, by local date
+    # Backtest: per flexible load, kWh drawn, from the battery, from the grid or PV.
+    flexible: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def export_causes_kwh(self) -> dict[str, float]:
@@ -271,4 +273,5 @@ class PolicyResult:
             "nights_to_sunrise": self.nights_to_sunrise,
             "soc_at_first_light_pct": {k: round(v, 2) for k, v in sorted(self.soc_at_first_light_pct.items())},
             "monthly_cost": {k: round(v, 4) for k, v in sorted(self.monthly_cost.items())},
+            **({"flexible": self.flexible} if self.flexible else {}),
         }
