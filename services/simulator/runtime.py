@@ -130,6 +130,9 @@ class Simulator:
             await asyncio.Event().wait()
             return
         topic = topics.simulator_truth(self.cfg.site)
+        hp = self.sim.heat_pump
+        if hp is not None and hp.switch_topic and self.house.heat_pump is not None:
+            bus.subscribe_raw(hp.switch_topic, self._heat_pump_switch)
         while True:
             await bus.publish(topic, self.truth())
             await asyncio.sleep(self.sim.control.truth_interval_s)
@@ -148,6 +151,17 @@ class Simulator:
                 await asyncio.sleep(0)  # catching up: let the device servers answer in between
             else:
                 await asyncio.sleep(TICK_S)
+
+    async def _heat_pump_switch(self, _topic: str, payload: bytes) -> None:
+        """Its enable relay, as a Tasmota relay takes it: payload_on / payload_off, else ignored."""
+        hp, pump = self.sim.heat_pump, self.house.heat_pump
+        assert hp is not None and pump is not None
+        text = payload.decode(errors="replace").strip()
+        if text in (hp.payload_on, hp.payload_off):
+            pump.enabled = text == hp.payload_on
+            log.info("heat pump %s", "enabled" if pump.enabled else "disabled", extra={"topic": _topic})
+        else:
+            log.warning("heat pump switch: %r is neither %r nor %r", text, hp.payload_on, hp.payload_off)
 
     def truth(self) -> SimTruth:
         f = self.house.flows

@@ -128,6 +128,13 @@ class HeatPumpSection(Section):
     heating_off_c: float = 15.5
     min_w: Positive = 400.0
     max_w: Positive = 2500.0
+    switch_topic: str | None = Field(
+        None,
+        description="MQTT topic of its enable relay (a heat pump load's switch_topic); it runs until told "
+        "payload_off there. Needs the simulator on MQTT (--mqtt).",
+    )
+    payload_on: str = "ON"
+    payload_off: str = "OFF"
 
 
 class ListenTcp(Section):
