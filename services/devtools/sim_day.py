@@ -26,11 +26,11 @@ import pandas as pd
 from services.dispatcher.commands import Sent, build_command, command_due, handback_command
 from services.dispatcher.core.controller import ControlParams, Memory, control
 from services.dispatcher.core.planner import Schedule, plan
-from services.dispatcher.core.snapshot import ModeState, Snapshot
+from services.dispatcher.core.snapshot import LoadReading, ModeState, Snapshot
 from services.dispatcher.highs import silence_highs_banner
 from services.dispatcher.history import History
 from services.dispatcher.inputs import build_inputs
-from services.simulator.physics.house import House
+from services.simulator.physics.house import House, Totals
 from services.simulator.physics.inverter import PassiveMode
 from services.simulator.scenario import house_params
 from shared.config import OngridConfig
@@ -58,8 +58,11 @@ class DayTrace:
     setpoint_w: list[float] = field(default_factory=list)
     planned_battery_w: list[float] = field(default_factory=list)
     planned_grid_w: list[float] = field(default_factory=list)
+    diverter_w: list[float] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
     commands: int = 0
+    # The house's true totals at the end of the run (Wh): ``battery_to_diverter_wh`` among them.
+    totals: Totals | None = None
 
     def frame(self) -> pd.DataFrame:
         """Columns as ``services.recorder.stats.day_frame`` names them, indexed by time (UTC)."""
@@ -85,11 +88,14 @@ def simulate_day(
     inverter_s: int = 5,
     mode: ModeState | None = None,
     command_delay_s: int = 0,
+    meter_offset_s: int = 0,
 ) -> DayTrace:
     """Run ``hours`` from ``start`` (UTC) with ``cfg`` (a scenario: fleet config plus simulator).
 
     ``command_delay_s``: simulated seconds from a decision to its write at the inverter (the bus and
-    the bridge: tens of milliseconds, which the fleet at 120x stretches to seconds)."""
+    the bridge: tens of milliseconds, which the fleet at 120x stretches to seconds).
+    ``meter_offset_s``: the grid meter is read ``meter_offset_s`` seconds into each ``meter_s``
+    (the simulated loads step on the minute: a reading at 0 sees the second a load changed)."""
     silence_highs_banner()
     if cfg.simulator is None:
         raise ValueError("simulate_day needs a scenario: a config with a simulator section")
@@ -109,7 +115,9 @@ def simulate_day(
     planned_at: datetime | None = None
     last_sent: Sent | None = None
     setpoint = 0.0
-    reading_w = reading_soc = 0.0
+    reading_w = reading_soc = reading_pv = 0.0
+    # Flexible loads with their own CT in the config, read from the simulated meter of that id.
+    load_meters = {load.id: load.meter for load in cfg.loads if load.meter is not None and load.meter in house.meters}
     inverter_at: datetime | None = None
     trace = DayTrace()
     pending: list[tuple[int, PassiveMode, float]] = []  # (due step, mode, W): writes on their way
@@ -122,11 +130,12 @@ def simulate_day(
         flows = house.flows
         if k % inverter_s == 0:
             reading_w, reading_soc, inverter_at = flows.battery_w, house.battery.soc_pct, now
+            reading_pv = house.inverter_pv_w
             history.add(now, flows.load_w, flows.pv_w)
         if planned_at is None or (now - planned_at).total_seconds() >= d.replan_minutes * 60:
             inputs, _ = build_inputs(cfg, battery, tariff, history, now, reading_soc, reading_w)
             schedule, planned_at = plan(inputs, time_limit_s=5.0), now
-        if k % meter_s == 0:
+        if k % meter_s == meter_offset_s % meter_s:
             charge_a, discharge_a = house.battery.bms_current_limits_a()
             volts = house.battery.params.nominal_module_v
             snap = Snapshot(
@@ -134,12 +143,17 @@ def simulate_day(
                 soc_pct=reading_soc,
                 battery_w=reading_w,
                 grid_w=house.meters["grid"].ct.read(flows.grid_w),
+                pv_w=reading_pv,
                 charge_limit_w=charge_a * volts,
                 discharge_limit_w=discharge_a * volts,
                 mode=mode,
                 inverter_at=inverter_at,
                 meter_at=now,
                 bms_at=now,
+                loads=tuple(
+                    LoadReading(name, house.meters[meter].ct.read(house.position_w(house.meter_positions[meter])))
+                    for name, meter in load_meters.items()
+                ),
             )
             decision, memory = control(snap, schedule, memory, params)
             trace.reasons[decision.reason] = trace.reasons.get(decision.reason, 0) + 1
@@ -164,7 +178,9 @@ def simulate_day(
         trace.battery_w.append(flows.battery_w)
         trace.soc_pct.append(house.battery.soc_pct)
         trace.setpoint_w.append(setpoint)
+        trace.diverter_w.append(flows.diverter_w)
         in_plan = schedule is not None and step is not None
         trace.planned_battery_w.append(float(schedule.battery_w[step]) if in_plan else np.nan)  # type: ignore[union-attr,index]
         trace.planned_grid_w.append(float(schedule.grid_w[step]) if in_plan else np.nan)  # type: ignore[union-attr,index]
+    trace.totals = house.totals
     return trace

@@ -466,6 +466,12 @@ class Dispatcher:
             }
         )
         await self.bus.publish(topics.dispatcher_decision(self.site), message)
+        if decision.event is not None:
+            # A diverter with no CT suspected of taking the battery's discharge, or the cap released.
+            code, text = decision.event
+            level = EventLevel.WARNING if code == "diverter_suspected" else EventLevel.INFO
+            cap = decision.numbers.get("diverter_cap_w")
+            await self._event(level, code, text, **({"cap_w": cap} if cap is not None else {}))
         await self._switch_loads(decision, now)
         self.last_decision = decision
         self.decisions += 1

@@ -97,6 +97,7 @@ def house_params(cfg: SimulatorConfig, *, seed: int | None = None, chunk_days: i
             passive_timeout_s=inv.passive_timeout_s,
             ramp_w_per_s=inv.ramp_w_per_s,
             eps_enabled=inv.eps_enabled,
+            self_use_band_w=inv.self_use_band_w,
         ),
         inverter_ct=ct_model(inv.ct),
         meters=tuple((m.id, MeterSpec(m.position, ct_model(m.error))) for m in cfg.meters),
@@ -105,6 +106,8 @@ def house_params(cfg: SimulatorConfig, *, seed: int | None = None, chunk_days: i
                 rated_w=cfg.diverter.rated_w,
                 tank_kwh=cfg.diverter.tank_kwh,
                 margin_w=cfg.diverter.margin_w,
+                start_w=cfg.diverter.start_w,
+                reaction_s=cfg.diverter.reaction_s,
                 daily_use_kwh=cfg.diverter.daily_use_kwh,
             )
             if cfg.diverter

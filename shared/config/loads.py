@@ -27,6 +27,19 @@ class _Load(Section):
 class DiverterLoad(_Load):
     kind: Literal["diverter"]
     battery_may_feed: bool = Field(False, description="Let the battery drain into the diverter.")
+    detect_without_ct: bool = Field(
+        True,
+        description=(
+            "With meter null: spot a CT-driven diverter the battery feeds from the grid and inverter "
+            "readings (probing the discharge) and cap the discharge at what the house needs."
+        ),
+    )
+    probe_w: Annotated[float, Field(gt=0, le=3000)] = Field(
+        300.0, description="Without a CT: how far a probe steps the discharge down (W)."
+    )
+    grid_band_w: Annotated[float, Field(ge=0, le=1000)] = Field(
+        150.0, description="Without a CT: grid readings within this of zero count as held there by the diverter (W)."
+    )
 
 
 class RunWindow(Section):

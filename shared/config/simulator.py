@@ -110,16 +110,23 @@ class InverterSection(Section):
     passive_timeout_s: Positive = 60.0
     ramp_w_per_s: Positive = 1000.0
     eps_enabled: bool = True
+    self_use_band_w: NonNegative = Field(
+        0.0, description="Its own self-use leaves the battery be while its CT reads the grid within this of zero (W)."
+    )
     ct: CtErrorSection = CtErrorSection()
     serial: str = Field("SE1ES000000001", max_length=14)
 
 
 class DiverterSection(Section):
+    """A CT-driven immersion diverter (Solic 200, iBoost): its own clamp on the grid tails."""
+
     rated_w: Positive = 3000.0
     tank_kwh: Positive = 7.0
-    margin_w: NonNegative = 50.0
+    margin_w: NonNegative = Field(50.0, description="Export it leaves while diverting (W).")
+    start_w: NonNegative = Field(100.0, description="Export its clamp must see before it starts from idle (W).")
+    reaction_s: NonNegative = Field(1.0, description="Time constant of its proportional response (s).")
     daily_use_kwh: NonNegative = 5.0
-    ct: CtErrorSection = CtErrorSection()
+    ct: CtErrorSection = Field(CtErrorSection(), description="Its own clamp's error.")
 
 
 class HeatPumpSection(Section):

@@ -45,6 +45,7 @@ from shared.messages import (
 )
 
 from .arbiter import LoadsOutcome, arbitrate
+from .diverter_guard import GuardMemory, GuardOutcome, GuardParams, guard
 from .failsafe import stale_inputs
 from .heat_pump import Budget
 from .planner import Schedule
@@ -60,6 +61,7 @@ __all__ = [
     "control",
     "deadband",
     "deadband_width",
+    "diverter_guard_params",
     "dwell",
     "export_limit",
     "goal",
@@ -134,6 +136,8 @@ class Memory:
     request_seen: datetime | None = None
     # When the setpoint last changed (the command that the inverter is following).
     changed_at: datetime | None = None
+    # The watch for a CT-driven diverter fed by the battery (``core.diverter_guard``).
+    diverter: GuardMemory = field(default_factory=GuardMemory)
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,8 @@ class Decision:
     commanding: bool = True
     detail: str | None = None
     mode_finished: bool = False
+    # (code, message) of an Event the service publishes with this decision.
+    event: tuple[str, str] | None = None
 
     def setpoints(self) -> Setpoints:
         return Setpoints(
@@ -406,6 +412,16 @@ def battery_seen(snap: Snapshot, memory: Memory) -> float:
     return snap.battery_w
 
 
+def diverter_guard_params(loads: tuple[DiverterLoad | HeatPumpLoad | EvLoad, ...]) -> GuardParams | None:
+    """The guard's settings when a diverter with no CT of its own may not be fed by the battery
+    (``meter: null``, ``battery_may_feed: false``, ``detect_without_ct: true``); None: no guard."""
+    for load in loads:
+        if isinstance(load, DiverterLoad) and load.meter is None and not load.battery_may_feed:
+            if load.detect_without_ct:
+                return GuardParams(band_w=load.grid_band_w, probe_w=load.probe_w)
+    return None
+
+
 # -- helpers -------------------------------------------------------------------------------------
 
 
@@ -496,6 +512,7 @@ def _handed_back(
     loads: LoadsOutcome,
     topping_up: bool,
     finished: bool,
+    watch: GuardOutcome | None,
 ) -> tuple[Decision, Memory]:
     """The inverter runs its own self-use. The decision still says what it is expected to do (zero
     the grid: ``battery_w``); memory takes the battery as it moves, so the ramp and the dwell start
@@ -513,6 +530,7 @@ def _handed_back(
         load_reasons=dict(loads.reasons),
         commanding=False,
         mode_finished=finished,
+        event=watch.event if watch is not None else None,
     )
     moving = snap.battery_w if abs(snap.battery_w) >= params.quantum_w else 0.0
     direction = _sign(moving)
@@ -527,6 +545,7 @@ def _handed_back(
         loads_on=tuple(sorted(loads.on.items())),
         budgets=loads.budgets,
         request_seen=snap.mode.requested_at,
+        diverter=watch.memory if watch is not None else memory.diverter,
     )
 
 
@@ -562,7 +581,20 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
     )
     if snap.battery_w != read_w:
         numbers["battery_read_w"] = read_w
-    target = export_limit(Target(goal_w, reason), snap, params.export_limit_w)  # 2
+    target = Target(goal_w, reason)
+    # Within 1: a diverter with no CT that the battery feeds caps the discharge (core.diverter_guard).
+    watch: GuardOutcome | None = None
+    guard_params = diverter_guard_params(params.loads)
+    if guard_params is not None:
+        zero_goal = reason in ZERO_GRID_GOALS
+        watch = guard(snap.now, snap.battery_w, snap.grid_w, snap.pv_w, zero_goal, memory.diverter, guard_params)
+        if watch.cap_w is not None:
+            numbers["diverter_cap_w"] = watch.cap_w
+            if watch.memory.diverted_w:
+                numbers["diverter_seen_w"] = watch.memory.diverted_w
+            if goal_w > watch.cap_w:
+                target = Target(watch.cap_w, "diverter_cap")
+    target = export_limit(target, snap, params.export_limit_w)  # 2
     lim = limits(snap, b)  # 3
     numbers.update(charge_max_w=lim.charge_max_w, discharge_max_w=lim.discharge_max_w)
     target = lim.clamp(target)
@@ -571,7 +603,7 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
     if target.reason == "top_up_floor":
         intent = Intent.CHARGE
     if params.inverter_self_use and hand_back(target, goal_w, reason, zero_grid, ct_zero_grid, topping_up):
-        return _handed_back(snap, memory, params, target, intent, numbers, loads, topping_up, finished)
+        return _handed_back(snap, memory, params, target, intent, numbers, loads, topping_up, finished, watch)
     # Dwell, ramp and deadband keep automatic decisions from flip-flopping; a person's request is
     # not theirs to shape. A new request (any mode) goes out as asked at once; a standing forced
     # mode (a fixed setpoint) is never delayed or slowed. Safety moves (the top-up, holding the
@@ -587,7 +619,8 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
         if width != params.deadband_w:
             numbers["deadband_w"] = width
         slack = params.quantum_w / 2  # within half a write step of the need is as close as it gets
-        keep_lo, keep_hi = hold_range(lim, topping_up, params.top_up_power_w, reason, goal_w, slack)
+        held_goal = min(goal_w, watch.cap_w) if watch is not None and watch.cap_w is not None else goal_w
+        keep_lo, keep_hi = hold_range(lim, topping_up, params.top_up_power_w, reason, held_goal, slack)
         target = deadband(target, memory, width, keep_lo, keep_hi)  # 8
 
     setpoint = lim.bound(target.w) + 0.0  # + 0.0: no -0.0 on the wire
@@ -603,6 +636,8 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
         load_reasons=dict(loads.reasons),
         commanding=True,
         mode_finished=finished,
+        detail=watch.detail if watch is not None and watch.cap_w is not None else None,
+        event=watch.event if watch is not None else None,
     )
     direction = _sign(setpoint)
     turned = direction != 0 and direction != memory.direction
@@ -617,5 +652,6 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
         budgets=loads.budgets,
         request_seen=snap.mode.requested_at,
         changed_at=snap.now if setpoint != memory.setpoint_w or not memory.commanding else memory.changed_at,
+        diverter=watch.memory if watch is not None else memory.diverter,
     )
     return decision, new_memory

@@ -8,7 +8,8 @@ One step, in the order the real devices react:
    for its mode, and the battery delivers what its limits allow;
 4. grid power is what is left: ``grid = load - pv - battery`` (import +), so energy is conserved
    at every step by construction, and the totals are kept so a test can check it independently;
-5. the diverter reads *its* grid CT and reacts; the heat pump follows the weather.
+5. the diverter reads *its own* clamp on the grid tails and reacts (``loads.Diverter``); the heat
+   pump follows the weather.
 
 During a grid outage the inverter runs EPS: the grid term is zero, the battery covers
 ``load - pv`` when it can, PV is curtailed when the battery cannot take the surplus, and the house
@@ -125,6 +126,9 @@ class Totals:
     charge_wh: float = 0.0
     discharge_wh: float = 0.0
     diverter_wh: float = 0.0
+    # Battery energy that went into the diverter: what the battery gave beyond the house's other
+    # loads once PV had covered them (PV first, then the battery, then the grid).
+    battery_to_diverter_wh: float = 0.0
     heat_pump_wh: float = 0.0
     unserved_wh: float = 0.0
     curtailed_wh: float = 0.0
@@ -278,6 +282,9 @@ class House:
         else:
             tot.charge_wh -= actual * hours
         tot.diverter_wh += div_w * hours
+        if div_w > 0 and actual > 0:
+            house_deficit = max(0.0, load - div_w - pv)
+            tot.battery_to_diverter_wh += min(div_w, max(0.0, actual - house_deficit)) * hours
         tot.heat_pump_wh += hp_w * hours
 
         flows = self.flows
@@ -286,7 +293,7 @@ class House:
         flows.temp_c, flows.eps, flows.blackout = temp, eps, blackout
 
         for name, meter in self.meters.items():
-            meter.integrate(self._position_w(self.meter_positions[name]), dt_s)
+            meter.integrate(self.position_w(self.meter_positions[name]), dt_s)
         self._count(pv, dt_s)
 
         t_next = t + dt_s
@@ -327,7 +334,8 @@ class House:
             pv = load - actual
         return actual, pv, load, False
 
-    def _position_w(self, position: str) -> float:
+    def position_w(self, position: str) -> float:
+        """True power of the last step where a meter is clamped (``POSITIONS``)."""
         f = self.flows
         if position == "grid":
             return f.grid_w

@@ -64,6 +64,10 @@ class InverterParams:
     ramp_w_per_s: float = 1000.0
     # Below this the inverter idles rather than trickle (W).
     idle_band_w: float = 20.0
+    # Self-use leaves the battery where it is while its CT reads the grid within this of zero (W).
+    # 0: it corrects every watt. Real units regulate within a tolerance; inside it a grid-CT
+    # diverter holding the export at its small margin keeps the battery discharging into the tank.
+    self_use_band_w: float = 0.0
     eps_enabled: bool = True
     passive_allowed: bool = True
 
@@ -121,7 +125,8 @@ class Inverter:
         if self.faulted:
             return 0.0
         if self.control is Control.SELF_USE:
-            desired = self.battery_w + grid_seen_w
+            within = abs(grid_seen_w) <= self.params.self_use_band_w
+            desired = self.battery_w if within else self.battery_w + grid_seen_w
         elif self.passive_mode is PassiveMode.STANDBY:
             desired = 0.0
         elif self.passive_mode is PassiveMode.DISCHARGE:

@@ -1,9 +1,18 @@
 """Flexible loads with their own controllers: an immersion diverter and a heat pump.
 
-The diverter is the classic grid-CT kind (Eddi, iBoost): it watches a CT on the grid tails and pushes
-whatever it sees being exported into the hot-water tank. It cannot tell PV surplus from battery
-discharge, so with the battery in self-use the two chase each other ("kettle goes off, the diverter
-pounces, the battery drains into the hot water"). The simulator reproduces that on purpose.
+The diverter is the classic grid-CT kind (Solic 200, iBoost, Eddi, immerSUN, the open Mk2 PV Router):
+its own CT clamp on the grid tails, and a triac feeding the immersion heater a share of its rating so
+that the export the clamp sees is brought down to a small margin. Modelled as such units are
+described (immerSUN's installation guide: it "adjusts power levels to the immersion heater, keeping
+the exported power at virtually zero"; Robin Emley's Mk2 PV Router, openenergymonitor/learn
+``view/pv-diversion/mk2/``: the export measured on every mains cycle decides the triac's firing, so
+it reacts within a fraction of a second): it starts only once its clamp sees more than ``start_w``
+exported, then moves its power proportionally to the export beyond ``margin_w`` with the time
+constant ``reaction_s``, between 0 and ``rated_w``, until the tank is hot. It cannot tell PV surplus
+from battery discharge, so with the battery zeroing the grid the two chase each other ("kettle goes
+off, the diverter pounces, the battery drains into the hot water"). The simulator reproduces that
+on purpose. No Solic 200 manual was found to check its own start threshold and reaction time
+against: they are parameters (``simulator.diverter`` in the config).
 
 The heat pump is weather-driven: its heat demand follows the outdoor temperature and its electrical
 draw is heat over a temperature-dependent COP, modulating down to a minimum and cycling below it.
@@ -19,12 +28,14 @@ from dataclasses import dataclass, field
 class DiverterParams:
     rated_w: float = 3000.0
     tank_kwh: float = 7.0
-    # It diverts what it sees exported beyond this margin, so it never imports for the tank itself.
+    # The export it leaves: it diverts what its clamp sees beyond this, so it never imports for the tank.
     margin_w: float = 50.0
+    # Export its clamp must see before it starts from idle (once running it regulates to ``margin_w``).
+    start_w: float = 100.0
+    # Time constant of its proportional response (s): the triac's share settles within a few of these.
+    reaction_s: float = 1.0
     # Hot water drawn per day, spread over morning and evening draws (Wh).
     daily_use_kwh: float = 5.0
-    # The diverter's reaction per step (0..1 of the seen error); real units settle within seconds.
-    gain: float = 0.8
 
 
 @dataclass(slots=True)
@@ -34,8 +45,9 @@ class Diverter:
     tank_wh: float = 0.0
     enabled: bool = True
 
-    def update(self, grid_seen_w: float, dt_s: float, hour: float) -> None:
-        """React to the grid CT (import +) for the next step, and heat/use the tank over ``dt_s``."""
+    def update(self, clamp_w: float, dt_s: float, hour: float) -> None:
+        """React to its own clamp's grid reading (import +) for the next step, and heat/use the tank
+        over ``dt_s``."""
         p = self.params
         self.tank_wh += self.power_w * dt_s / 3600.0
         # Morning and evening draws of hot water empty the tank again.
@@ -45,8 +57,12 @@ class Diverter:
         if not self.enabled or self.tank_wh >= p.tank_kwh * 1000.0 - 1.0:
             self.power_w = 0.0
             return
-        export_seen = -grid_seen_w - p.margin_w
-        self.power_w = min(max(self.power_w + p.gain * export_seen, 0.0), p.rated_w)
+        export = -clamp_w
+        if self.power_w <= 0.0 and export < p.start_w:
+            self.power_w = 0.0
+            return
+        share = min(1.0, dt_s / p.reaction_s) if p.reaction_s > 0 else 1.0
+        self.power_w = min(max(self.power_w + share * (export - p.margin_w), 0.0), p.rated_w)
 
 
 @dataclass(frozen=True, slots=True)

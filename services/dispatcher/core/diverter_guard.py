@@ -1,0 +1,246 @@
+"""Pure: spot a CT-driven immersion diverter the battery is feeding, with no CT on the diverter.
+
+A grid-CT diverter (Solic 200, iBoost, Eddi) takes whatever export its own clamp on the grid tails
+sees, within a second. So when the battery discharges more than the house needs, the export it
+creates never shows: the grid stays pinned near zero and the house load seen from the inverter and
+the grid meter (``pv + battery + grid``) rises with the discharge. Without a diverter the same extra
+discharge shows as export, and less discharge shows as import.
+
+That difference is what a **probe** looks for. Two things start one while the battery discharges:
+
+* an export that vanished: a reading shows export beyond ``band_w`` (a load went off: "the
+  kettle goes off"), one within ``VANISH_S`` is back within ``band_w`` of zero, but the battery
+  gave up less than half of it. Something took the rest: the diverter pouncing, or by coincidence a load switched
+  on. The first step goes straight to the discharge less what was taken;
+* a quieter suspicion, held for ``TRIGGER_S``: the grid within ``band_w`` of zero and either PV
+  there (the diverter's usual moment) or the load ``probe_w`` above its recent base. The first
+  step is ``probe_w``.
+
+The step is held for ``PROBE_S``. If the load fell by most of it while the grid stayed where it
+was, that power was going to the diverter: the discharge stays capped and the next step down is
+twice as big, until a step shows up as import (the diverter is off: from then on the cap is what
+the house itself needs, the grid reading plus the discharge) or the cap is 0. The cap then follows
+the house up whenever the grid imports (a diverter never runs on import) and is probed again after
+``HOLD_S``, at once when an export vanishes again, or when the load jumps with the grid pinned; a
+probe whose first step the house takes releases it.
+
+A house with no diverter pays one step of import for ``PROBE_S`` per probe (300 W for 20 s is
+under 2 Wh), and after a probe that found nothing the next one waits ``QUIET_S``, doubling up to
+``QUIET_MAX_S``: the hysteresis that keeps a load that rose with the discharge by coincidence from
+being capped for long.
+
+Sign convention: battery discharge ``+``; grid import ``+``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+__all__ = ["GuardMemory", "GuardOutcome", "GuardParams", "guard"]
+
+# How long a probe's step is held before its effect is read: the inverter acts on a setpoint
+# within seconds (the controller's INVERTER_SETTLE_S is 10 s) and the diverter within one.
+PROBE_S = 12.0
+# How long the trigger must hold before a probe: not every passing reading.
+TRIGGER_S = 10.0
+# An export counts as vanished when the grid is back within the band this soon after it.
+VANISH_S = 10.0
+# A cap is probed again after this long.
+HOLD_S = 300.0
+# After a probe found no diverter: the next one no sooner than this, doubling up to the maximum.
+QUIET_S = 300.0
+QUIET_MAX_S = 300.0
+# Share of a probe's step that must come off the load (grid unchanged) to call it the diverter's.
+SHARE = 0.5
+# The recent base load creeps up at most this fast (W/s), so a load step stands out above it.
+BASE_CREEP_W_PER_S = 0.5
+
+
+@dataclass(frozen=True)
+class GuardParams:
+    band_w: float = 150.0  # grid readings within this of zero count as pinned there
+    probe_w: float = 300.0  # a probe's step down
+    min_discharge_w: float = 200.0  # below this the battery feeds nothing worth a probe
+    pv_min_w: float = 50.0
+
+
+@dataclass(frozen=True)
+class GuardMemory:
+    phase: Literal["watch", "probe", "capped"] = "watch"
+    since: datetime | None = None  # start of the probe step, or of the cap
+    from_w: float = 0.0  # discharge when the probe step began
+    load0_w: float = 0.0  # load and grid when it began
+    grid0_w: float = 0.0
+    level_w: float = 0.0  # the cap in force (probe and capped)
+    found: bool = False  # a probe of this chain of steps saw the diverter
+    announced: bool = False  # the Event that a diverter is suspected went out; the next is the release
+    diverted_w: float = 0.0  # what the probes saw going to it
+    load_ref_w: float = 0.0  # the load when the cap was set
+    step_w: float = 0.0  # the last probe step
+    # The last export beyond the band while discharging, and the discharge then: to see it vanish.
+    export_w: float = 0.0
+    export_battery_w: float = 0.0
+    export_at: datetime | None = None
+    trigger_since: datetime | None = None
+    quiet_until: datetime | None = None
+    quiet_s: float = QUIET_S
+    base_w: float | None = None
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class GuardOutcome:
+    cap_w: float | None  # most the battery may discharge now (None: no cap)
+    memory: GuardMemory
+    detail: str | None = None  # what a person reads on the decision
+    # (code, message) of an Event to publish: a diverter first seen in an episode, or a cap released.
+    event: tuple[str, str] | None = None
+
+
+def guard(
+    now: datetime,
+    battery_w: float,
+    grid_w: float,
+    pv_w: float | None,
+    zero_grid: bool,
+    memory: GuardMemory,
+    params: GuardParams,
+) -> GuardOutcome:
+    """One control cycle's look. ``zero_grid``: the goal in force zeroes the grid (the battery
+    follows the house); under a planned or forced power there is nothing to guard."""
+    load = max(0.0, (pv_w or 0.0) + battery_w + grid_w)
+    dt = 0.0 if memory.at is None else max(0.0, (now - memory.at).total_seconds())
+    base = load if memory.base_w is None else min(load, memory.base_w + BASE_CREEP_W_PER_S * dt)
+    m = replace(memory, base_w=base, at=now)
+    # An export seen within VANISH_S, gone now, that the battery did not take away: what took it (W).
+    recent = memory.export_at is not None and (now - memory.export_at).total_seconds() <= VANISH_S
+    exported = memory.export_w if recent else 0.0
+    taken = exported - max(0.0, memory.export_battery_w - battery_w) + min(grid_w, 0.0)
+    if grid_w < -params.band_w and battery_w >= params.min_discharge_w:
+        m = replace(m, export_w=-grid_w, export_battery_w=battery_w, export_at=now)
+    if not zero_grid:
+        released = m.announced
+        m = replace(m, phase="watch", trigger_since=None, found=False, diverted_w=0.0, announced=False)
+        return GuardOutcome(None, m, event=_released() if released else None)
+
+    pinned = abs(grid_w) <= params.band_w
+    discharging = battery_w >= params.min_discharge_w
+
+    vanished = exported > 0 and discharging and pinned and taken >= exported * SHARE
+    if vanished:
+        m = replace(m, export_at=None)
+
+    if m.phase == "watch":
+        if vanished:
+            m = replace(m, found=False, diverted_w=0.0)
+            return _probe(now, battery_w, grid_w, load, m, max(params.probe_w, min(taken, battery_w)))
+        quiet = m.quiet_until is not None and now < m.quiet_until
+        pv_there = pv_w is not None and pv_w >= params.pv_min_w
+        trigger = discharging and pinned and not quiet and (pv_there or load >= base + params.probe_w)
+        if not trigger:
+            return GuardOutcome(None, replace(m, trigger_since=None))
+        since = m.trigger_since or now
+        if (now - since).total_seconds() < TRIGGER_S:
+            return GuardOutcome(None, replace(m, trigger_since=since))
+        return _probe(now, battery_w, grid_w, load, replace(m, found=False, diverted_w=0.0), params.probe_w)
+
+    if m.phase == "probe":
+        assert m.since is not None
+        if (now - m.since).total_seconds() < PROBE_S:
+            return GuardOutcome(m.level_w, m, _probing(m))
+        drop = m.from_w - battery_w
+        if drop < params.probe_w * SHARE:
+            # The battery did not follow the step (a limit, the reserve): nothing to read.
+            return _end_probe(now, battery_w, grid_w, load, m)
+        fell = m.load0_w - load
+        rose = grid_w - m.grid0_w
+        if fell >= SHARE * drop and rose <= (1.0 - SHARE) * drop:
+            first = not m.announced
+            m = replace(
+                m, found=True, announced=True, diverted_w=m.diverted_w + fell, quiet_s=QUIET_S, quiet_until=None
+            )
+            if m.level_w <= 0.0:
+                out = _cap(now, 0.0, load, m)
+            else:
+                out = _probe(now, battery_w, grid_w, load, m, 2.0 * m.step_w)
+            if first:
+                message = (
+                    f"diverter suspected: {fell:.0f} W less discharge took {fell:.0f} W off the load with the grid "
+                    f"unchanged, so it was going to a CT-driven diverter; discharge capped at {out.cap_w:.0f} W"
+                )
+                return replace(out, event=("diverter_suspected", message))
+            return out
+        return _end_probe(now, battery_w, grid_w, load, m)
+
+    # capped
+    capped_at = m.since
+    assert capped_at is not None
+    if grid_w > params.band_w:
+        # Importing: a diverter never runs on import, so this is the house wanting more.
+        level = max(m.level_w, battery_w + grid_w)
+        m = replace(m, level_w=level, load_ref_w=load)
+    jumped = pinned and discharging and load >= m.load_ref_w + params.probe_w * SHARE
+    if vanished:
+        return _probe(now, battery_w, grid_w, load, m, max(params.probe_w, min(taken, battery_w)))
+    if discharging and ((now - capped_at).total_seconds() >= HOLD_S or jumped):
+        return _probe(now, battery_w, grid_w, load, m, params.probe_w)
+    return GuardOutcome(m.level_w, m, _capped(m))
+
+
+def _probe(now: datetime, battery_w: float, grid_w: float, load: float, m: GuardMemory, step_w: float) -> GuardOutcome:
+    level = max(0.0, battery_w - step_w)
+    m = replace(
+        m,
+        phase="probe",
+        since=now,
+        from_w=battery_w,
+        load0_w=load,
+        grid0_w=grid_w,
+        level_w=level,
+        step_w=step_w,
+        trigger_since=None,
+    )
+    return GuardOutcome(level, m, _probing(m))
+
+
+def _end_probe(now: datetime, battery_w: float, grid_w: float, load: float, m: GuardMemory) -> GuardOutcome:
+    """The step went to the house (or nowhere to read). After a diverter was seen in this episode
+    the diverter is off now: the cap is what the house needs. Else there is no diverter to guard."""
+    if m.found:
+        return _cap(now, max(0.0, battery_w + grid_w), load, m)
+    was_capped = m.announced
+    m = replace(
+        m,
+        phase="watch",
+        since=None,
+        trigger_since=None,
+        announced=False,
+        diverted_w=0.0,
+        quiet_until=_later(now, m.quiet_s),
+        quiet_s=min(QUIET_MAX_S, m.quiet_s * 2),
+    )
+    return GuardOutcome(None, m, event=_released() if was_capped else None)
+
+
+def _cap(now: datetime, level: float, load: float, m: GuardMemory) -> GuardOutcome:
+    # The next probe starts a new chain: if its first step finds the house taking it, the cap goes.
+    m = replace(m, phase="capped", since=now, level_w=level, load_ref_w=load, found=False)
+    return GuardOutcome(level, m, _capped(m))
+
+
+def _probing(m: GuardMemory) -> str:
+    return f"diverter probe: discharge stepped down to {m.level_w:.0f} W to see whether the load or the grid moves"
+
+
+def _capped(m: GuardMemory) -> str:
+    return f"diverter suspected: discharge capped at {m.level_w:.0f} W (the house's need without the diverter)"
+
+
+def _released() -> tuple[str, str]:
+    return ("diverter_released", "diverter cap released: the house takes the battery's discharge again")
+
+
+def _later(now: datetime, seconds: float) -> datetime:
+    return now + timedelta(seconds=seconds)

@@ -1,0 +1,152 @@
+"""The guard against a CT-driven diverter fed by the battery (``core.diverter_guard``), as step tables.
+
+Each table is a run of control cycles: (seconds, battery W, grid W, PV W) in, (phase, cap W,
+event code) out. The readings are what a house would show under the cap of the row before: with a
+diverter, a lower discharge takes the same power off the load with the grid unchanged; without
+one, it shows as import.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.dispatcher.core import diverter_guard as g
+from services.dispatcher.core.controller import ControlParams, Memory, control, diverter_guard_params
+from services.dispatcher.core.diverter_guard import GuardMemory, GuardParams, guard
+from services.dispatcher.core.snapshot import ModeState, Snapshot
+from shared.config.loads import DiverterLoad
+from shared.energy.battery import BatteryModel
+from shared.messages import DispatcherModeName
+
+T0 = datetime(2026, 4, 21, 17, 0, tzinfo=UTC)
+P = GuardParams()
+
+Row = tuple[float, float, float, float, str, float | None, str | None]
+
+# The seed's story: the kettle goes off, the diverter pounces (the export vanishes though the
+# battery still gives 2 kW), the first step goes straight to the discharge less what was taken; the
+# load falls with it (the diverter), the next step (twice as big) reaches 0 W and shows as import:
+# the house needs 200 W, which becomes the cap; the cap follows the house up when it imports.
+POUNCE: list[Row] = [
+    (0, 2000, 0, 500, "watch", None, None),
+    (2, 2000, -1800, 500, "watch", None, None),
+    (4, 2000, -20, 500, "probe", 220, None),
+    (10, 220, -20, 500, "probe", 220, None),  # within PROBE_S: nothing read yet
+    (16, 220, -20, 500, "probe", 0, "diverter_suspected"),
+    (28, 0, 200, 500, "capped", 200, None),
+    (30, 200, 0, 500, "capped", 200, None),
+    (40, 200, 400, 500, "capped", 600, None),
+    (42, 600, 0, 500, "capped", 600, None),
+]
+
+# No diverter: PV there, the grid held at zero by the battery. A probe after TRIGGER_S shows its step
+# as import: no cap, and no new probe for QUIET_S (the hysteresis).
+NO_DIVERTER: list[Row] = [
+    (0, 1500, 0, 300, "watch", None, None),
+    (10, 1500, 0, 300, "probe", 1200, None),
+    (22, 1200, 300, 300, "watch", None, None),
+    (24, 1500, 0, 300, "watch", None, None),
+    (40, 1500, 0, 300, "watch", None, None),
+    (321, 1500, 0, 300, "watch", None, None),
+    (323, 1500, 0, 300, "watch", None, None),
+    (333, 1500, 0, 300, "probe", 1200, None),
+]
+
+# An export that vanished because a load switched on by coincidence: the probe's step is imported,
+# so the cap goes at once and no Event was ever raised.
+COINCIDENCE: list[Row] = [
+    (0, 1000, 0, 0, "watch", None, None),
+    (2, 1000, -1500, 0, "watch", None, None),
+    (4, 1000, 0, 0, "probe", 0, None),
+    (16, 0, 1000, 0, "watch", None, None),
+]
+
+# A cap in force is probed again after HOLD_S; when the house takes that step the cap is released.
+RELEASE: list[Row] = [
+    (0, 2000, 0, 500, "watch", None, None),
+    (2, 2000, -1800, 500, "watch", None, None),
+    (4, 2000, -20, 500, "probe", 220, None),
+    (16, 220, -20, 500, "probe", 0, "diverter_suspected"),
+    (28, 0, 200, 500, "capped", 200, None),
+    (30 + g.HOLD_S, 200, 0, 500, "probe", 0, None),
+    (42 + g.HOLD_S, 0, 200, 500, "watch", None, "diverter_released"),
+]
+
+
+@pytest.mark.parametrize(
+    "table", [POUNCE, NO_DIVERTER, COINCIDENCE, RELEASE], ids=["pounce", "none", "coincidence", "release"]
+)
+def test_step_table(table: list[Row]) -> None:
+    memory = GuardMemory()
+    for seconds, battery, grid, pv, phase, cap, event in table:
+        out = guard(T0 + timedelta(seconds=seconds), battery, grid, pv, True, memory, P)
+        memory = out.memory
+        got = (memory.phase, out.cap_w, out.event[0] if out.event else None)
+        assert got == (phase, cap, event), f"at {seconds} s: {got}"
+
+
+def test_the_suspicion_names_the_cap() -> None:
+    memory = GuardMemory()
+    out = None
+    for seconds, battery, grid, pv, *_ in POUNCE[:5]:
+        out = guard(T0 + timedelta(seconds=seconds), battery, grid, pv, True, memory, P)
+        memory = out.memory
+    assert out is not None and out.event is not None
+    assert "discharge capped at 0 W" in out.event[1]
+    assert out.detail is not None and out.detail.startswith("diverter probe")
+
+
+def test_a_planned_power_is_not_guarded_and_releases_a_cap() -> None:
+    memory = GuardMemory()
+    for seconds, battery, grid, pv, *_ in RELEASE[:5]:
+        memory = guard(T0 + timedelta(seconds=seconds), battery, grid, pv, True, memory, P).memory
+    assert memory.phase == "capped"
+    out = guard(T0 + timedelta(seconds=40), 200, 0, 500, False, memory, P)
+    assert (out.cap_w, out.memory.phase, out.event and out.event[0]) == (None, "watch", "diverter_released")
+
+
+@pytest.mark.parametrize(
+    ("load", "guarded"),
+    [
+        (DiverterLoad(kind="diverter", id="immersion"), True),
+        (DiverterLoad(kind="diverter", id="immersion", meter="imm"), False),  # its own CT: exact
+        (DiverterLoad(kind="diverter", id="immersion", battery_may_feed=True), False),
+        (DiverterLoad(kind="diverter", id="immersion", detect_without_ct=False), False),
+    ],
+)
+def test_the_guard_is_on_for_a_diverter_without_ct_only(load: DiverterLoad, guarded: bool) -> None:
+    assert (diverter_guard_params((load,)) is not None) is guarded
+
+
+B = BatteryModel(capacity_wh=10400, max_charge_w=3000, max_discharge_w=3000, floor_pct=10, reserve_pct=20)
+
+
+def test_the_controller_caps_the_discharge_says_why_and_stops_handing_back() -> None:
+    params = ControlParams(battery=B, loads=(DiverterLoad(kind="diverter", id="immersion"),))
+    memory = Memory()
+    decision = None
+    for seconds, battery, grid, pv, *_ in POUNCE[:5]:
+        now = T0 + timedelta(seconds=seconds)
+        snap = Snapshot(
+            now=now,
+            inverter_at=now,
+            meter_at=now,
+            soc_pct=60,
+            battery_w=battery,
+            grid_w=grid,
+            pv_w=pv,
+            mode=ModeState(DispatcherModeName.SELF_USE),
+        )
+        decision, memory = control(snap, None, memory, params)
+    assert decision is not None
+    assert decision.reason == "diverter_cap"
+    assert decision.commanding and decision.battery_w == 0.0
+    assert decision.numbers["diverter_cap_w"] == 0.0
+    assert decision.event is not None and decision.event[0] == "diverter_suspected"
+    assert decision.detail is not None and "diverter" in decision.detail
+    # The same readings with the diverter on its own CT: the inverter's self-use is handed back.
+    params_ct = ControlParams(battery=B, loads=(DiverterLoad(kind="diverter", id="immersion", meter="imm"),))
+    decision_ct, _ = control(snap, None, Memory(), params_ct)
+    assert decision_ct.reason == "self_use" and not decision_ct.commanding
