@@ -68,6 +68,14 @@ class History:
                 del self.slots[stale]
         return fresh
 
+    def copy(self) -> History:
+        """A copy the planner's worker thread can read while the event loop keeps adding samples
+        (iterating a dict another thread grows raises)."""
+        out = History(self.step_s)
+        out.keep_slots = self.keep_slots
+        out.slots = {k: Slot(s.load_sum, s.pv_sum, s.n) for k, s in self.slots.items()}
+        return out
+
     def complete(self, before: datetime) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
         """Steps that ended by ``before``: (UTC starts, mean load W, mean PV W), oldest first."""
         last = self.key(before)

@@ -586,14 +586,14 @@ class Dispatcher:
             self.cfg,
             self.battery,
             self.tariff,
-            self.history,
+            self.history.copy(),
             now,
             soc,
             self.inverter.battery_power_w,
             self.external.get("pv"),
             self.external.get("load"),
             {
-                load.id: HeatPumpPast(self.hp_history[load.id], used.get(load.id, 0.0))
+                load.id: HeatPumpPast(self.hp_history[load.id].copy(), used.get(load.id, 0.0))
                 for load in self.heat_pumps
             },
         )

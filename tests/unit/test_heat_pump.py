@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
-from services.dispatcher.core.controller import ControlParams, Memory, control
+from services.dispatcher.core.controller import ControlParams, Memory, battery_free, control
 from services.dispatcher.core.heat_pump import Budget, battery_fed_wh, decide, in_window, period_start
+from services.dispatcher.core.planner import Schedule
 from services.dispatcher.core.snapshot import LoadReading, ModeState, Snapshot
 from shared.config import ConfigError, load_config
 from shared.config.loads import HeatPumpLoad, RunWindow
 from shared.energy.battery import BatteryModel
-from shared.messages import DispatcherModeName
+from shared.messages import DispatcherModeName, Intent
 
 TZ = "Europe/London"
 WINTER = datetime(2026, 1, 14, tzinfo=UTC)  # London is on UTC in January
@@ -224,3 +227,43 @@ def test_control_without_its_own_ct() -> None:
     trace = night_run(hp(battery_budget_kwh=1.0, after_budget="grid"), metered=False)
     assert trace[20][0] >= 1750
     assert trace[-1] == (0.0, True)
+
+
+# -- only on the battery's spare: not while the plan or the mode holds or charges it -------------
+
+
+@pytest.mark.parametrize(
+    ("after_budget", "expected"),
+    [("off", (False, False, "heat_pump_battery_held")), ("grid", (True, False, "heat_pump_battery_held_grid"))],
+)
+def test_battery_held_by_the_plan(after_budget: str, expected: tuple[bool, bool, str]) -> None:
+    call = decide(
+        hp(after_budget=after_budget), None, now=at(WINTER, "22:00"), timezone=TZ, soc_pct=60, reserve_pct=20,
+        battery_w=0, power_w=0, was_on=True, dt_s=60, battery_free=False,
+    )  # fmt: skip
+    assert (call.on, call.battery_feeds, call.reason) == expected
+    assert call.left_wh == 1800.0  # nothing spent: the budget waits for the battery
+
+
+def schedule(intents: list[Intent]) -> Schedule:
+    n = len(intents)
+    return Schedule(
+        start=at(WINTER, "18:00"), step_s=1800, soc_pct_start=50, battery_w=np.zeros(n), grid_w=np.zeros(n),
+        soc_pct_end=np.full(n, 50.0), intents=tuple(intents), import_price=np.zeros(n), export_price=np.zeros(n),
+        pv_w=np.zeros(n), load_w=np.zeros(n), cost=0.0, objective=0.0, solver="lp",
+    )  # fmt: skip
+
+
+def test_battery_free_by_mode_and_plan_step() -> None:
+    plan = schedule([Intent.SELF_USE, Intent.HOLD, Intent.CHARGE, Intent.DISCHARGE])
+    s = Snapshot(now=at(WINTER, "18:10"), soc_pct=50, battery_w=0, grid_w=0)
+    auto = DispatcherModeName.AUTO
+    assert battery_free(auto, s, plan)
+    assert not battery_free(auto, replace(s, now=at(WINTER, "18:40")), plan)  # a held step
+    assert not battery_free(auto, replace(s, now=at(WINTER, "19:10")), plan)  # a grid charge
+    assert battery_free(auto, replace(s, now=at(WINTER, "19:40")), plan)
+    assert battery_free(auto, replace(s, now=at(WINTER, "21:00")), plan)  # beyond the plan: self-use
+    assert battery_free(auto, s, None)
+    assert not battery_free(DispatcherModeName.HOLD, s, plan)
+    assert not battery_free(DispatcherModeName.FORCE_CHARGE, s, None)
+    assert battery_free(DispatcherModeName.SELF_USE, replace(s, now=at(WINTER, "18:40")), plan)

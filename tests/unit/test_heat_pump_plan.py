@@ -151,3 +151,12 @@ def test_the_plan_carries_more_energy_into_the_window() -> None:
     # 1.8 kWh at the battery's AC side is 1.8 / 0.96 kWh stored: 18 points of 10.4 kWh.
     assert extra_pct == pytest.approx(1800 / 0.96 / 10_400 * 100, abs=1.5), soc_at_18
     assert night_out["with"] - night_out["without"] == pytest.approx(1800.0, abs=100.0)
+
+
+def test_the_planner_thread_reads_a_copy_of_the_history() -> None:
+    house, _ = house_history(1, hp_w=1000.0)
+    copy = house.copy()
+    house.add(NOON + timedelta(hours=1), 5000.0, 0.0)  # the event loop goes on adding
+    house.add(NOON - timedelta(minutes=10), 5000.0, 0.0)  # to a step already in the copy too
+    starts, load, _ = copy.complete(NOON + timedelta(hours=2))
+    assert len(starts) == 48 and load.max() == 1200.0

@@ -40,7 +40,9 @@ class LoadsOutcome:
     reasons: dict[str, str] = field(default_factory=dict)  # why each heat pump is on/off, fed or not
 
 
-def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams) -> LoadsOutcome:
+def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams, *, battery_free: bool = True) -> LoadsOutcome:
+    """``battery_free``: the mode or the plan's step lets the battery discharge now (a heat pump in
+    its window runs from the battery only then)."""
     readings = {r.id: max(0.0, r.power_w) for r in snap.loads}
     metered = {r.id for r in snap.loads}
     flexible = sum(readings.get(load.id, 0.0) for load in params.loads)
@@ -84,6 +86,7 @@ def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams) -> LoadsOut
                 power_w=power if load.id in metered else None,
                 was_on=bool(was_on.get(load.id)),
                 dt_s=dt_s,
+                battery_free=battery_free,
             )
             budgets[load.id] = call.budget
             budget_left[load.id] = call.left_wh

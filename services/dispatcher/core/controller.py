@@ -57,6 +57,7 @@ __all__ = [
     "Limits",
     "Memory",
     "Target",
+    "battery_free",
     "battery_seen",
     "control",
     "deadband",
@@ -233,6 +234,18 @@ INVERTER_SETTLE_S = 10.0
 
 # Goals that zero the grid on the meter's reading (as opposed to a planned or forced power).
 ZERO_GRID_GOALS = ("self_use", "no_plan", "plan_self_use")
+
+
+def battery_free(mode: DispatcherModeName, snap: Snapshot, plan: Schedule | None) -> bool:
+    """Whether the mode, or in ``auto`` the plan's step, lets the battery discharge now: not
+    ``hold``, ``force_charge``, nor a plan step that holds or charges it (a flexible load that may
+    run only on the battery's spare then waits)."""
+    if mode in (DispatcherModeName.HOLD, DispatcherModeName.FORCE_CHARGE):
+        return False
+    if mode is not DispatcherModeName.AUTO or plan is None:
+        return True
+    k = plan.index_at(snap.now)
+    return k is None or plan.intents[k] not in (Intent.HOLD, Intent.CHARGE)
 
 
 # -- the eight steps, in order -------------------------------------------------------------------
@@ -562,7 +575,7 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
 
     read_w = snap.battery_w
     snap = replace(snap, battery_w=battery_seen(snap, memory))  # 0
-    loads: LoadsOutcome = arbitrate(snap, memory, params)
+    loads: LoadsOutcome = arbitrate(snap, memory, params, battery_free=battery_free(mode, snap, plan))
     # What the battery must do to bring the grid to zero, leaving out the flexible loads it may
     # not feed: with the immersion excluded, the battery never chases a diverter.
     ct_zero_grid = snap.battery_w + snap.grid_w

@@ -5,10 +5,12 @@ stopped it at 25 %. Per call, for one ``HeatPumpLoad``:
 
 * the budget period in force (``budget_period_hours`` long, starting at the run window's start,
   local midnight without a window) and the battery energy the heat pump used in it;
-* inside ``run_window``: on while budget is left and the SoC is above its floor (the load's
-  ``min_soc_pct``, never below the dispatcher's reserve), the battery covering it. Once either runs
-  out, ``after_budget`` decides: ``off`` switches it off, ``grid`` leaves it on and the battery
-  stops feeding it (its draw is kept out of the battery's target);
+* inside ``run_window``: on while budget is left, the SoC is above its floor (the load's
+  ``min_soc_pct``, never below the dispatcher's reserve) and the battery may discharge now (not a
+  plan step or a mode that holds or charges it), the battery covering it. Otherwise
+  ``after_budget`` decides: ``off`` switches it off (it runs on the battery's spare or not at all),
+  ``grid`` leaves it on and the battery stops feeding it (its draw is kept out of the battery's
+  target);
 * outside the window (or without one): no say on the switch (the surplus rule decides), but the
   battery still feeds it only within the budget and above the floor.
 
@@ -143,10 +145,12 @@ def decide(
     power_w: float | None,
     was_on: bool,
     dt_s: float,
+    battery_free: bool = True,
 ) -> HeatPumpCall:
     """One call for one heat pump (see the module docstring). ``reserve_pct``: where the dispatcher
     stops discharging; ``power_w``: its own CT (None without one); ``was_on``: its switch as last
-    decided; ``dt_s``: seconds since the last call."""
+    decided; ``dt_s``: seconds since the last call; ``battery_free``: the mode or the plan's step
+    lets the battery discharge now."""
     start = period_start(load, now, timezone)
     used = budget.used_wh if budget is not None and budget.period_start == start else 0.0
     feeding = budget.feeding if budget is not None else False
@@ -160,8 +164,10 @@ def decide(
     window = load.run_window
     if window is None or not in_window(window, now, timezone):
         return HeatPumpCall(None, feeds, "heat_pump_surplus", after, max(0.0, left))
-    if feeds:
+    if feeds and battery_free:
         return HeatPumpCall(True, True, "heat_pump_window", after, left)
+    if feeds:
+        spent = "heat_pump_battery_held"  # budget left, but the plan or the mode keeps the battery
     if load.after_budget == "grid":
         return HeatPumpCall(True, False, spent + "_grid", after, max(0.0, left))
     return HeatPumpCall(False, False, spent, after, max(0.0, left))
