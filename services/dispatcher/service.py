@@ -52,9 +52,11 @@ from shared.messages import (
 from shared.topics import Kind
 
 from . import modes
+from .budgets import BudgetFileError, load_budgets, save_budgets, save_due
 from .commands import AckLedger, Sent, build_command, command_due, handback_command
 from .core.controller import ControlParams, Decision, Memory, control
 from .core.failsafe import stale_inputs
+from .core.heat_pump import Budget
 from .core.planner import Schedule, ScheduleError, plan
 from .core.replan import should_replan
 from .core.snapshot import Snapshot
@@ -148,13 +150,22 @@ def heat_pump_history_path(cfg: OngridConfig, load_id: str) -> Path:
     return Path(cfg.dispatcher.state_dir) / f"dispatcher-{cfg.site}-heat_pump-{load_id}-history.json"
 
 
+def budgets_path(cfg: OngridConfig) -> Path:
+    return Path(cfg.dispatcher.state_dir) / f"dispatcher-{cfg.site}-heat_pump-budgets.json"
+
+
+def _move_aside(path: Path) -> Path:
+    aside = path.with_name(path.name + f".bad-{uuid.uuid4().hex[:6]}")
+    with contextlib.suppress(OSError):
+        path.rename(aside)
+    return aside
+
+
 def load_history(path: Path, step_s: int) -> History:
     try:
         return History.load(path, step_s)
     except HistoryFileError as exc:
-        aside = path.with_name(path.name + f".bad-{uuid.uuid4().hex[:6]}")
-        with contextlib.suppress(OSError):
-            path.rename(aside)
+        aside = _move_aside(path)
         log.error("%s; moved aside to %s, starting with no history", exc, aside)
         return History(step_s)
 
@@ -200,7 +211,16 @@ class Dispatcher:
         self.plan_id: str | None = None
         self.last_plan_at: datetime | None = None
         self._solving: asyncio.Future[Any] | None = None
-        self.memory = Memory()
+        # The heat pumps' budgets survive a restart: no second budget for the same night.
+        self.budgets_path = budgets_path(cfg)
+        budgets: tuple[Budget, ...] = ()
+        if self.heat_pumps:
+            try:
+                budgets = load_budgets(self.budgets_path)
+            except BudgetFileError as exc:
+                log.error("%s; moved aside to %s, budgets start afresh", exc, _move_aside(self.budgets_path))
+        self.memory = Memory(budgets=budgets)
+        self._saved_budgets = budgets
         self.last_sent: Sent | None = None
         self.ledger = AckLedger()
         self.notes: list[str] = []
@@ -442,6 +462,8 @@ class Dispatcher:
             decision = self._not_commanding(now, "inverter_offline", f"inverter {self.devices.inverter} is offline")
         else:
             decision, self.memory = control(snap, self.schedule, self.memory, self.params)
+            if self.heat_pumps and save_due(self._saved_budgets, self.memory.budgets):
+                self._save_budgets()
         if decision.mode_finished and self.mode is not None:
             await self._set_mode(modes.default_mode(self.cfg.dispatcher.default_mode, now, set_by="finished"))
         sent = await self._command(decision, now)
@@ -645,6 +667,13 @@ class Dispatcher:
                 await self.plan_once(reason)
             await asyncio.sleep(PLAN_TICK_S)
 
+    def _save_budgets(self) -> None:
+        try:
+            save_budgets(self.budgets_path, self.memory.budgets)
+            self._saved_budgets = self.memory.budgets
+        except OSError as exc:
+            log.error("cannot save heat pump budgets to %s: %s", self.budgets_path, exc)
+
     def _save_history(self) -> None:
         paths = [(self.history, self.history_path)]
         paths += [(self.hp_history[load.id], heat_pump_history_path(self.cfg, load.id)) for load in self.heat_pumps]
@@ -661,6 +690,8 @@ class Dispatcher:
                 group.create_task(self.tick_loop(), name="dispatcher-tick")
         finally:
             self._save_history()
+            if self.heat_pumps:
+                self._save_budgets()
 
 
 async def run(cfg: OngridConfig, bus: Bus) -> None:

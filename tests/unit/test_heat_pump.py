@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from services.dispatcher.budgets import SAVE_EVERY_WH, BudgetFileError, load_budgets, save_budgets, save_due
 from services.dispatcher.core.controller import ControlParams, Memory, battery_free, control
 from services.dispatcher.core.heat_pump import Budget, battery_fed_wh, decide, in_window, period_start
 from services.dispatcher.core.planner import Schedule
 from services.dispatcher.core.snapshot import LoadReading, ModeState, Snapshot
-from shared.config import ConfigError, load_config
+from services.dispatcher.service import Dispatcher, budgets_path
+from shared.config import ConfigError, OngridConfig, load_config
 from shared.config.loads import HeatPumpLoad, RunWindow
 from shared.energy.battery import BatteryModel
 from shared.messages import DispatcherModeName, Intent
@@ -267,3 +269,55 @@ def test_battery_free_by_mode_and_plan_step() -> None:
     assert not battery_free(DispatcherModeName.HOLD, s, plan)
     assert not battery_free(DispatcherModeName.FORCE_CHARGE, s, None)
     assert battery_free(DispatcherModeName.SELF_USE, replace(s, now=at(WINTER, "18:40")), plan)
+
+
+# -- the budgets survive a restart ---------------------------------------------------------------
+
+
+def test_budgets_saved_and_restored(tmp_path) -> None:
+    path = tmp_path / "state" / "budgets.json"
+    assert load_budgets(path) == ()
+    spent = (Budget("hp", period_start(hp(), at(WINTER, "20:00"), TZ), 1234.5, True),)
+    save_budgets(path, spent)
+    again = load_budgets(path)
+    assert again == spent  # the same instant, whatever the zone it is written in
+    # A restarted dispatcher goes on counting the same period from what was used.
+    call = decide(
+        hp(), again[0], now=at(WINTER, "21:00"), timezone=TZ, soc_pct=60, reserve_pct=20,
+        battery_w=1000, power_w=1000, was_on=True, dt_s=1800,
+    )  # fmt: skip
+    assert call.left_wh == pytest.approx(1800 - 1234.5 - 500)
+    path.write_text('{"version": 1, "budgets": [{"load": "hp"}]}')
+    with pytest.raises(BudgetFileError, match="budget 0 is not"):
+        load_budgets(path)
+    path.write_text("[")
+    with pytest.raises(BudgetFileError, match="not JSON"):
+        load_budgets(path)
+
+
+def test_budgets_saved_when_moved_enough() -> None:
+    start = at(WINTER, "18:00")
+    saved = (Budget("hp", start, 100.0, True),)
+    assert not save_due(saved, (Budget("hp", start, 100.0 + SAVE_EVERY_WH / 2, True),))
+    assert save_due(saved, (Budget("hp", start, 100.0 + SAVE_EVERY_WH, True),))
+    assert save_due(saved, (Budget("hp", start, 100.0, False),))  # the floor reached
+    assert save_due(saved, (Budget("hp", start + timedelta(days=1), 0.0, True),))  # a new period
+    assert save_due((), saved)
+
+
+def test_the_dispatcher_starts_from_the_saved_budgets(tmp_path) -> None:
+    cfg = OngridConfig.model_validate(
+        {
+            "inverters": [{"id": "inv1", "model": "sofar_me3000sp", "battery": "bat1",
+                           "transport": {"kind": "modbus_tcp", "host": "127.0.0.1"}}],
+            "batteries": [{"id": "bat1", "usable_kwh": 10.4, "transport": {"kind": "modbus_tcp", "host": "127.0.0.1"}}],
+            "dispatcher": {"state_dir": str(tmp_path)},
+            "loads": [{"id": "hp", "kind": "heat_pump", "run_window": {"start": "18:00", "end": "07:00"}}],
+        }
+    )  # fmt: skip
+    spent = (Budget("hp", at(WINTER, "18:00"), 1800.0, False),)
+    save_budgets(budgets_path(cfg), spent)
+    assert Dispatcher(cfg, bus=None).memory.budgets == spent  # type: ignore[arg-type]
+    budgets_path(cfg).write_text("not json")
+    assert Dispatcher(cfg, bus=None).memory.budgets == ()  # type: ignore[arg-type]
+    assert [p.name for p in tmp_path.iterdir() if ".bad-" in p.name]  # moved aside, not lost

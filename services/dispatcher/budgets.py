@@ -1,0 +1,78 @@
+"""The heat pumps' battery budgets kept across a restart: a dispatcher restarted at 20:00 must not
+hand a heat pump a second 1.8 kWh for the same night.
+
+A small JSON file under ``dispatcher.state_dir``, written atomically (temp file and rename) when a
+budget has moved by ``SAVE_EVERY_WH`` since the last write, when a period starts, and at shutdown.
+A file that cannot be read raises ``BudgetFileError`` naming the file; the service moves it aside
+and starts with fresh budgets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+from .core.heat_pump import Budget
+
+__all__ = ["SAVE_EVERY_WH", "BudgetFileError", "load_budgets", "save_budgets", "save_due"]
+
+FORMAT_VERSION = 1
+# At most this much budget use is forgotten by a crash (a restart forgets nothing).
+SAVE_EVERY_WH = 50.0
+
+
+class BudgetFileError(ValueError):
+    """The budgets file exists but cannot be used; the message names the file and the problem."""
+
+
+def save_due(saved: tuple[Budget, ...], now: tuple[Budget, ...]) -> bool:
+    before = {b.load: b for b in saved}
+    for budget in now:
+        last = before.get(budget.load)
+        if last is None or last.period_start != budget.period_start:
+            return True
+        if abs(budget.used_wh - last.used_wh) >= SAVE_EVERY_WH or budget.feeding != last.feeding:
+            return True
+    return False
+
+
+def save_budgets(path: Path, budgets: tuple[Budget, ...]) -> None:
+    rows = [
+        {"load": b.load, "period_start": b.period_start.isoformat(), "used_wh": round(b.used_wh, 3),
+         "feeding": b.feeding}
+        for b in budgets
+    ]  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({"version": FORMAT_VERSION, "budgets": rows}))
+    os.replace(tmp, path)
+
+
+def load_budgets(path: Path) -> tuple[Budget, ...]:
+    """The saved budgets, or none when there is no file yet. Raises BudgetFileError."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return ()
+    except OSError as exc:
+        raise BudgetFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise BudgetFileError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+        raise BudgetFileError(f"{path}: not a version {FORMAT_VERSION} heat pump budgets file")
+    out: list[Budget] = []
+    for i, row in enumerate(data.get("budgets", [])):
+        try:
+            start = datetime.fromisoformat(row["period_start"])
+            budget = Budget(str(row["load"]), start, float(row["used_wh"]), bool(row["feeding"]))
+        except (TypeError, ValueError, KeyError):
+            shape = "{load, period_start, used_wh, feeding}"
+            raise BudgetFileError(f"{path}: budget {i} is not {shape}: {row!r}") from None
+        if start.tzinfo is None or not budget.used_wh >= 0:
+            raise BudgetFileError(f"{path}: budget {i} has a naive period_start or a bad used_wh: {row!r}")
+        out.append(budget)
+    return tuple(out)
