@@ -75,8 +75,9 @@ class HeatPumpLoad(_Load):
     )
     after_budget: Literal["off", "grid"] = Field(
         "off",
-        description="In the window, once the budget or the SoC floor is reached: 'off' switches it off, "
-        "'grid' leaves it on with the battery holding while it draws from the grid.",
+        description="In the window, once the budget or the SoC floor is reached (or while the plan holds "
+        "the battery): 'off' switches it off, 'grid' leaves it on with the battery holding while it draws "
+        "from the grid. A bare YAML off (read as false) means 'off'.",
     )
 
     @field_validator("after_budget", mode="before")
