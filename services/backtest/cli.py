@@ -148,7 +148,17 @@ def backtest(
             f"{item['battery_cycles']:.0f}",
             pay_text,
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for name, item in summary.items():
+        for load, flex in item.get("flexible", {}).items():
+            # A flexible load's energy is in the policy's bill: say how much and from where.
+            console.print(
+                f"{name}: {load} drew {flex['kwh']:.1f} kWh, {flex['from_battery_kwh']:.1f} kWh of it "
+                f"from the battery (none and perfect replay the data's load without it)",
+                markup=False,
+                highlight=False,
+            )
 
 
 def main(argv: list[str] | None = None) -> None:

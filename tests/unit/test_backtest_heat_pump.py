@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from services.backtest import main
 from services.backtest.data import Series, parse_series
 from services.backtest.engine import Setup, simulate
 from services.dispatcher.core.forecast import PvArray
@@ -102,3 +103,21 @@ def test_heat_pump_column_in_the_csv() -> None:
     series = parse_series(text)
     assert series.heat_pump_w is not None and series.heat_pump_w.tolist() == [900.0, 1100.0]
     assert parse_series("timestamp,load_w,pv_w\n2026-01-12T00:00Z,1,0\n2026-01-12T00:30Z,1,0\n").heat_pump_w is None
+
+
+def test_cli_reports_the_heat_pump(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "tariff: {export: {kind: flat, price_per_kwh: 0.05}}\n"
+        "dispatcher: {horizon_hours: 24}\n"
+        "loads:\n  - {id: heatpump, kind: heat_pump, run_window: {start: '18:00', end: '07:00'}, after_budget: off}\n"
+    )
+    data = tmp_path / "d.csv"
+    times = pd.date_range("2025-04-01T00:00Z", periods=96, freq="1800s")
+    data.write_text("timestamp,load_w,pv_w\n" + "".join(f"{t.isoformat()},300,0\n" for t in times))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data", str(data), "--config", str(cfg), "--battery-kwh", "10", "--no-progress"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    # The policies that run the controller say what it drew and from where; 'none' has no heat pump.
+    assert "self_use: heatpump drew" in out and "none: heatpump" not in out
