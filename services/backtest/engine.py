@@ -107,6 +107,7 @@ class _Forecaster:
         self.agg_pv = agg["pv"].to_numpy()
         extended = pd.date_range(agg.index[0], periods=len(agg) + self.horizon + 1, freq=f"{self.step}s")
         self.times = extended
+        self.starts = extended.to_pydatetime()  # one conversion, not one per plan
         self.clear = clear_sky_pv_w(setup.array, extended, self.step)
         self.imp, self.exp = setup.tariff.prices(extended, self.step)
         self.local = extended.tz_convert(setup.timezone)
@@ -188,7 +189,7 @@ class _Forecaster:
                 load_s = load_s + heat_pump_w
         d = self.setup.dispatcher
         return PlanInputs(
-            start=self.times[k].to_pydatetime(),
+            start=self.starts[k],
             step_s=self.step,
             soc_pct=min(100.0, max(0.0, soc)),
             import_price=self.imp[idx],
@@ -256,6 +257,7 @@ def simulate(
         )
         optimum, result.method = best.battery_w, best.method
     times = series.times.to_pydatetime()
+    plan_step = forecaster.agg_of.tolist() if forecaster is not None else []  # a list: read per step
     load_list, pv_list = series.load_w.tolist(), series.pv_w.tolist()
     imp_list, exp_list = imp_price.tolist(), exp_price.tolist()
     throughput_kw = 0.0
@@ -302,9 +304,7 @@ def simulate(
             if planning and forecaster is not None:
                 reason = should_replan(now, last_plan_at, every_s)
                 if reason is not None:
-                    ak = int(
-                        (series.times[k] - forecaster.agg_times[0]) // pd.Timedelta(seconds=forecaster.step)
-                    )
+                    ak = plan_step[k]
                     hp_w = forecaster.heat_pumps_w(ak, k, record, memory) if flex else None
                     inputs = forecaster.inputs(ak, soc_pct, battery_w, hp_w)
                     if inputs.steps > 0:

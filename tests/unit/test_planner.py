@@ -215,6 +215,10 @@ def test_first_step_only_decides_step_0_as_the_whole_plan_does(hour: float) -> N
         assert first.intents[0] is whole.intents[0]
         assert first.battery_w[0] == whole.battery_w[0]
         assert first.grid_w[0] == whole.grid_w[0]
+        if first.solver == "lp_scenarios":  # the same LP: its step 0 in full
+            assert len(first.battery_w) == 1
+            assert first.soc_pct_end[0] == pytest.approx(whole.soc_pct_end[0], abs=1e-9)
+            assert first.cost == pytest.approx(whole.cost, abs=1e-9)
         assert first.index_at(start + timedelta(minutes=29)) == 0
     if 0.5 <= hour < 7.5:
         assert whole.solver == "lp_scenarios"

@@ -151,22 +151,18 @@ def history_scenarios(
     """
     slots = max(1, round(86400 / step_s))
     keys = np.asarray(past_keys, dtype=np.int64)
+    if len(keys) == 0 or days <= 0:
+        return np.zeros((0, steps)), np.zeros((0, steps))
     j = np.arange(steps)
     m = (j + slots) // slots  # ceil((j + 1) / slots)
-    load_rows: list[np.ndarray] = []
-    pv_rows: list[np.ndarray] = []
-    for d in range(days):
-        source = first_key + j - (m + d) * slots
-        if len(keys) == 0:
-            break
-        at = np.searchsorted(keys, source)
-        inside = at < len(keys)
-        found = np.zeros(steps, dtype=bool)
-        found[inside] = keys[at[inside]] == source[inside]
-        if not found.all():
-            continue
-        load_rows.append(np.asarray(past_load_w, dtype=float)[at])
-        pv_rows.append(np.asarray(past_pv_w, dtype=float)[at])
-    if not load_rows:
+    # Every scenario at once (one row per day back): the history step each target step takes.
+    source = first_key + j[None, :] - (m[None, :] + np.arange(days)[:, None]) * slots
+    at = np.searchsorted(keys, source)
+    found = keys[np.minimum(at, len(keys) - 1)] == source
+    whole = found.all(axis=1)
+    if not whole.any():
         return np.zeros((0, steps)), np.zeros((0, steps))
-    return np.maximum(np.array(load_rows), 0.0), np.maximum(np.array(pv_rows), 0.0)
+    at = at[whole]
+    load = np.asarray(past_load_w, dtype=float)[at]
+    pv = np.asarray(past_pv_w, dtype=float)[at]
+    return np.maximum(load, 0.0), np.maximum(pv, 0.0)

@@ -591,9 +591,9 @@ class _Reusable:
             if status != highspy.HighsModelStatus.kOptimal:
                 del self._solvers[key]
                 raise ScheduleError(f"HiGHS returned {h.modelStatusToString(status)} for a {n}-step plan")
-            values = np.asarray(h.getSolution().col_value)
+            values = slot.values = np.asarray(h.getSolution().col_value)
             elapsed_ms = (time.perf_counter() - began) * 1000.0
-            return values, float(h.getInfo().objective_function_value) / OBJECTIVE_SCALE, elapsed_ms
+            return values, float(h.getObjectiveValue()) / OBJECTIVE_SCALE, elapsed_ms
 
 
 # HighsBasisStatus by its number (kLower, kBasic, kUpper, kZero, kNonbasic): statuses are worked
@@ -624,6 +624,7 @@ class _Slot:
         self.upper = np.zeros(cols)
         self.row_lo = np.zeros(rows)
         self.row_hi = np.zeros(rows)
+        self.values = np.zeros(cols)  # the last solution's columns
 
     def update(
         self, cost: np.ndarray, lower: np.ndarray, upper: np.ndarray, row_lo: np.ndarray, row_hi: np.ndarray
@@ -655,7 +656,7 @@ class _Slot:
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
         solution = h.getSolution()
-        x = np.asarray(solution.col_value)
+        x = self.values
         r = np.asarray(solution.row_value)
         cols = np.where((x == self.upper) & (self.lower < self.upper), _UPPER, _LOWER)
         fixed = self.row_lo == self.row_hi
@@ -957,8 +958,6 @@ def _scenario_plan(inputs: PlanInputs, time_limit_s: float, first_step_only: boo
     n, count = scenarios.n, scenarios.count
     blocks = values[: count * 6 * n].reshape(count, 6, n)
     grid_charge = float(values[count * 6 * n])
-    mean = blocks.mean(axis=0).reshape(6 * n)
-    schedule = _schedule(point, mean, objective, "lp_scenarios", 0, ms)
     each = blocks[:, _D, 0] - blocks[:, _C, 0]
     net0 = float(point.net[0])
     if grid_charge > TOLERANCE_W:
@@ -968,13 +967,18 @@ def _scenario_plan(inputs: PlanInputs, time_limit_s: float, first_step_only: boo
     else:
         first_w = float(each.max()) if each.max() > TOLERANCE_W else float(each.min())
         intent = Intent.SELF_USE
-    battery = schedule.battery_w.copy()
-    grid = schedule.grid_w.copy()
-    battery[0], grid[0] = first_w, net0 - first_w
     # The expected bill: each scenario's own one-meter cost, averaged (not the cost of the mean).
     k = point.dt_h / 1000.0
     flows = blocks[:, _I] - blocks[:, _E]
     bills = np.where(flows > 0, flows * inputs.import_price, flows * inputs.export_price).sum(axis=1) * k
+    if first_step_only:
+        soc0 = float(blocks[:, _S, 0].mean()) / inputs.battery.capacity_wh * 100.0
+        expected = float(bills.mean())
+        return _one_step(point, first_w, net0 - first_w, soc0, intent, expected, objective, "lp_scenarios", ms)
+    schedule = _schedule(point, blocks.mean(axis=0).reshape(6 * n), objective, "lp_scenarios", 0, ms)
+    battery = schedule.battery_w.copy()
+    grid = schedule.grid_w.copy()
+    battery[0], grid[0] = first_w, net0 - first_w
     return replace(
         schedule,
         battery_w=battery,
@@ -993,26 +997,42 @@ def _self_use_step(model: _Model) -> Schedule:
     net0 = float(model.net[0])
     battery = min(max(net0, -b.max_charge_w), b.max_discharge_w)
     grid = net0 - battery
-    dt_h = model.dt_h
     moved = -battery * b.charge_efficiency if battery < 0 else -battery / b.discharge_efficiency
-    soc_end = min(max(b.wh(x.soc_pct) + moved * dt_h, 0.0), b.capacity_wh) / b.capacity_wh * 100.0
+    soc_end = min(max(b.wh(x.soc_pct) + moved * model.dt_h, 0.0), b.capacity_wh) / b.capacity_wh * 100.0
     price = float(x.import_price[0]) if grid > 0 else float(x.export_price[0])
-    cost = grid * price * dt_h / 1000.0
+    cost = grid * price * model.dt_h / 1000.0
+    return _one_step(model, battery, grid, soc_end, Intent.SELF_USE, cost, cost, "self_use", 0.0)
+
+
+def _one_step(
+    model: _Model,
+    battery_w: float,
+    grid_w: float,
+    soc_pct_end: float,
+    intent: Intent,
+    cost: float,
+    objective: float,
+    solver: str,
+    ms: float,
+) -> Schedule:
+    """A schedule of step 0 alone (``first_step_only``), with ``model``'s inputs for that step."""
+    x = model.x
     return Schedule(
         start=x.start.astimezone(UTC),
         step_s=x.step_s,
         soc_pct_start=x.soc_pct,
-        battery_w=np.array([battery]),
-        grid_w=np.array([grid]),
-        soc_pct_end=np.array([soc_end]),
-        intents=(Intent.SELF_USE,),
+        battery_w=np.array([battery_w]),
+        grid_w=np.array([grid_w]),
+        soc_pct_end=np.array([soc_pct_end]),
+        intents=(intent,),
         import_price=x.import_price[:1],
         export_price=x.export_price[:1],
         pv_w=model.pv_w[:1],
         load_w=model.load_w[:1],
         cost=cost,
-        objective=cost,
-        solver="self_use",
+        objective=objective,
+        solver=solver,
+        solve_ms=ms,
     )
 
 
