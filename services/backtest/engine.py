@@ -235,8 +235,9 @@ def simulate(
     dt_h = step_s / 3600.0
     imp_price, exp_price = setup.tariff.prices(series.times, step_s)
     local = series.times.tz_convert(setup.timezone)
-    month_keys = local.strftime("%Y-%m")
-    day_keys = local.strftime("%Y-%m-%d")
+    # Plain lists: indexing a pandas Index once per data step costs more than the step's control.
+    month_keys = local.strftime("%Y-%m").tolist()
+    day_keys = local.strftime("%Y-%m-%d").tolist()
 
     result = PolicyResult(policy)
     soc_wh = b.wh(max(b.reserve_pct, 50.0))
