@@ -14,7 +14,9 @@ would look at, each zero for a battery that does exactly what its plan and the h
   battery charged, or the reverse), each side beyond ``SIGN_BAND_W``. From recorded data each
   battery reading is set against the setpoint in force when it was taken, once that setpoint had
   ``SETTLE_S`` to act (``setpoint_at_readings``): a reading from before a new setpoint says nothing
-  about obeying it, and the inverter is polled less often than the dispatcher decides.
+  about obeying it, and the inverter is polled less often than the dispatcher decides. While the
+  dispatcher has handed the inverter its own self-use there is no setpoint to be against
+  (``commanded_setpoints``).
 
 ``control_figures`` is pure: a day's bucket frame in (``stats.day_frame``: ``grid_w``,
 ``battery_w``, ``soc_pct``, ``setpoint_w``), figures out; ``day_control_figures`` reads that day
@@ -25,6 +27,7 @@ recorded plan steps. Sign convention as on the bus: grid import ``+``, battery d
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
@@ -40,7 +43,7 @@ from shared.energy import soc_limits
 from shared.energy.battery import BatteryModel
 from shared.energy.tariff import Tariff
 
-from .backends import Reader
+from .backends import Reader, StoredPoint
 from .rows import ns
 from .stats import day_bounds, day_frame
 from .stats_job import MAX_GAP_S, SEED_S, STEP_S, battery_model, read_sources
@@ -48,6 +51,7 @@ from .stats_job import MAX_GAP_S, SEED_S, STEP_S, battery_model, read_sources
 __all__ = [
     "SIGN_BAND_W",
     "ControlFigures",
+    "commanded_setpoints",
     "control_figures",
     "day_control_figures",
     "figures_html",
@@ -86,7 +90,7 @@ def setpoint_at_readings(
         return []
     changes: list[tuple[int, float]] = []  # when the setpoint took each new value (repeats are not changes)
     for t, v in sorted(setpoints):
-        if not changes or v != changes[-1][1]:
+        if not changes or not (v == changes[-1][1] or (math.isnan(v) and math.isnan(changes[-1][1]))):
             changes.append((t, v))
     times = np.array([t for t, _ in changes], dtype="int64")
     values = [v for _, v in changes]
@@ -95,6 +99,20 @@ def setpoint_at_readings(
         k = int(np.searchsorted(times, t, side="right")) - 1
         if k >= 0 and t - times[k] >= settle_s * 1e9:
             out.append((t, values[k]))
+    return out
+
+
+def commanded_setpoints(decisions: Sequence[StoredPoint]) -> list[tuple[int, float]]:
+    """``(ts ns, W)`` of each decision's setpoint; NaN where the dispatcher had handed the inverter
+    its own self-use (``commanding`` false): its ``battery_w`` is then only what the inverter is
+    expected to do, from an inverter reading that may be minutes old (5 simulated minutes in the
+    demo at 60x), so there is no setpoint for the battery to be against (as in
+    ``services.devtools.sim_day``)."""
+    out = []
+    for point in decisions:
+        value = point.fields.get("setpoints_battery_power_w")
+        if isinstance(value, int | float):
+            out.append((point.ts_ns, float(value) if point.fields.get("commanding", True) else math.nan))
     return out
 
 
@@ -171,7 +189,8 @@ def day_control_figures(cfg: OngridConfig, reader: Reader, tariff: Tariff, day: 
     figures = control_figures(frame, STEP_S, battery_model(cfg), import_price, planned)
     # Opposite signs from the readings themselves, each against a setpoint that had time to act.
     readings = sorted(sources["battery_w"])
-    in_force = dict(setpoint_at_readings(sources["setpoint_w"], readings))
+    decisions = reader.points("decision", ns(start) - SEED_S * 1_000_000_000, ns(end), {"site": cfg.site})
+    in_force = dict(setpoint_at_readings(commanded_setpoints(decisions), readings))
     opposite = 0.0
     for (t, w), (t_next, _) in zip(readings, [*readings[1:], (ns(end), 0.0)], strict=True):
         setpoint = in_force.get(t)

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from services.recorder.control_figures import control_figures, planned_battery_export_w, setpoint_at_readings
+from services.recorder.backends import SqliteStore
+from services.recorder.control_figures import (
+    control_figures,
+    day_control_figures,
+    planned_battery_export_w,
+    setpoint_at_readings,
+)
+from services.recorder.points import to_rows
+from services.recorder.rows import Row, ns
+from shared import messages as m
+from shared import topics
+from shared.config import OngridConfig
 from shared.energy.battery import BatteryModel
+from shared.energy.tariff import tariff_from_config
 
 B = BatteryModel(capacity_wh=10400, max_charge_w=3000, max_discharge_w=3000, floor_pct=10, reserve_pct=20)
 START = datetime(2026, 6, 21, 18, 0, tzinfo=UTC)
@@ -83,3 +96,47 @@ def test_each_reading_is_held_against_a_setpoint_that_had_time_to_act() -> None:
     # a decision repeating the same setpoint is not a change: the reading after it still counts
     repeated = [*setpoints, (298 * s, -2000.0)]
     assert setpoint_at_readings(repeated, readings) == [(300 * s, -2000.0), (600 * s, 500.0)]
+
+
+def _store_day(tmp_path: Path, handed_back: bool) -> float:
+    """The demo of 2026-06-21 at sunrise (recorded 05:37-05:48 UTC, 60x): a plan-capped 100 W
+    discharge, then the inverter's own self-use while PV rises; the inverter, polled every 5
+    simulated minutes, reads -60 W at 05:42:40 and -260 W at 05:47:41. The dispatcher's decisions
+    meanwhile say what the battery should do from the last inverter reading (+100 W) and the grid."""
+    cfg = OngridConfig.model_validate(
+        {"site": "s", "tariff": {"timezone": "UTC"}, "recorder": {"sqlite_path": str(tmp_path / "s.sqlite")}}
+    )
+    store = SqliteStore(tmp_path / "s.sqlite")
+    at = datetime(2026, 6, 21, 5, 37, 25, tzinfo=UTC)
+    rows = []
+    for seconds, setpoint_w, commanding in ((0, 100.0, True), (119, -129.0, not handed_back),
+                                            (238, 102.0, not handed_back), (359, -58.0, not handed_back)):  # fmt: skip
+        mode = m.CommandMode.DISCHARGE if setpoint_w > 0 else m.CommandMode.CHARGE
+        decision = m.DispatcherDecision(
+            ts=at + timedelta(seconds=seconds),
+            mode="auto",
+            reason="plan_self_use",
+            setpoints=m.Setpoints(
+                inverter_mode=mode if commanding else None,
+                battery_power_w=setpoint_w,
+            ),
+            commanding=commanding,
+        )
+        rows += to_rows(topics.parse(topics.dispatcher_decision("s")), decision)
+    for seconds, battery_w in ((16, 100.0), (315, -60.0), (616, -260.0)):
+        rows.append(Row.make("inverter", {"site": "s", "device": "inv1"}, {"battery_power_w": battery_w},
+                             ns(at + timedelta(seconds=seconds))))  # fmt: skip
+    store.write(rows)
+    figures = day_control_figures(cfg, store, tariff_from_config(cfg.tariff), date(2026, 6, 21))
+    assert figures is not None
+    return figures.opposite_sign_s
+
+
+def test_a_handed_back_self_use_has_no_setpoint_to_be_against(tmp_path: Path) -> None:
+    # Handed back: the +102 W is what the inverter was expected to do, not a command; its own
+    # self-use charging at -60 W (the grid at zero) is not against anything. The old figure read
+    # 300 s here, one inverter period, from a single sample.
+    assert _store_day(tmp_path / "a", handed_back=True) == 0
+    # Had +102 W been a command, the -60 W reading (78 s after it) is against it until the next reading.
+    (tmp_path / "b").mkdir()
+    assert _store_day(tmp_path / "b", handed_back=False) == 300
