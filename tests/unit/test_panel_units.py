@@ -15,7 +15,9 @@ import types
 import typing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import matplotlib.dates as mdates
 import pytest
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -185,12 +187,34 @@ def test_report_figure_converts_wh_to_kwh_and_names_axes() -> None:
     fig = figure(result, START, END, "Europe/London")
     ax = fig.axes[0]
     assert ax.get_ylabel() == "kWh"
-    assert ax.get_xlabel() == "time (Europe/London)"
+    assert ax.get_xlabel() == "day (Europe/London)"
     assert [bar.get_height() for bar in ax.patches] == pytest.approx([7.57])
     money = figure(PanelResult(_panel("Daily cost"), {"Cost": [(ns(START), 1.85)]}), START, END, "UTC", "EUR")
     assert money.axes[0].get_ylabel() == "EUR"
     stat = figure(PanelResult(_panel("Payback (years, 95% band)"), {"Payback": [(ns(START), 7.5)]}), START, END, "UTC")
     assert "Payback: 7.50 years" in stat.axes[0].texts[0].get_text()
+
+
+@pytest.mark.parametrize("zone", ["Europe/London", "America/New_York", "Asia/Tokyo"])
+def test_a_days_bars_stand_on_that_day_whatever_the_run_and_zone(zone: str) -> None:
+    """The demo's run is 00:00-24:00 UTC (01:00-01:00 BST): its day's cost and its "cost without
+    battery" were drawn as two bars across the hours of the run (03:00-13:00 and 13:00-22:30), as if
+    one were the morning's and the other the afternoon's. Both stand on 21 June, side by side."""
+    panel = _panel("Daily cost")
+    key = ns(START)  # 21 June's row, keyed at UTC midnight of its date
+    result = PanelResult(panel, {"Cost": [(key, 0.20)], "Cost without battery": [(key, 0.62)]})
+    ax = figure(result, START, END, zone).axes[0]
+    local = ZoneInfo(zone)
+    day = (datetime(2026, 6, 21, tzinfo=local), datetime(2026, 6, 22, tzinfo=local))
+    assert [mdates.num2date(x, tz=local) for x in ax.get_xlim()] == list(day)
+    for bar in ax.patches:
+        left = mdates.num2date(bar.get_x(), tz=local)
+        right = mdates.num2date(bar.get_x() + bar.get_width(), tz=local)
+        assert day[0] <= left < right <= day[1], (left, right)
+    assert [label.get_text() for label in ax.get_xticklabels()][:1] == ["21 Jun"]
+    # A run from 22:00 UTC on the 20th to 02:00 UTC on the 22nd holds the keys of 21 and 22 June.
+    two = figure(result, START - timedelta(hours=2), END + timedelta(hours=2), zone).axes[0]
+    assert [mdates.num2date(x, tz=local) for x in two.get_xlim()] == [day[0], day[1] + timedelta(days=1)]
 
 
 def test_report_range_names_its_time_zone() -> None:

@@ -70,6 +70,24 @@ def collect(reader: Reader, site: str, start: datetime, end: datetime) -> list[D
     return results
 
 
+def _local_days(times: pd.DatetimeIndex, timezone: str) -> pd.DatetimeIndex:
+    """Daily buckets at the site's midnight: a day's row is keyed at UTC midnight of its date
+    (``points._daily``), which is 01:00 in a British summer and the evening before west of UTC."""
+    return pd.DatetimeIndex(times.tz_convert("UTC").tz_localize(None).normalize()).tz_localize(timezone)
+
+
+def day_span(start: datetime, end: datetime, timezone: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The site's midnights around the days whose rows fall in ``[start, end)`` (keyed at UTC
+    midnight of their date); the day ``start`` falls in when no such key does."""
+    first = pd.Timestamp(start).tz_convert("UTC").ceil("D")
+    last = pd.Timestamp(end).tz_convert("UTC").ceil("D")
+    if first >= last:
+        first, last = pd.Timestamp(start).tz_convert("UTC").floor("D"), first
+    days = pd.DatetimeIndex([first, last]).tz_localize(None).normalize()
+    local = days.tz_localize(timezone)
+    return local[0], local[1]
+
+
 def figure(
     result: PanelResult, start: datetime, end: datetime, timezone: str, currency: str = "GBP"
 ) -> matplotlib.figure.Figure:
@@ -96,20 +114,30 @@ def figure(
             gaps = [b - a for a, b in pairwise(starts) if b > a]
             bucket_days = (min(gaps) if gaps else 86400e9) / 86400e9
         width_days = 0.8 * bucket_days / max(1, len(labels))
+        daily = panel.kind == "bars" and bucket_days >= 1
         for n, label in enumerate(labels):
             points = result.series[label]
             if not points:
                 continue
-            times = pd.to_datetime([t for t, _ in points], unit="ns", utc=True).tz_convert(timezone)
+            times = pd.to_datetime([t for t, _ in points], unit="ns", utc=True)
+            times = _local_days(times, timezone) if daily else times.tz_convert(timezone)
             values = [v * shown.factor for _, v in points]
             if panel.kind == "bars":
                 offset = pd.Timedelta(days=bucket_days / 2 + (n - (len(labels) - 1) / 2) * width_days)
                 ax.bar(times + offset, values, width=width_days, label=label)
             else:
                 ax.plot(times, values, label=label, linewidth=1.2)
-        ax.set_xlim(pd.Timestamp(start).tz_convert(timezone), pd.Timestamp(end).tz_convert(timezone))
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:%M", tz=timezone))
-        ax.set_xlabel(f"time ({timezone})")
+        if daily:
+            # Whole days: a day's bars across its day, not across the hours of a run's range.
+            first, last = day_span(start, end, timezone)
+            ax.set_xlim(first, last)
+            ax.xaxis.set_major_locator(mdates.DayLocator(tz=timezone))
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b", tz=timezone))
+            ax.set_xlabel(f"day ({timezone})")
+        else:
+            ax.set_xlim(pd.Timestamp(start).tz_convert(timezone), pd.Timestamp(end).tz_convert(timezone))
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b %H:%M", tz=timezone))
+            ax.set_xlabel(f"time ({timezone})")
         ax.set_ylabel(shown.label)
         ax.grid(alpha=0.3)
         if result.series:
