@@ -91,9 +91,7 @@ def load_series(times: pd.DatetimeIndex, rng: np.random.Generator) -> np.ndarray
     hours = np.asarray(local.hour + local.minute / 60.0) + 0.25
     weekend = np.asarray(local.day_of_week >= 5)
     weekday_shape = (
-        0.45
-        + 0.6 * np.exp(-0.5 * ((hours - 7.5) / 1.0) ** 2)
-        + 1.4 * np.exp(-0.5 * ((hours - 18.5) / 1.7) ** 2)
+        0.45 + 0.6 * np.exp(-0.5 * ((hours - 7.5) / 1.0) ** 2) + 1.4 * np.exp(-0.5 * ((hours - 18.5) / 1.7) ** 2)
     )
     weekend_shape = (
         0.45
@@ -113,17 +111,13 @@ def load_series(times: pd.DatetimeIndex, rng: np.random.Generator) -> np.ndarray
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", default=str(Path(__file__).parent.parent / "deploy/scenarios/seed-house-year.csv")
-    )
+    parser.add_argument("--out", default=str(Path(__file__).parent.parent / "deploy/scenarios/seed-house-year.csv"))
     parser.add_argument("--year", type=int, default=2025)
     parser.add_argument("--seed", type=int, default=20251)
     parser.add_argument("--weather", help="TMY3 file for the PV instead of the cloudiness model")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
-    times = pd.date_range(
-        f"{args.year}-01-01T00:00Z", f"{args.year + 1}-01-01T00:00Z", freq="30min", inclusive="left"
-    )
+    times = pd.date_range(f"{args.year}-01-01T00:00Z", f"{args.year + 1}-01-01T00:00Z", freq="30min", inclusive="left")
     pv = tmy3_pv_series(times, args.weather) if args.weather else pv_series(times, rng)
     pv *= PV_KWH_YEAR / (pv.sum() * 0.5 / 1000.0)
     load = load_series(times, rng)
@@ -133,9 +127,7 @@ def main() -> None:
     )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out, index=False)
-    print(
-        f"wrote {args.out}: {len(frame)} rows, PV {pv.sum() / 2000:.0f} kWh, load {load.sum() / 2000:.0f} kWh"
-    )
+    print(f"wrote {args.out}: {len(frame)} rows, PV {pv.sum() / 2000:.0f} kWh, load {load.sum() / 2000:.0f} kWh")
 
 
 if __name__ == "__main__":

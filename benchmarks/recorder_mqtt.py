@@ -86,10 +86,18 @@ def _connect_frame(client_id: str) -> bytes:
 
 
 def _publish_share(
-    host: str, port: int, frames: list[bytes], name: str, start_at: float, out: Any, window: int = 2000
+    host: str,
+    port: int,
+    frames: list[bytes],
+    name: str,
+    start_at: float,
+    out: Any,
+    rate: float | None = None,
+    window: int = 2000,
 ) -> None:
     """One publisher process sending pre-encoded QoS 1 PUBLISH frames (MQTT 3.1.1) on a plain
-    socket, at most ``window`` unacknowledged, then waiting for every PUBACK. Hand-encoded so the
+    socket, at most ``window`` unacknowledged (and at most ``rate`` a second), then waiting for
+    every PUBACK. Hand-encoded so the
     benchmark measures the recorder and the broker, not a Python MQTT client's per-message cost
     (paho's publish() took more CPU per message than the recorder; see docs/recorder.md)."""
     sock = socket.create_connection((host, port))
@@ -123,6 +131,8 @@ def _publish_share(
         chunk = frames[k : k + 100]
         while sent - acked + len(chunk) > window:
             read_acks(True)
+        if rate:
+            time.sleep(max(0.0, start_at + sent / rate - time.time()))
         sock.sendall(b"".join(chunk))
         sent += len(chunk)
         read_acks(False)
@@ -133,9 +143,12 @@ def _publish_share(
     sock.close()
 
 
-def publish(host: str, port: int, items: list[tuple[str, bytes]], publishers: int = 2) -> dict[str, float]:
-    """Publish from ``publishers`` processes at once; returns start time (epoch s), acked, end and
-    the publishers' CPU seconds. Frames are encoded before the clock starts."""
+def publish(
+    host: str, port: int, items: list[tuple[str, bytes]], publishers: int = 2, rate: float | None = None
+) -> dict[str, float]:
+    """Publish from ``publishers`` processes at once, as fast as the broker takes them or at
+    ``rate`` messages/s in all; returns start time (epoch s), acked, end and the publishers' CPU
+    seconds. Frames are encoded before the clock starts."""
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
     shares = [
@@ -144,7 +157,10 @@ def publish(host: str, port: int, items: list[tuple[str, bytes]], publishers: in
     ]
     start_at = time.time() + 1.5  # every publisher connected before the clock starts
     procs = [
-        ctx.Process(target=_publish_share, args=(host, port, shares[k], f"bench-pub-{k}", start_at, out))
+        ctx.Process(
+            target=_publish_share,
+            args=(host, port, shares[k], f"bench-pub-{k}", start_at, out, rate / publishers if rate else None),
+        )
         for k in range(publishers)
     ]
     for proc in procs:
@@ -292,6 +308,7 @@ def run_burst(
     publishers: int = 2,
     batch_size: int = 1000,
     influx_pid: int | None = None,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     items = messages(n, devices)
     with running_broker(STOCK_CONF if stock else PROJECT_CONF) as broker:
@@ -305,7 +322,7 @@ def run_burst(
                 pids["influxd"] = influx_pid
             cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
             load0 = os.getloadavg()[0]
-            sent = publish(broker.host, broker.port, items, publishers)
+            sent = publish(broker.host, broker.port, items, publishers, rate)
             stored = _wait_stored(influx_url, n, recorder, quiet_s=10.0 if stock else 30.0, timeout_s=600)
             cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
             load1 = os.getloadavg()[0]
@@ -322,6 +339,7 @@ def run_burst(
         "messages": n,
         "devices": devices,
         "publishers": publishers,
+        "publish_rate_per_s": rate or "as fast as the broker takes them",
         "acked_by_broker": sent["acked"],
         "publish_s": round(sent["end"] - sent["start"], 2),
         "stored": stored["stored"],

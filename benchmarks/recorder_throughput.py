@@ -11,13 +11,19 @@
   (``raw_inverter_points_per_s``); ``behind``: 60 s of a neighbourhood's traffic queued in the
   stopped recorder's session, then how fast it catches up and its peak RSS meanwhile;
   ``stock_broker``: the same burst from one publisher through a Mosquitto with its default
-  ``max_queued_messages 1000``, which drops what a slow subscriber has not taken: how many stored.
+  ``max_queued_messages 1000``, which drops what a slow subscriber has not taken: how many stored,
+  published at ``--stock-rate`` messages/s (a neighbourhood's rate) and as fast as the broker takes
+  them (``stock_broker_unpaced``).
+
+Publishers send pre-encoded frames from plain sockets (benchmarks/recorder_mqtt.py), and the MQTT
+runs report the CPU per message of the recorder, Mosquitto, influxd and the publishers, and the
+load average, since the machine is shared.
 * ``backlog``: with the database unreachable, ``--backlog-minutes`` of traffic at ``--rate``
   messages/s goes into the recorder; RSS before/after (the backlog lives on disk, so memory should
   stay flat), spool size, and how fast the backlog replays once the database is back.
 
 Usage: ``python benchmarks/recorder_throughput.py [--points 100000] [--rate 200] [--backlog-minutes 10]
-[--mqtt-messages 30000] [--behind-messages 120000] [--skip-mqtt]``
+[--mqtt-messages 30000] [--behind-messages 120000] [--stock-rate 10000] [--skip-mqtt]``
 """
 
 from __future__ import annotations
@@ -165,6 +171,7 @@ def main() -> None:
     parser.add_argument("--backlog-minutes", type=float, default=10.0)
     parser.add_argument("--mqtt-messages", type=int, default=30_000, help="burst of InverterState messages")
     parser.add_argument("--behind-messages", type=int, default=120_000, help="queued while the recorder is stopped")
+    parser.add_argument("--stock-rate", type=float, default=10_000, help="messages/s into the stock broker")
     parser.add_argument("--skip-mqtt", action="store_true")
     args = parser.parse_args()
     mqtt: dict[str, object] = {}
@@ -175,14 +182,33 @@ def main() -> None:
         held = asyncio.run(backlog(server.url, args.rate, args.backlog_minutes, Path(tmp)))
         if not args.skip_mqtt:
             raw_inverter = raw_bulk(server.url, args.mqtt_messages, "inverter")
-            burst = run_burst(server.url, "burst", Path(tmp) / "burst", args.mqtt_messages, 100)
+            pid = server.process.pid if server.process is not None else None
+            burst = run_burst(server.url, "burst", Path(tmp) / "burst", args.mqtt_messages, 100, influx_pid=pid)
             mqtt = {
                 "raw_inverter_points_per_s": round(raw_inverter),
                 "burst": burst,
                 "ratio_end_to_end": round(burst["messages_per_s_end_to_end"] / raw_inverter, 3),
                 "behind": run_behind(server.url, "behind", Path(tmp) / "behind", args.behind_messages, 2000),
                 "stock_broker": run_burst(
-                    server.url, "stock", Path(tmp) / "stock", args.mqtt_messages, 1, stock=True, publishers=1
+                    server.url,
+                    "stock",
+                    Path(tmp) / "stock",
+                    args.mqtt_messages,
+                    1,
+                    stock=True,
+                    publishers=1,
+                    rate=args.stock_rate,
+                    influx_pid=pid,
+                ),
+                "stock_broker_unpaced": run_burst(
+                    server.url,
+                    "stock2",
+                    Path(tmp) / "stock2",
+                    args.mqtt_messages,
+                    1,
+                    stock=True,
+                    publishers=1,
+                    influx_pid=pid,
                 ),
             }
     print(

@@ -68,6 +68,9 @@ BATCH_MAX = 1000
 # few to keep a recorder busy) or up to 65,535 held in the client's memory (~5 kB each in paho and
 # aiomqtt: the 300-450 MB a recorder grew to while behind). Two batches keeps the pipe full.
 RECEIVE_MAXIMUM = 2 * BATCH_MAX
+# Messages read ahead of the handler on a persistent session before the bus stops reading the
+# socket (``Bus._take_bulk``): the same bound, kept by the bus itself.
+READ_AHEAD_MAX = RECEIVE_MAXIMUM
 # Topic -> matching subscriptions / model, cached: a neighbourhood repeats the same few thousand
 # topics every second. Bounded; past the bound the cache starts again.
 _CACHE_MAX = 100_000
@@ -156,6 +159,8 @@ class Bus:
         self._unclaimed: deque[tuple[str, bytes, _Ack | None]] = deque(maxlen=UNCLAIMED_MAX)
         self._claims: set[asyncio.Task[None]] = set()
         self._intake: _IntakeQueue | None = None
+        # (client, socket fd) while the bulk reader has stopped reading (``_take_bulk``).
+        self._paused: tuple[aiomqtt.Client, int] | None = None
         self._matches: dict[str, list[_Subscription]] = {}
         self._models: dict[str, type[Message] | None] = {}
         self._closing = False
@@ -357,12 +362,56 @@ class Bus:
             client._client.manual_ack_set(True)
             # Its messages are read in bulk (shared.mqttframes): a recorder takes a neighbourhood's.
             # Each read's PUBLISH packets go to aiomqtt's queue as one list, beside its Messages.
-            BulkReader(client._client, self._take_bulk).install()
+            BulkReader(client._client, lambda publishes: self._take_bulk(client, publishes)).install()
         return client
 
-    def _take_bulk(self, publishes: list[Publish]) -> None:
-        if self._intake is not None:
-            self._intake.put_nowait(publishes)  # type: ignore[arg-type]
+    def _take_bulk(self, client: aiomqtt.Client, publishes: list[Publish]) -> None:
+        """Queue what one read decoded; past ``READ_AHEAD_MAX`` waiting messages, stop reading the
+        socket until the handler has caught up (``_resume_reading``), so that TCP holds the rest
+        in the broker. The broker's own bound (Receive Maximum) is not enough: Mosquitto 2.0.11
+        sends a resumed session's whole queue at once (99,000 of 120,000 queued messages were
+        waiting here, 200 MB, before this bound; paho's slow reader used to hide it)."""
+        intake = self._intake
+        if intake is None:
+            return
+        intake.put_nowait(publishes)  # type: ignore[arg-type]
+        # Not before the connection is set up: ``_on_connect`` waits for acknowledgements that
+        # come after a resumed session's queue on the socket.
+        if intake.messages >= READ_AHEAD_MAX and self._paused is None and self.connected.is_set():
+            sock = client._client.socket()
+            if sock is not None:
+                fd = sock.fileno()
+                asyncio.get_running_loop().remove_reader(fd)  # aiomqtt's reader, or ours
+                self._paused = (client, fd)
+
+    def _resume_reading(self) -> None:
+        paused, intake = self._paused, self._intake
+        if paused is None or intake is None or intake.messages >= READ_AHEAD_MAX // 2:
+            return
+        self._paused = None
+        client, fd = paused
+        sock = client._client.socket()
+        # Not ``self._client``: a resumed session's queue arrives, and fills the intake, before
+        # ``_on_connect`` has run. The connection is the same as long as its socket is.
+        if sock is not None and sock.fileno() == fd and not client._disconnected.done():
+            asyncio.get_running_loop().add_reader(fd, self._readable, client)
+
+    @staticmethod
+    def _readable(client: aiomqtt.Client) -> None:
+        """What aiomqtt's own reader callback does (aiomqtt 2.5, ``Client._on_socket_open``), for
+        the socket the bus stopped and started reading again."""
+        paho_client = client._client
+        try:
+            while True:
+                paho_client.loop_read()
+                sock = paho_client.socket()
+                # An SSL socket may hold decoded bytes that no new readiness event announces.
+                if sock is not None and hasattr(sock, "pending") and sock.pending() > 0:
+                    continue
+                break
+        except Exception as exc:  # a broken connection: end the message iteration with it
+            if not client._disconnected.done():
+                client._disconnected.set_exception(exc)
 
     def _intake_type(self) -> type[_IntakeQueue]:
         """aiomqtt's ``queue_type``: the client's incoming queue, kept so the bus can drain it."""
@@ -384,10 +433,12 @@ class Bus:
                     backoff = self.mqtt.reconnect_min_s
                     async for message in client.messages:
                         await self._dispatch_batch(self._read_more(client, self._items(client, [message])))
+                        self._resume_reading()
             except aiomqtt.MqttError as exc:
                 self._episode.failure(exc)
             finally:
                 self._client = None
+                self._paused = None
                 self.connected.clear()
             if self._closing:
                 break
@@ -663,6 +714,17 @@ class Bus:
 class _IntakeQueue(asyncio.Queue[aiomqtt.Message]):
     """aiomqtt's incoming queue, with a way to take what is waiting without one task per message.
     It holds aiomqtt Messages and, on a persistent session, lists of PUBLISH packets read in bulk."""
+
+    messages = 0  # waiting, a bulk list counting its length
+
+    def put_nowait(self, item: Any) -> None:
+        super().put_nowait(item)
+        self.messages += len(item) if type(item) is list else 1
+
+    def get_nowait(self) -> Any:
+        item = super().get_nowait()
+        self.messages -= len(item) if type(item) is list else 1
+        return item
 
     def take(self, limit: int) -> list[Any]:
         """Items waiting, until they hold ``limit`` messages (a bulk list counts its length)."""
