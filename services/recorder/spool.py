@@ -30,8 +30,10 @@ log = get_logger("recorder.spool")
 OPEN = ".open"
 SEALED = ".seg"
 # Rows kept in memory (the newest segments, as appended) so that writing them needs no re-read.
-# Older segments are read back from disk when their turn comes (after a database outage).
-CACHED_ROWS = 5_000
+# Older segments are read back from disk when their turn comes (after a database outage). Also
+# the backlog past which the recorder's handler waits for the database (pipeline.Recorder._room):
+# room for the bus's read-ahead (5,000 messages) and four segments being written.
+CACHED_ROWS = 10_000
 
 
 class SpoolError(OSError):
