@@ -14,17 +14,20 @@ Measured on this machine (Wh in the day), the targets the test holds:
 
 | dispatcher | grid meter read | naive (no CT, guard off) | guard (no CT, default) | target | own CT |
 |---|---|---|---|---|---|
-| own self-use handed back | the second the load drops | 276 | 23 | <= 60 | 26 (<= 60) |
-| own self-use handed back | a second later | 285 | 245 | <= 90 % of naive | |
-| setpoints only | the second the load drops | 201 | 131 | <= 75 % of naive | |
-| setpoints only | a second later | 868 | 587 | <= 75 % of naive | |
+| own self-use handed back | the second the load drops | 276 | 40 | <= 60 | 26 (<= 60) |
+| own self-use handed back | a second later | 285 | 207 | <= 80 % of naive | |
+| setpoints only | the second the load drops | 201 | 110 | <= 65 % of naive | |
+| setpoints only | a second later | 868 | 461 | <= 65 % of naive | |
 
 The simulated loads step on the minute. When a grid reading falls on that second it sees the export
-before the diverter takes it, and the guard caps at once ("an export that vanished"); a reading a
-second later finds the grid already pinned, and the guard has only its slower probes (every 5
-minutes at most while PV is up or the load is above its base), so less is saved. A house without a
-diverter, with the same config: the guard's probes move the grid's import by under 100 Wh and add
-under 250 commands in the day (measured: +48 Wh, +148).
+before the diverter takes it, and the guard caps as soon as the inverter's next reading shows the
+battery did not take it away ("an export that vanished"); a reading a second later finds the grid
+already pinned, and the guard has only its slower probes (once a probe has found the diverter, every
+minute at most while PV is up or the load is above its base), so less is saved. Writing setpoints,
+the controller's deadband keeps a discharge whose excess the diverter's 20 W margin hides. A house
+without a diverter, with the same config (a second later, so no reading sees a load's last
+second): the guard's probes add 13 Wh of import and 28 commands in the day handed back, 6 Wh and
+39 commands with setpoints only; targets 50 Wh and 100 commands.
 """
 
 from __future__ import annotations
@@ -75,9 +78,9 @@ def into_tank(trace: DayTrace) -> float:
 # (own self-use handed back, meter offset s, most Wh with the guard, or None, most share of naive)
 ROWS = [
     (True, 0, 60.0, None),
-    (True, 1, None, 0.90),
-    (False, 0, None, 0.75),
-    (False, 1, None, 0.75),
+    (True, 1, None, 0.80),
+    (False, 0, None, 0.65),
+    (False, 1, None, 0.65),
 ]
 
 
@@ -104,11 +107,12 @@ def test_with_its_own_ct_it_stays_exact() -> None:
     assert "diverter_cap" not in trace.reasons  # the guard is for a diverter without a CT only
 
 
-def test_a_house_without_a_diverter_barely_notices_the_guard() -> None:
-    off = run(scenario(ct=False, guard=False, diverter=False), 1)
-    on = run(scenario(ct=False, diverter=False), 1)
+@pytest.mark.parametrize("own", [True, False])
+def test_a_house_without_a_diverter_barely_notices_the_guard(own: bool) -> None:
+    off = run(scenario(ct=False, guard=False, own=own, diverter=False), 1)
+    on = run(scenario(ct=False, own=own, diverter=False), 1)
     assert off.totals is not None and on.totals is not None
     extra_import = on.totals.import_wh - off.totals.import_wh
-    print(f"no diverter: import +{extra_import:.0f} Wh, commands {off.commands} -> {on.commands}")
-    assert extra_import <= 100.0
-    assert on.commands - off.commands <= 250
+    print(f"no diverter, own {own}: import +{extra_import:.0f} Wh, commands {off.commands} -> {on.commands}")
+    assert extra_import <= 50.0
+    assert on.commands - off.commands <= 100

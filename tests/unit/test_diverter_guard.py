@@ -42,7 +42,8 @@ POUNCE: list[Row] = [
 ]
 
 # No diverter: PV there, the grid held at zero by the battery. A probe after TRIGGER_S shows its step
-# as import: no cap, and no new probe for QUIET_S (the hysteresis).
+# as import: no cap, and no new probe for QUIET_S (the hysteresis; a house where a probe found the
+# diverter waits KNOWN_QUIET_S).
 NO_DIVERTER: list[Row] = [
     (0, 1500, 0, 300, "watch", None, None),
     (10, 1500, 0, 300, "probe", 1200, None),
@@ -75,8 +76,19 @@ RELEASE: list[Row] = [
 ]
 
 
+# No diverter: during a probe the house switches something off, so the load falls by far more than
+# the step (and the grid shows export): not the diverter's signature, no cap.
+HOUSE_DROP: list[Row] = [
+    (0, 1500, 0, 300, "watch", None, None),
+    (10, 1500, 0, 300, "probe", 1200, None),
+    (22, 1200, -1200, 300, "watch", None, None),
+]
+
+
 @pytest.mark.parametrize(
-    "table", [POUNCE, NO_DIVERTER, COINCIDENCE, RELEASE], ids=["pounce", "none", "coincidence", "release"]
+    "table",
+    [POUNCE, NO_DIVERTER, COINCIDENCE, RELEASE, HOUSE_DROP],
+    ids=["pounce", "none", "coincidence", "release", "house_drop"],
 )
 def test_step_table(table: list[Row]) -> None:
     memory = GuardMemory()
@@ -85,6 +97,27 @@ def test_step_table(table: list[Row]) -> None:
         memory = out.memory
         got = (memory.phase, out.cap_w, out.event[0] if out.event else None)
         assert got == (phase, cap, event), f"at {seconds} s: {got}"
+
+
+# The inverter is read every 5 s, the grid every 2 s (battery read at, seconds). Without a diverter
+# the inverter's own self-use took the export away at once, but its reading still shows the old
+# discharge: nothing is judged until a reading taken after the export, which shows the drop.
+STALE: list[tuple[float, float, float, float, float, str, float | None]] = [
+    (0, 0, 2000, 0, 500, "watch", None),
+    (2, 0, 2000, -1800, 500, "watch", None),
+    (4, 0, 2000, 10, 500, "watch", None),  # looks like the pounce, but the battery reading is from 0 s
+    (6, 5, 200, 10, 500, "watch", None),  # read at 5 s: the battery took the export away itself
+]
+
+
+def test_a_stale_battery_reading_is_not_a_diverter() -> None:
+    memory = GuardMemory()
+    for seconds, read_at, battery, grid, pv, phase, cap in STALE:
+        out = guard(
+            T0 + timedelta(seconds=seconds), battery, grid, pv, True, memory, P, T0 + timedelta(seconds=read_at)
+        )
+        memory = out.memory
+        assert (memory.phase, out.cap_w) == (phase, cap), f"at {seconds} s"
 
 
 def test_the_suspicion_names_the_cap() -> None:

@@ -600,7 +600,11 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
     guard_params = diverter_guard_params(params.loads)
     if guard_params is not None:
         zero_goal = reason in ZERO_GRID_GOALS
-        watch = guard(snap.now, snap.battery_w, snap.grid_w, snap.pv_w, zero_goal, memory.diverter, guard_params)
+        # The battery reading's time: the inverter's, or now when battery_seen took the setpoint.
+        read_at = snap.inverter_at if snap.battery_w == read_w else snap.now
+        watch = guard(
+            snap.now, snap.battery_w, snap.grid_w, snap.pv_w, zero_goal, memory.diverter, guard_params, read_at
+        )
         if watch.cap_w is not None:
             numbers["diverter_cap_w"] = watch.cap_w
             if watch.memory.diverted_w:

@@ -24,10 +24,11 @@ the house up whenever the grid imports (a diverter never runs on import) and is 
 ``HOLD_S``, at once when an export vanishes again, or when the load jumps with the grid pinned; a
 probe whose first step the house takes releases it.
 
-A house with no diverter pays one step of import for ``PROBE_S`` per probe (300 W for 20 s is
-under 2 Wh), and after a probe that found nothing the next one waits ``QUIET_S``, doubling up to
-``QUIET_MAX_S``: the hysteresis that keeps a load that rose with the discharge by coincidence from
-being capped for long.
+A house with no diverter pays one step of import for ``PROBE_S`` per probe (300 W for 12 s is
+1 Wh; the energy stays in the battery), and after a probe that found nothing the next one waits
+``QUIET_S`` (``KNOWN_QUIET_S`` in a house where a probe found the diverter within ``KNOWN_S``): the
+hysteresis that keeps a load that rose with the discharge by coincidence from being capped for
+long.
 
 Sign convention: battery discharge ``+``; grid import ``+``.
 """
@@ -47,11 +48,18 @@ PROBE_S = 12.0
 TRIGGER_S = 10.0
 # An export counts as vanished when the grid is back within the band this soon after it.
 VANISH_S = 10.0
+# A probe starts only on a battery reading at most this old, and is read only on one taken at
+# least SETTLE_S after its step began (the inverter polled every 5 s, acting within seconds).
+FRESH_S = 6.0
+SETTLE_S = 6.0
 # A cap is probed again after this long.
 HOLD_S = 300.0
 # After a probe found no diverter: the next one no sooner than this, doubling up to the maximum.
 QUIET_S = 300.0
-QUIET_MAX_S = 300.0
+# ... or this, within KNOWN_S of the last time a probe found the diverter: in a house known to have
+# one, probes pay, and the export it pounces on is missed whenever it is quicker than the meter.
+KNOWN_QUIET_S = 60.0
+KNOWN_S = 86_400.0
 # Share of a probe's step that must come off the load (grid unchanged) to call it the diverter's.
 SHARE = 0.5
 # The recent base load creeps up at most this fast (W/s), so a load step stands out above it.
@@ -85,7 +93,7 @@ class GuardMemory:
     export_at: datetime | None = None
     trigger_since: datetime | None = None
     quiet_until: datetime | None = None
-    quiet_s: float = QUIET_S
+    seen_at: datetime | None = None  # when a probe last found the diverter
     base_w: float | None = None
     at: datetime | None = None
 
@@ -107,9 +115,16 @@ def guard(
     zero_grid: bool,
     memory: GuardMemory,
     params: GuardParams,
+    battery_at: datetime | None = None,
 ) -> GuardOutcome:
     """One control cycle's look. ``zero_grid``: the goal in force zeroes the grid (the battery
-    follows the house); under a planned or forced power there is nothing to guard."""
+    follows the house); under a planned or forced power there is nothing to guard.
+    ``battery_at``: when the battery (and PV) reading was taken (None: now). The inverter is read
+    less often than the grid meter, and a stale discharge read beside a fresh grid reading looks
+    exactly like the signature (a load that fell with the grid unchanged), so nothing is judged on
+    a battery reading older than the grid's change it is compared with."""
+    read_at = now if battery_at is None else battery_at
+    fresh = (now - read_at).total_seconds() <= FRESH_S
     load = max(0.0, (pv_w or 0.0) + battery_w + grid_w)
     dt = 0.0 if memory.at is None else max(0.0, (now - memory.at).total_seconds())
     base = load if memory.base_w is None else min(load, memory.base_w + BASE_CREEP_W_PER_S * dt)
@@ -128,7 +143,9 @@ def guard(
     pinned = abs(grid_w) <= params.band_w
     discharging = battery_w >= params.min_discharge_w
 
-    vanished = exported > 0 and discharging and pinned and taken >= exported * SHARE
+    # The battery must have been read after the export, or its drop is not known yet.
+    after = memory.export_at is not None and read_at > memory.export_at
+    vanished = exported > 0 and after and discharging and pinned and taken >= exported * SHARE
     if vanished:
         m = replace(m, export_at=None)
 
@@ -138,7 +155,7 @@ def guard(
             return _probe(now, battery_w, grid_w, load, m, max(params.probe_w, min(taken, battery_w)))
         quiet = m.quiet_until is not None and now < m.quiet_until
         pv_there = pv_w is not None and pv_w >= params.pv_min_w
-        trigger = discharging and pinned and not quiet and (pv_there or load >= base + params.probe_w)
+        trigger = fresh and discharging and pinned and not quiet and (pv_there or load >= base + params.probe_w)
         if not trigger:
             return GuardOutcome(None, replace(m, trigger_since=None))
         since = m.trigger_since or now
@@ -148,18 +165,27 @@ def guard(
 
     if m.phase == "probe":
         assert m.since is not None
-        if (now - m.since).total_seconds() < PROBE_S:
+        if vanished:  # a fresher, surer clue than the step under way: start again from it
+            return _probe(now, battery_w, grid_w, load, m, max(params.probe_w, min(taken, battery_w)))
+        waited = (now - m.since).total_seconds()
+        settled = (read_at - m.since).total_seconds() >= SETTLE_S
+        if waited < PROBE_S or (not settled and waited < 2 * PROBE_S):
             return GuardOutcome(m.level_w, m, _probing(m))
+        if not settled:
+            return _end_probe(now, battery_w, grid_w, load, m)  # no battery reading since: nothing to read
         drop = m.from_w - battery_w
         if drop < params.probe_w * SHARE:
             # The battery did not follow the step (a limit, the reserve): nothing to read.
             return _end_probe(now, battery_w, grid_w, load, m)
         fell = m.load0_w - load
         rose = grid_w - m.grid0_w
-        if fell >= SHARE * drop and rose <= (1.0 - SHARE) * drop:
+        # The diverter's signature: the load fell by about the step, the grid stayed where it was.
+        # A load that fell by far more (the house switched something off meanwhile) or a grid that
+        # moved either way is not it.
+        if pinned and abs(fell - drop) <= (1.0 - SHARE) * drop and abs(rose) <= (1.0 - SHARE) * drop:
             first = not m.announced
             m = replace(
-                m, found=True, announced=True, diverted_w=m.diverted_w + fell, quiet_s=QUIET_S, quiet_until=None
+                m, found=True, announced=True, diverted_w=m.diverted_w + fell, seen_at=now, quiet_until=None
             )
             if m.level_w <= 0.0:
                 out = _cap(now, 0.0, load, m)
@@ -167,7 +193,7 @@ def guard(
                 out = _probe(now, battery_w, grid_w, load, m, 2.0 * m.step_w)
             if first:
                 message = (
-                    f"diverter suspected: {fell:.0f} W less discharge took {fell:.0f} W off the load with the grid "
+                    f"diverter suspected: {drop:.0f} W less discharge took {fell:.0f} W off the load with the grid "
                     f"unchanged, so it was going to a CT-driven diverter; discharge capped at {out.cap_w:.0f} W"
                 )
                 return replace(out, event=("diverter_suspected", message))
@@ -218,8 +244,7 @@ def _end_probe(now: datetime, battery_w: float, grid_w: float, load: float, m: G
         trigger_since=None,
         announced=False,
         diverted_w=0.0,
-        quiet_until=_later(now, m.quiet_s),
-        quiet_s=min(QUIET_MAX_S, m.quiet_s * 2),
+        quiet_until=_later(now, KNOWN_QUIET_S if _known(now, m) else QUIET_S),
     )
     return GuardOutcome(None, m, event=_released() if was_capped else None)
 
@@ -240,6 +265,10 @@ def _capped(m: GuardMemory) -> str:
 
 def _released() -> tuple[str, str]:
     return ("diverter_released", "diverter cap released: the house takes the battery's discharge again")
+
+
+def _known(now: datetime, m: GuardMemory) -> bool:
+    return m.seen_at is not None and (now - m.seen_at).total_seconds() <= KNOWN_S
 
 
 def _later(now: datetime, seconds: float) -> datetime:
