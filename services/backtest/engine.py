@@ -45,7 +45,7 @@ from services.dispatcher.core.forecast import (
     load_profile_forecast,
 )
 from services.dispatcher.core.heat_pump import RECENT_DAYS, expected_draw_w
-from services.dispatcher.core.planner import PlanInputs, Schedule, plan
+from services.dispatcher.core.planner import PlanInputs, Schedule, forget_warm_starts, plan
 from services.dispatcher.core.replan import should_replan
 from services.dispatcher.core.snapshot import LoadReading, ModeState, Snapshot
 from shared.config import LoadConfig
@@ -230,6 +230,8 @@ def simulate(
     has_battery = policy != "none"
     planning = policy == "planner"
     forecaster = _Forecaster(series, setup) if planning else None
+    if planning:
+        forget_warm_starts()  # the same bill whatever this process planned before
     mode = ModeState(DispatcherModeName.AUTO if planning else DispatcherModeName.SELF_USE)
     step_s = series.step_s
     dt_h = step_s / 3600.0

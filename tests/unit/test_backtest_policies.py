@@ -255,10 +255,9 @@ def test_planner_acting_on_step_0_only_is_the_whole_plan_replayed(monkeypatch: p
     # The backtest asks the planner for step 0 alone when it plans again before step 1 (what
     # makes a year take seconds); with the whole plan solved every time the bill is the same
     # to the last bit, on 30-minute and 1-minute data. Each run starts with no kept HiGHS
-    # instance, as in the backtest's own worker process: a warm start left by an earlier run
-    # can pick another of two equally cheap plans.
+    # instance (simulate forgets them): a warm start left by an earlier run can pick another of
+    # two equally cheap plans.
     import services.backtest.engine as engine
-    import services.dispatcher.core.planner as planner
 
     asked: list[bool] = []
 
@@ -267,9 +266,7 @@ def test_planner_acting_on_step_0_only_is_the_whole_plan_replayed(monkeypatch: p
         return plan(inputs, **kwargs)  # type: ignore[arg-type]
 
     for series in (_slice(9, first_day=20), _minutely(_slice(3, first_day=200))):
-        monkeypatch.setattr(planner, "_REUSABLE", planner._Reusable())
         fast = simulate(series, "planner", _setup())
-        monkeypatch.setattr(planner, "_REUSABLE", planner._Reusable())
         monkeypatch.setattr(engine, "plan", whole)
         plain = simulate(series, "planner", _setup())
         monkeypatch.undo()

@@ -38,7 +38,7 @@ from shared.energy import soc_limits
 from shared.energy.battery import BatteryModel
 from shared.messages import Intent, Plan, PlanStep
 
-__all__ = ["PlanInputs", "Schedule", "ScheduleError", "classify", "plan", "reference_milp"]
+__all__ = ["PlanInputs", "Schedule", "ScheduleError", "classify", "forget_warm_starts", "plan", "reference_milp"]
 
 # Below this many watts a flow counts as zero (solver noise, and far below any inverter's step).
 TOLERANCE_W = 25.0
@@ -675,6 +675,16 @@ class _Slot:
 
 
 _REUSABLE = _Reusable()
+
+
+def forget_warm_starts() -> None:
+    """Drop the kept HiGHS instances: the next plan of every shape starts from scratch.
+
+    A warm start can pick another of two equally cheap plans, so a backtest calls this first:
+    its result then does not depend on what was planned before it in the same process.
+    """
+    with _REUSABLE._lock:
+        _REUSABLE._solvers.clear()
 
 
 def _shift(status: np.ndarray, body: int, n: int) -> np.ndarray:
