@@ -15,10 +15,12 @@ value of the energy left at the end.
 Exactness. Import and export in one step are impossible at one meter, and so are charge and
 discharge at once. Where import is dearer than export and prices are positive the LP never wants
 either (doing both only loses money), so the LP is exact there. Where a step's import price is
-below its export price (the LP would import and export at once) or a price is negative (the LP
-would burn energy by charging and discharging together), the planner adds a binary direction
-variable for just those steps and solves a small MILP with HiGHS. It then checks the answer, and any
-step that still shows both directions gets a binary too and is solved again.
+below its export price (the LP would import and export at once) or any price is negative (the LP
+would burn stored energy by charging and discharging together, in any step before it), the cost
+is no longer convex: a dynamic programme over a grid of SoC levels, which prices each step with
+the true one-meter cost, chooses those steps' directions, and the LP with the directions fixed
+(convex again) finds the exact powers; a local search over the fixed directions follows
+(``_pinned_by_dp``, ``core/direction_dp.py``). No branch and bound: milliseconds, not seconds.
 ``reference_milp`` puts binaries on every step: the tests compare the two.
 """
 
@@ -34,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 import highspy
 import numpy as np
 
+from services.dispatcher.core.direction_dp import dp_path
 from shared.energy import soc_limits
 from shared.energy.battery import BatteryModel
 from shared.messages import Intent, Plan, PlanStep
@@ -46,8 +49,13 @@ TOLERANCE_W = 25.0
 # so that its 1e-7 optimality tolerance is not a sizeable share of a step's cost (unscaled, a
 # solver can stop a few percent short of the optimum; tests/unit/test_perfect.py saw 3%).
 OBJECTIVE_SCALE = 1000.0
-# Relative gap (against max(|objective|, 1 currency unit)) the planner guarantees on hard steps.
-MIP_GAP = 0.0025
+# The non-convex path's local search (see ``_pinned_by_dp``): at most FLIP_ROUNDS re-solves for
+# free flips and SWAP_PASSES passes of trial swaps; a flow up to FLIP_FLOW_W counts as zero; a
+# blocked column must gain more than FLIP_GAIN (objective units per W) to be worth a flip.
+FLIP_ROUNDS = 8
+SWAP_PASSES = 2
+FLIP_FLOW_W = 1e-6
+FLIP_GAIN = 1e-6
 
 
 class ScheduleError(RuntimeError):
@@ -340,23 +348,10 @@ class _Model:
         upper[..., 2:, :] = np.inf
         return lower.reshape(-1), upper.reshape(-1)
 
-    def build(
-        self,
-        grid_bin: Sequence[int],
-        batt_bin: Sequence[int],
-        *,
-        integer_vars: bool = True,
-        imports: Sequence[int] = (),
-        exports: Sequence[int] = (),
-        charges: Sequence[int] = (),
-        discharges: Sequence[int] = (),
-    ) -> highspy.HighsLp:
-        """The model; ``imports`` etc. pin a step to one direction (its other flow fixed at 0)."""
+    def build(self, grid_bin: Sequence[int], batt_bin: Sequence[int]) -> highspy.HighsLp:
+        """The model, with direction binaries on the steps ``grid_bin`` and ``batt_bin``."""
         n, b = self.n, self.x.battery
         lower, upper = self.bounds()
-        for block, steps in ((_E, imports), (_I, exports), (_D, charges), (_C, discharges)):
-            for t in steps:
-                upper[self.col(block, t)] = 0.0
         cost = self.costs()
         base_rows, base_entries = _base_rows(n, self.dt_h, b.charge_efficiency, b.discharge_efficiency)
         row_lo_v, row_hi_v = self.row_bounds()
@@ -422,7 +417,7 @@ class _Model:
         else:
             r, cidx, val = r0, c0, v0
         _set_matrix(lp, r, cidx, val)
-        if integer and integer_vars:
+        if integer:
             kinds = [highspy.HighsVarType.kContinuous] * lp.num_col_
             for k in integer:
                 kinds[k] = highspy.HighsVarType.kInteger
@@ -699,18 +694,14 @@ def _run(
     lp: highspy.HighsLp,
     gap: float,
     steps: int,
-    start: np.ndarray | None = None,
-    abs_gap: float = 1e-6,
     time_limit_s: float = 60.0,
 ) -> tuple[np.ndarray, float, float]:
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", time_limit_s)
     h.setOptionValue("mip_rel_gap", gap)
-    h.setOptionValue("mip_abs_gap", abs_gap * OBJECTIVE_SCALE)
+    h.setOptionValue("mip_abs_gap", 1e-6 * OBJECTIVE_SCALE)
     h.passModel(lp)
-    if start is not None:
-        h.setSolution(_solution(start))
     h.run()
     status = h.getModelStatus()
     timed_out = status == highspy.HighsModelStatus.kTimeLimit and h.getInfo().primal_solution_status == 2
@@ -718,13 +709,6 @@ def _run(
         raise ScheduleError(f"HiGHS returned {h.modelStatusToString(status)} for a {steps}-step plan")
     values = np.array(h.getSolution().col_value)
     return values, float(h.getInfo().objective_function_value) / OBJECTIVE_SCALE, h.getRunTime() * 1000.0
-
-
-def _solution(values: np.ndarray) -> highspy.HighsSolution:
-    solution = highspy.HighsSolution()
-    solution.col_value = list(values)
-    solution.value_valid = True
-    return solution
 
 
 def _schedule(model: _Model, values: np.ndarray, objective: float, solver: str, binaries: int, ms: float) -> Schedule:
@@ -761,72 +745,6 @@ def _both_ways(values: np.ndarray, n: int, a: int, b: int) -> set[int]:
     return {int(t) for t in np.nonzero((block[a] > TOLERANCE_W) & (block[b] > TOLERANCE_W))[0]}
 
 
-def _dp_directions(inputs: PlanInputs, levels: int = 121) -> tuple[list[int], list[int]]:
-    """Steps that import, and steps that charge, in a dynamic program over a grid of SoC levels.
-
-    The per-step cost here is the true one-meter cost (import price when the net flow is in, export
-    price when out), which no LP can express when import is the cheaper: a DP does not care. It
-    ignores the switching penalty and quantises SoC, so its answer only chooses the directions; the
-    pinned LP then works out the exact powers.
-    """
-    b = inputs.battery
-    dt_h = inputs.step_s / 3600.0
-    s0 = b.wh(inputs.soc_pct)
-    lo, hi = soc_limits.plan_band_wh(b, inputs.soc_pct)
-    grid = np.linspace(lo, hi, levels)
-    net = inputs.load_w - inputs.pv_w
-    wear = inputs.cycle_cost_per_kwh / 2.0 * dt_h / 1000.0
-    terminal = max(0.0, inputs.terminal_value_factor * b.discharge_efficiency * float(inputs.import_price.min()))
-    export_cap = np.inf if inputs.export_limit_w is None else inputs.export_limit_w
-
-    def step_cost(t: int, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        delta = grid[None, :] - start[:, None]  # Wh, rows: from, cols: to
-        charge = np.where(delta > 0, delta / (b.charge_efficiency * dt_h), 0.0)
-        discharge = np.where(delta < 0, -delta * b.discharge_efficiency / dt_h, 0.0)
-        battery = discharge - charge
-        g = net[t] - battery
-        money = np.where(g > 0, g * inputs.import_price[t], g * inputs.export_price[t]) * dt_h / 1000.0
-        money = money + wear * (charge + discharge)
-        bad = (charge > b.max_charge_w + 1e-6) | (discharge > b.max_discharge_w + 1e-6)
-        bad |= g < -max(export_cap, -net[t] - b.max_charge_w) - 1e-6
-        return np.where(bad, np.inf, money), g
-
-    n = inputs.steps
-    choice = np.zeros((n, levels), dtype=np.int64)
-    # Backward pass: value[j] is the best cost from level j at the start of step t to the end.
-    value = -terminal / 1000.0 * grid
-    for t in range(n - 1, 0, -1):
-        cost, _ = step_cost(t, grid)
-        total = cost + value[None, :]
-        choice[t] = np.argmin(total, axis=1)
-        value = total[np.arange(levels), choice[t]]
-    cost0, g0 = step_cost(0, np.array([s0]))
-    first = int(np.argmin(cost0[0] + value))
-    imports: list[int] = []
-    charges: list[int] = []
-    level, previous = first, s0
-    g_first = float(g0[0, first])
-    for t in range(n):
-        if t > 0:
-            nxt = int(choice[t, level])
-            g_t = net[t] - _battery_w(grid[nxt] - grid[level], b, dt_h)
-            previous, level = grid[level], nxt
-        else:
-            g_t = g_first
-        if g_t > 0:
-            imports.append(t)
-        if grid[level] - previous > 0:
-            charges.append(t)
-        previous = grid[level]
-    return imports, charges
-
-
-def _battery_w(delta_wh: float, b: BatteryModel, dt_h: float) -> float:
-    if delta_wh > 0:
-        return -delta_wh / (b.charge_efficiency * dt_h)
-    return -delta_wh * b.discharge_efficiency / dt_h
-
-
 def plan(
     inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0, first_step_only: bool = False
 ) -> Schedule:
@@ -855,22 +773,20 @@ def plan(
 def _solve(
     inputs: PlanInputs, *, exact: bool = True, time_limit_s: float = 5.0, first_step_only: bool = False
 ) -> Schedule:
-    """Solve one plan: a plain LP where that is exact, else the rounded hull relaxation.
+    """Solve one plan: a plain LP where that is exact, else the LP with directions from a DP.
 
-    Steps where the LP is not exact (import cheaper than export, or a negative price) are first
-    solved as a relaxation of the exact disjunctive model: a step may spend a fraction ``z`` of its
-    time importing and the rest exporting. Each such step is then pinned to the direction it spent
-    most of its time in (and, as a second candidate, the direction of its net grid flow), and the
-    pinned problem, an ordinary LP again, is solved. The cheaper candidate wins. Two or three LPs,
-    no branching. The relaxation is also a lower bound: when the best pinned plan is further than
-    ``MIP_GAP`` above it and ``exact`` is set, a MILP with binaries on just those steps, warm-started
-    from that plan, closes the gap (within ``time_limit_s``). ``exact=False`` (the backtest's fast
-    path) stops at the pinned plan. Steps where import is dearer than export never need any of this.
+    Steps where the LP is not exact (import cheaper than export, or a negative price) take their
+    directions from a dynamic programme over the SoC (``core/direction_dp.py``), and the LP with
+    those directions fixed, convex again, gives the exact powers (``_pinned_by_dp``). ``exact``
+    adds a local search over the fixed directions (the backtest's fast path leaves it out).
+    Steps where import is dearer than export and prices are positive never need any of this.
     """
     model = _Model(inputs)
     n = model.n
     grid_bad = sorted(np.nonzero(inputs.import_price < inputs.export_price)[0].tolist())
-    batt_bad = sorted(np.nonzero(np.minimum(inputs.import_price, inputs.export_price) < 0)[0].tolist())
+    # A price below zero gives stored energy a negative value in the steps before it too: the LP
+    # would burn it (charge and discharge at once) anywhere, so every step gets a battery direction.
+    batt_bad = list(range(n)) if float(np.minimum(inputs.import_price, inputs.export_price).min()) < 0 else []
     total_ms = 0.0
     if not grid_bad and not batt_bad:
         if inputs.load_scenarios_w is not None and inputs.pv_scenarios_w is not None:
@@ -884,59 +800,143 @@ def _solve(
         if not batt_bad:
             return _schedule(model, values[: 6 * n], objective, "lp", 0, total_ms)
         grid_bad = []
-    relaxed, relaxed_objective, ms = _run(model.build(grid_bad, batt_bad, integer_vars=False), 0.0, n)
+    values, objective, ms = _pinned_by_dp(model, grid_bad, batt_bad, time_limit_s, search=exact)
     total_ms += ms
-    block = relaxed[: 6 * n].reshape(6, n)
-    z = relaxed[6 * n :]
-    z_grid = z[2 : 3 * len(grid_bad) : 3] if grid_bad else np.array([])
-    z_batt = z[3 * len(grid_bad) :]
-    net_grid = block[_I] - block[_E]
-    dp_imports, dp_charges = _dp_directions(inputs)
-    candidates = [
-        ([t for t in grid_bad if t in set(dp_imports)], [t for t in batt_bad if t in set(dp_charges)]),
-        (
-            [t for t, zt in zip(grid_bad, z_grid, strict=True) if zt >= 0.5],
-            [t for t, zt in zip(batt_bad, z_batt, strict=True) if zt >= 0.5],
-        ),
-        (
-            [t for t in grid_bad if net_grid[t] > 0],
-            [t for t in batt_bad if block[_C][t] >= block[_D][t]],
-        ),
-    ]
-    best: tuple[np.ndarray, float] | None = None
-    tried: set[tuple[tuple[int, ...], tuple[int, ...]]] = set()
-    for imports, charges in candidates:
-        key = (tuple(imports), tuple(charges))
-        if key in tried:
-            continue
-        tried.add(key)
-        pinned = model.build(
-            (),
-            (),
-            imports=imports,
-            exports=[t for t in grid_bad if t not in set(imports)],
-            charges=charges,
-            discharges=[t for t in batt_bad if t not in set(charges)],
-        )
-        values, objective, ms = _run(pinned, 0.0, n)
-        total_ms += ms
-        if best is None or objective < best[1]:
-            best = (values, objective)
-    assert best is not None
-    values, objective = best
-    solver = "lp_pinned"
-    bound = float(relaxed_objective)
-    if exact and objective - bound > MIP_GAP * max(abs(bound), 1.0):
-        # The relaxation leaves room: prove or improve with branch and bound on the suspect steps
-        # only, warm-started from the best pinned plan (its binaries set by its own directions).
-        lp = model.build(grid_bad, batt_bad)
-        warm = np.concatenate([values[: 6 * n], _warm_binaries(values[: 6 * n], n, grid_bad, batt_bad)])
-        milp, milp_objective, ms = _run(lp, MIP_GAP / 2, n, warm, MIP_GAP / 2, time_limit_s)
-        total_ms += ms
-        if milp_objective < objective:
-            values, objective = milp, milp_objective
-        solver = "milp"
-    return _schedule(model, values[: 6 * n], objective, solver, len(grid_bad) + len(batt_bad), total_ms)
+    return _schedule(model, values[: 6 * n], objective, "lp_pinned", len(grid_bad) + len(batt_bad), total_ms)
+
+
+def _pinned_by_dp(
+    model: _Model, grid_bad: Sequence[int], batt_bad: Sequence[int], time_limit_s: float, *, search: bool
+) -> tuple[np.ndarray, float, float]:
+    """The LP with the non-convex steps' directions fixed to the DP's, then improved locally.
+
+    With every direction fixed the problem is an LP, exact for those directions, and the DP's own
+    path is one of its feasible points: the answer is never worse than the DP's. Then two moves,
+    each of which can only lower the objective:
+
+    * free flips: a step whose allowed flow came out zero is also feasible in the other direction;
+      where the LP's reduced cost of the blocked flow says it would pay, the step flips and the LP
+      re-solves (hot-started), until none would pay;
+    * with ``search``, trial swaps: each step where the direction changes from its neighbour's (the
+      edges of the DP's import/export or charge/discharge runs, where a grid of levels misjudges)
+      tries the other direction, kept when the LP's objective falls.
+
+    Returns the LP's values, objective and the milliseconds spent (DP and LPs).
+    """
+    x, n = model.x, model.n
+    began = time.perf_counter()
+    _, upper = model.bounds()
+    path = dp_path(
+        battery=x.battery,
+        soc_pct=x.soc_pct,
+        step_s=x.step_s,
+        net_w=model.net,
+        import_price=x.import_price,
+        export_price=x.export_price,
+        import_max_w=upper[_I * n : (_I + 1) * n],
+        export_max_w=upper[_E * n : (_E + 1) * n],
+        cycle_cost_per_kwh=x.cycle_cost_per_kwh,
+        switch_cost=x.switch_cost,
+        terminal_per_wh=-float(model.costs()[_S * n + n - 1]) / OBJECTIVE_SCALE,
+        battery_power_now_w=x.battery_power_now_w,
+    )
+    pins = _Pins(model, upper, time_limit_s)
+    for t in grid_bad:
+        pins.add(model.col(_I, t), model.col(_E, t), not path.grid_w[t] > 0)
+    for t in batt_bad:
+        pins.add(model.col(_C, t), model.col(_D, t), not path.battery_w[t] < 0)
+    values, objective = pins.solve_first()
+    for _ in range(FLIP_ROUNDS):
+        solution = pins.h.getSolution()
+        reduced = np.array(solution.col_dual)
+        free = [
+            k
+            for k, (used, blocked) in enumerate(pins.flows())
+            if values[used] <= FLIP_FLOW_W and reduced[blocked] < -FLIP_GAIN
+        ]
+        if not free:
+            break
+        for k in free:
+            pins.flip(k)
+        values, objective = pins.solve()
+    if search:
+        for _ in range(SWAP_PASSES):
+            improved = False
+            for k in pins.edges():
+                pins.flip(k)
+                trial = pins.try_solve()
+                if trial is not None and trial[1] < objective - 1e-9:
+                    values, objective = trial
+                    improved = True
+                else:
+                    pins.flip(k)
+            if not improved:
+                break
+    return values, objective, (time.perf_counter() - began) * 1000.0
+
+
+class _Pins:
+    """One HiGHS LP whose non-convex steps each have one of two flows blocked (upper bound 0).
+
+    A pin is (first column, second column, pinned to the second): grid steps (import, export),
+    battery steps (charge, discharge). Flipping a pin changes two bounds and re-solves from the
+    last basis.
+    """
+
+    def __init__(self, model: _Model, upper: np.ndarray, time_limit_s: float) -> None:
+        self.model = model
+        self.upper = upper
+        self.time_limit_s = time_limit_s
+        self.pins: list[tuple[int, int, bool]] = []
+        self.h = highspy.Highs()
+        self.h.setOptionValue("output_flag", False)
+
+    def add(self, first: int, second: int, on_second: bool) -> None:
+        self.pins.append((first, second, on_second))
+
+    def flows(self) -> list[tuple[int, int]]:
+        """(the column in use, the blocked column) per pin."""
+        return [(second, first) if on else (first, second) for first, second, on in self.pins]
+
+    def edges(self) -> list[int]:
+        """Pins whose direction differs from the same kind's pin on a neighbouring step (or that
+        have no such neighbour): the ends of the runs."""
+        n = self.model.n
+        kind = {(first // n, first % n): on for first, _, on in self.pins}
+        return [
+            k
+            for k, (first, _, on) in enumerate(self.pins)
+            if kind.get((first // n, first % n - 1)) != on or kind.get((first // n, first % n + 1)) != on
+        ]
+
+    def flip(self, k: int) -> None:
+        first, second, on = self.pins[k]
+        on = not on
+        self.h.changeColBounds(first, 0.0, 0.0 if on else float(self.upper[first]))
+        self.h.changeColBounds(second, 0.0, float(self.upper[second]) if on else 0.0)
+        self.pins[k] = (first, second, on)
+
+    def solve_first(self) -> tuple[np.ndarray, float]:
+        upper = self.upper.copy()
+        upper[[first if on else second for first, second, on in self.pins]] = 0.0
+        lp = self.model.build((), ())
+        lp.col_upper_ = upper
+        self.h.passModel(lp)
+        return self.solve()
+
+    def try_solve(self) -> tuple[np.ndarray, float] | None:
+        self.h.setOptionValue("time_limit", self.h.getRunTime() + self.time_limit_s)
+        self.h.run()
+        if self.h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+        return np.array(self.h.getSolution().col_value), self.h.getInfo().objective_function_value / OBJECTIVE_SCALE
+
+    def solve(self) -> tuple[np.ndarray, float]:
+        out = self.try_solve()
+        if out is None:
+            status = self.h.modelStatusToString(self.h.getModelStatus())
+            raise ScheduleError(f"HiGHS returned {status} for a {self.model.n}-step plan")
+        return out
 
 
 def _scenario_plan(inputs: PlanInputs, time_limit_s: float, first_step_only: bool = False) -> Schedule:
@@ -1054,18 +1054,6 @@ def _plain_self_use_first(schedule: Schedule, b: BatteryModel, net0: float) -> S
     battery[0] = min(max(net0, -b.max_charge_w), b.max_discharge_w)
     grid[0] = net0 - battery[0]
     return replace(schedule, battery_w=battery, grid_w=grid, intents=(Intent.SELF_USE, *schedule.intents[1:]))
-
-
-def _warm_binaries(values: np.ndarray, n: int, grid_bad: Sequence[int], batt_bad: Sequence[int]) -> np.ndarray:
-    """Extra columns (cA, dA, z per grid step; y per battery step) matching a pinned solution."""
-    block = values.reshape(6, n)
-    extra: list[float] = []
-    for t in grid_bad:
-        importing = block[_I][t] > 0 or block[_E][t] <= 0
-        extra += [block[_C][t], block[_D][t], 1.0] if importing else [0.0, 0.0, 0.0]
-    for t in batt_bad:
-        extra.append(1.0 if block[_C][t] > 0 else 0.0)
-    return np.array(extra)
 
 
 def reference_milp(inputs: PlanInputs, *, mip_gap: float = 1e-6) -> Schedule:
