@@ -3,9 +3,32 @@ dependency). EMHASS (https://github.com/davidusb-geek/emhass, PyPI ``emhass``) p
 and pandas, so it lives in its own venv: ``python3 -m venv .venv-emhass && .venv-emhass/bin/pip
 install -e '.[bench]'``, then ``.venv-emhass/bin/python benchmarks/planner.py``.
 
-The same battery (capacity, power, efficiencies, reserve to ceiling as EMHASS's SoC band), the same
-prices, load and PV, EMHASS's ``cost`` objective (the bill) with its battery weights at 0, and the
-same end SoC as ongrid's plan, so both bills pay for the same stored energy at the end.
+The same problem, read from EMHASS's own source (``emhass/optimization.py`` of 0.18.7,
+https://github.com/davidusb-geek/emhass/blob/master/src/emhass/optimization.py):
+
+* the objective is the bill: cost function ``"profit"`` (import cost minus export income,
+  EMHASS's default), passed to ``Optimization(...)`` itself, whose argument wins over the
+  config's ``costfun``. ``"cost"`` counts only ``unit_load_cost * P_grid_pos``: export earns
+  nothing, so export above the night rate is worth nothing to it. An earlier version of this
+  adapter passed ``"cost"`` there: that, not EMHASS, made its non-convex bill 46.6 % worse;
+* battery power limits: EMHASS bounds the AC charge by ``battery_charge_power_max`` itself
+  (``p_sto_neg >= -battery_charge_power_max``; its ``-max / eff_chg`` bound under the direction
+  binary is looser) but the AC discharge by ``eff_dis * battery_discharge_power_max`` (under the
+  binary), so the discharge limit is passed as ongrid's AC limit over the discharge efficiency:
+  the same AC watts both ways (the earlier adapter cut EMHASS's discharge 5 % short). The SoC
+  recursion is the same (in ``eff_chg * charge``, out ``discharge / eff_dis``);
+* wear: ``weight_battery_charge``/``weight_battery_discharge`` are currency per kWh of AC power,
+  the same as ongrid's ``cycle_cost_per_kwh / 2`` each way, so both minimise bill plus wear.
+  ongrid also prices a change of battery power (``switch_cost``), which EMHASS has no term for;
+* battery export: ``set_nodischarge_to_grid`` on an AC-coupled plant bounds export by the PV
+  surplus (``p_grid_neg + max(0, PV - load) >= 0``), ongrid's ``battery_may_export: false``;
+* directions: EMHASS has a binary for the grid (import or export) and one for the battery
+  (charge or discharge) on every step, the same disjunction as ongrid's ``reference_milp``;
+  the grid binary's big-M is ``maximum_power_to_grid``/``_from_grid``, set to the most the
+  house could export or import (net load plus battery power), not 1 MW;
+* the same end SoC as ongrid's plan (EMHASS keeps it through a penalty 100x any tariff), the
+  same SoC band (reserve to ceiling); HiGHS through CVXPY with EMHASS's own defaults for the
+  MIP gap (``lp_solver_mip_rel_gap`` 0.01) and time limit (``lp_solver_timeout`` 45 s).
 """
 
 from __future__ import annotations
@@ -54,6 +77,8 @@ class EmhassPeer:
 
     def _confs(self, x: PlanInputs) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         b = x.battery
+        net = np.asarray(x.load_w) - np.asarray(x.pv_w)
+        most_export = float(-net.min()) + b.max_discharge_w + 1.0
         utils = self.utils
 
         async def build() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -80,21 +105,26 @@ class EmhassPeer:
                     },
                     "set_use_battery": True,
                     "set_use_pv": True,
-                    "costfun": "cost",
+                    "costfun": "profit",
+                    "set_total_pv_sell": False,
+                    "set_nocharge_from_grid": False,
                     "set_nodischarge_to_grid": not x.battery_may_export,
-                    "weight_battery_discharge": 0.0,
-                    "weight_battery_charge": 0.0,
+                    "set_battery_dynamic": False,
+                    "weight_battery_discharge": x.cycle_cost_per_kwh / 2.0,
+                    "weight_battery_charge": x.cycle_cost_per_kwh / 2.0,
                     "battery_nominal_energy_capacity": b.capacity_wh,
+                    # EMHASS's limits giving ongrid's AC-side ones (see the module docstring).
                     "battery_charge_power_max": b.max_charge_w,
-                    "battery_discharge_power_max": b.max_discharge_w,
+                    "battery_discharge_power_max": b.max_discharge_w / b.discharge_efficiency,
                     "battery_charge_efficiency": b.charge_efficiency,
                     "battery_discharge_efficiency": b.discharge_efficiency,
                     "battery_minimum_state_of_charge": min(b.reserve_pct, x.soc_pct) / 100.0,
                     "battery_maximum_state_of_charge": max(b.ceiling_pct, x.soc_pct) / 100.0,
-                    "maximum_power_from_grid": x.import_limit_w,
-                    "maximum_power_to_grid": x.export_limit_w if x.export_limit_w is not None else 1e6,
+                    "maximum_power_from_grid": min(x.import_limit_w, float(net.max()) + b.max_charge_w + 1.0),
+                    "maximum_power_to_grid": (
+                        x.export_limit_w if x.export_limit_w is not None else most_export
+                    ),
                     "optimization_time_step": x.step_s // 60,
-                    "lp_solver_mip_rel_gap": 1e-6,
                 }
             )
             _, secrets = await utils.build_secrets(self.conf, self.logger, no_response=True)
@@ -120,7 +150,8 @@ class EmhassPeer:
             plant,
             "unit_load_cost",
             "unit_prod_price",
-            "cost",
+            # The constructor's cost function wins over the config's "costfun".
+            "profit",
             self.conf,
             self.logger,
             opt_time_delta=max(1, n * x.step_s // 3600),
@@ -140,4 +171,6 @@ class EmhassPeer:
         battery = out["P_batt"].to_numpy(dtype=float)
         grid = np.asarray(x.load_w) - np.asarray(x.pv_w) - battery
         bill = float(np.sum(np.where(grid > 0, grid * x.import_price, grid * x.export_price)) * x.step_s / 3.6e6)
-        return {"bill": bill, "seconds": seconds, "status": str(out["optim_status"].iloc[0]), "battery_w": battery}
+        wear = x.cycle_cost_per_kwh / 2.0 * float(np.abs(battery).sum()) * x.step_s / 3.6e6
+        status = str(out["optim_status"].iloc[0])
+        return {"bill": bill, "wear": wear, "seconds": seconds, "status": status, "battery_w": battery}

@@ -20,8 +20,9 @@ seconds, where HiGHS's simplex needs ~6 s for 30-minute data and minutes for 1-m
 
 Other cases (a price below zero, export paying more than import in some step, an export limit)
 fall back to the planner's own model over the whole period (``plan`` with no wear, switching or
-terminal value): exact when it reports ``lp``, an upper bound with the relaxation's lower bound
-beside it when it reports ``lp_pinned``.
+terminal value): exact when it reports ``lp``; when it reports ``lp_pinned`` (directions from the
+planner's DP over SoC levels, then the LP), an upper bound, measured within 0.11 % of a MILP with a
+binary on every step on 48 h problems (docs/dispatcher.md, "Exactness").
 """
 
 from __future__ import annotations
