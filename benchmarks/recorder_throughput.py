@@ -117,12 +117,13 @@ async def through_recorder(url: str, n: int, batch_size: int, tmp: Path) -> floa
     backend = InfluxV1Writer(InfluxConfig(api="v1", url=url, database=f"rec{batch_size}"))
     recorder = Recorder(backend, Spool(tmp / f"spool{batch_size}", 10**10), recorder_id="bench", batch_size=batch_size)
     runner = asyncio.create_task(recorder.run())
-    messages = [meter(i, "rec") for i in range(n)]
     topic = "ongrid/bench/meter/rec/state"
+    # As the bus hands them over: the model with the bytes it arrived as.
+    messages = [(topic, message, message.to_json()) for message in (meter(i, "rec") for i in range(n))]
     started = time.perf_counter()
     for k in range(0, n, 1000):
-        # As the bus hands them over (up to shared.bus.BATCH_MAX at once), then lets the flusher run.
-        await recorder.handle_batch([(topic, message) for message in messages[k : k + 1000]])
+        # Up to shared.bus.BATCH_MAX at once, then the flusher runs.
+        await recorder.handle_batch(messages[k : k + 1000])
         await asyncio.sleep(0)
     await recorder.drained(600)
     elapsed = time.perf_counter() - started
@@ -140,7 +141,7 @@ async def backlog(url: str, rate: int, minutes: float, tmp: Path) -> dict[str, f
     before = rss_mb()
     topic = "ongrid/bench/meter/backlog/state"
     for k in range(0, total, 1000):
-        await recorder.handle_batch([(topic, meter(i, "backlog")) for i in range(k, min(total, k + 1000))])
+        await recorder.handle_batch([(topic, meter(i, "backlog"), None) for i in range(k, min(total, k + 1000))])
         await asyncio.sleep(0)
     await recorder.flush()
     during = rss_mb()

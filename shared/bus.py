@@ -59,7 +59,7 @@ log = get_logger("bus")
 
 Handler = Callable[[str, Any], Awaitable[None]]
 RawHandler = Callable[[str, bytes], Awaitable[None]]
-BatchHandler = Callable[[list[tuple[str, Any]]], Awaitable[None]]
+BatchHandler = Callable[[list[tuple[str, Any, bytes]]], Awaitable[None]]
 # At most this many messages are taken from the client's queue and handled as one batch.
 BATCH_MAX = 1000
 # MQTT 5 Receive Maximum of a persistent session: the broker sends at most this many QoS 1
@@ -282,9 +282,10 @@ class Bus:
         self._add(_Subscription(pattern, _strip_share(pattern), qos, model or model_for_topic, handler))
 
     def subscribe_batch(self, pattern: str, model: ModelChoice | None, handler: BatchHandler, *, qos: int = 1) -> None:
-        """As ``subscribe``, but ``handler([(topic, model_instance), ...])`` gets every valid message
-        that arrived together (up to ``BATCH_MAX``, in order) in one call: for a consumer whose cost
-        is per call rather than per message (the recorder appends a batch to its spool at once).
+        """As ``subscribe``, but ``handler([(topic, model_instance, payload), ...])`` gets every valid
+        message that arrived together (up to ``BATCH_MAX``, in order) in one call, each with the
+        bytes it arrived as: for a consumer whose cost is per call rather than per message (the
+        recorder appends a batch to its spool at once, and keys rows by the payload's bytes).
         On a persistent session the batch is acknowledged after the handler returned."""
         self._add(_Subscription(pattern, _strip_share(pattern), qos, model or model_for_topic, handler, batch=True))
 
@@ -520,7 +521,7 @@ class Bus:
 
     async def _dispatch_batch(self, items: list[_Item]) -> None:
         """Deliver messages that arrived together; acknowledge each once its handlers have run."""
-        batches: dict[int, tuple[_Subscription, list[tuple[str, Any]]]] = {}
+        batches: dict[int, tuple[_Subscription, list[tuple[str, Any, bytes]]]] = {}
         acks: list[_Ack | None] = []
         for topic, raw, ack in items:
             self.stats.received += 1
@@ -545,7 +546,7 @@ class Bus:
                     except (ValidationError, ValueError) as exc:
                         await self._reject(topic, payload, exc, addressee=_addressee(sub))
                         continue
-                    batches.setdefault(id(sub), (sub, []))[1].append((topic, value))
+                    batches.setdefault(id(sub), (sub, []))[1].append((topic, value, payload))
                 else:
                     await self._deliver(sub, [(topic, payload)])
             acks.append(ack)
@@ -561,7 +562,7 @@ class Bus:
                 for topic, payload, _ack in chunk:
                     value = await self._validated(sub, topic, payload)
                     if value is not None:
-                        values.append((topic, value))
+                        values.append((topic, value, payload))
                 await self._call_batch(sub, values)
                 self._ack_all([ack for _topic, _payload, ack in chunk])
             return
@@ -649,7 +650,7 @@ class Bus:
                 ),
             )
 
-    async def _call_batch(self, sub: _Subscription, values: list[tuple[str, Any]]) -> None:
+    async def _call_batch(self, sub: _Subscription, values: list[tuple[str, Any, bytes]]) -> None:
         if not values:
             return
         try:

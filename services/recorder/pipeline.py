@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.logs import EpisodeLog, get_logger
@@ -88,16 +89,17 @@ class Recorder:
 
     async def handle(self, topic: str, message: Message) -> None:
         """One message: store its rows in the spool, nothing slower."""
-        await self.handle_batch([(topic, message)])
+        await self.handle_batch([(topic, message, None)])
 
-    async def handle_batch(self, items: list[tuple[str, Message]]) -> None:
+    async def handle_batch(self, items: Sequence[tuple[str, Message, bytes | None]]) -> None:
         """The bus handler (``Bus.subscribe_batch``): the rows of every message that arrived
-        together go to the spool in one append."""
+        together go to the spool in one append. Each message comes with the bytes it arrived as
+        (``None``: the rows take its canonical JSON, see ``points.to_rows``)."""
         rows: list[Row] = []
-        for topic, message in items:
+        for topic, message, payload in items:
             self.counters.received += 1
             try:
-                rows += to_rows(self._parts(topic), message)
+                rows += to_rows(self._parts(topic), message, payload)
             except ValueError as exc:
                 self.counters.unmapped += 1
                 log.warning("not recorded: %s", exc, extra={"topic": topic})

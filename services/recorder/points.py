@@ -67,9 +67,7 @@ def _layout(model: type[BaseModel], prefix: str, skip: frozenset[str]) -> tuple[
     layout = _layouts.get((model, prefix, skip))
     if layout is None:
         layout = tuple(
-            (name, prefix + name)
-            for name in model.model_fields
-            if name not in skip and (prefix or name not in _SKIP)
+            (name, prefix + name) for name in model.model_fields if name not in skip and (prefix or name not in _SKIP)
         )
         _layouts[(model, prefix, skip)] = layout
     return layout
@@ -239,8 +237,11 @@ _BUILDERS: dict[type[m.Message], tuple[Builder, bool]] = {
 }
 
 
-def to_rows(parts: TopicParts, message: m.Message) -> list[Row]:
-    """The rows for one message (its canonical JSON decides the sub-millisecond offset)."""
+def to_rows(parts: TopicParts, message: m.Message, payload: bytes | None = None) -> list[Row]:
+    """The rows for one message. The bytes it arrived as (``payload``) decide the sub-millisecond
+    offset; without them, its canonical JSON (``message.to_json()``), which are the same bytes for
+    every ongrid publisher (they send ``to_json()``; tests/faults compare the two on a whole fleet).
+    Serialising again cost 8 µs a message, a sixth of the rows' cost."""
     entry = _BUILDERS.get(type(message))
     if entry is None:
         raise ValueError(f"no storage layout for {type(message).__name__} on {parts}")
@@ -248,6 +249,7 @@ def to_rows(parts: TopicParts, message: m.Message) -> list[Row]:
     base = ns(message.ts)
     if not offset:
         return builder(parts, message, base)
-    # The bytes of ``message.to_json()``, without its round trip through str (decode, encode).
-    canonical = message.__pydantic_serializer__.to_json(message)
-    return builder(parts, message, base + unique_offset_ns(canonical))
+    if payload is None:
+        # The bytes of ``message.to_json()``, without its round trip through str (decode, encode).
+        payload = message.__pydantic_serializer__.to_json(message)
+    return builder(parts, message, base + unique_offset_ns(payload))
