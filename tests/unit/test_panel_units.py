@@ -215,6 +215,9 @@ def test_a_days_bars_stand_on_that_day_whatever_the_run_and_zone(zone: str) -> N
     # A run from 22:00 UTC on the 20th to 02:00 UTC on the 22nd holds the keys of 21 and 22 June.
     two = figure(result, START - timedelta(hours=2), END + timedelta(hours=2), zone).axes[0]
     assert [mdates.num2date(x, tz=local) for x in two.get_xlim()] == [day[0], day[1] + timedelta(days=1)]
+    # A year of days: about ten labels, not 365 on top of each other.
+    year = figure(result, START, START + timedelta(days=365), zone).axes[0]
+    assert 5 <= len(year.get_xticks()) <= 12
 
 
 def test_report_range_names_its_time_zone() -> None:

@@ -4,6 +4,7 @@ store) running the same ``views`` queries the Grafana panels run."""
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import pairwise
@@ -131,7 +132,9 @@ def figure(
             # Whole days: a day's bars across its day, not across the hours of a run's range.
             first, last = day_span(start, end, timezone)
             ax.set_xlim(first, last)
-            ax.xaxis.set_major_locator(mdates.DayLocator(tz=timezone))
+            # At most about ten day labels, however long the range.
+            every_days = max(1, math.ceil((last - first).days / 10))
+            ax.xaxis.set_major_locator(mdates.DayLocator(interval=every_days, tz=timezone))
             ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b", tz=timezone))
             ax.set_xlabel(f"day ({timezone})")
         else:
