@@ -84,6 +84,14 @@ def _w(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _setpoint(decision: m.DispatcherDecision) -> str:
+    """The battery setpoint; while the inverter runs its own self-use nothing was sent, and the
+    number is what it is expected to do from its last reading (minutes old against an accelerated
+    demo), so it says so rather than look like a command the battery is disobeying."""
+    shown = _w(decision.setpoints.battery_power_w)
+    return shown if decision.commanding else f"{shown} expected"
+
+
 def render(
     view: FleetView, now: datetime | None = None, clock_name: str = "wall clock", wall: datetime | None = None
 ) -> Group:
@@ -141,8 +149,7 @@ def render(
         for _, message in decisions:
             assert isinstance(message, m.DispatcherDecision)
             table.add_row(
-                message.mode, message.reason, _w(message.setpoints.battery_power_w), message.detail or "",
-                _since(message.ts),
+                message.mode, message.reason, _setpoint(message), message.detail or "", _since(message.ts),
             )
         parts_out.append(table)
     return Group(*parts_out)

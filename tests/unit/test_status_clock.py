@@ -11,7 +11,14 @@ from rich.console import Console
 from services.status import FleetView, fleet_clock, render
 from shared import topics
 from shared.examples import EXAMPLES
-from shared.messages import Availability, AvailabilityState, InverterState, SimTruth
+from shared.messages import (
+    Availability,
+    AvailabilityState,
+    DispatcherDecision,
+    InverterState,
+    Setpoints,
+    SimTruth,
+)
 
 SITE = "seed"
 WALL = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
@@ -55,3 +62,18 @@ def test_wall_clock_fleet_ages_by_wall_time() -> None:
     view = _view(WALL)
     assert fleet_clock(view, "wall", WALL) == (WALL, "wall clock")
     assert fleet_clock(FleetView(SITE), "simulator", WALL) == (WALL, "wall clock")  # no simulator heard
+
+
+def test_a_handed_back_decision_shows_no_command() -> None:
+    """The demo at 60x: handed back, the decision's +102 W is the inverter's expected power from a
+    reading minutes old while its own self-use charges; status must not show it as a setpoint."""
+    view = _view(WALL - timedelta(seconds=2))
+    decision = EXAMPLES[DispatcherDecision].model_copy(
+        update={"ts": SIM, "setpoints": Setpoints(battery_power_w=102.0), "commanding": False}
+    )
+    asyncio.run(view.take(topics.dispatcher_decision(SITE), decision))
+    assert "102 expected" in _text(view, SIM, "simulated clock")
+    commanded = decision.model_copy(update={"setpoints": Setpoints(battery_power_w=-2000.0), "commanding": True})
+    asyncio.run(view.take(topics.dispatcher_decision(SITE), commanded))
+    text = _text(view, SIM, "simulated clock")
+    assert "-2,000" in text and "expected" not in text
