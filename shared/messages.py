@@ -616,6 +616,11 @@ class SimTruth(Message):
     soc_pct: Pct
     diverter_w: Finite = 0.0
     heat_pump_w: Finite = 0.0
+    battery_to_diverter_wh: Finite = Field(
+        0.0,
+        description="Battery energy that went into the diverter since the simulator started (Wh): the "
+        "discharge beyond the house's other loads once PV covered them, taken by the diverter.",
+    )
     speed: Finite = Field(1.0, description="Simulated seconds per wall second; 0 while the clock is held (--hold).")
 
 

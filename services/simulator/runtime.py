@@ -175,6 +175,7 @@ class Simulator:
             battery_w=round(f.battery_w, 1),
             soc_pct=round(min(100.0, max(0.0, self.house.battery.soc_pct)), 3),
             diverter_w=round(f.diverter_w, 1),
+            battery_to_diverter_wh=round(self.house.totals.battery_to_diverter_wh, 2),
             heat_pump_w=round(f.heat_pump_w, 1),
             # 0 while held: a follower extrapolating at the run's speed would race ahead of it.
             speed=self.clock.rate,

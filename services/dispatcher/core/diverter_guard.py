@@ -10,14 +10,14 @@ That difference is what a **probe** looks for. Two things start one while the ba
 
 * an export that vanished: a reading shows export beyond ``band_w`` (a load went off: "the
   kettle goes off"), one within ``VANISH_S`` is back within ``band_w`` of zero, but the battery
-  gave up less than half of it. Something took the rest: the diverter pouncing, or by coincidence a load switched
-  on. The first step goes straight to the discharge less what was taken;
+  gave up less than half of it. Something took the rest: the diverter pouncing, or by coincidence
+  a load switched on. The first step goes straight to the discharge less what was taken;
 * a quieter suspicion, held for ``TRIGGER_S``: the grid within ``band_w`` of zero and either PV
   there (the diverter's usual moment) or the load ``probe_w`` above its recent base. The first
   step is ``probe_w``.
 
-The step is held for ``PROBE_S``. If the load fell by most of it while the grid stayed where it
-was, that power was going to the diverter: the discharge stays capped and the next step down is
+The step is held for ``PROBE_S``. If the load fell by about the step while the grid stayed where
+it was, that power was going to the diverter: the discharge stays capped and the next step down is
 twice as big, until a step shows up as import (the diverter is off: from then on the cap is what
 the house itself needs, the grid reading plus the discharge) or the cap is 0. The cap then follows
 the house up whenever the grid imports (a diverter never runs on import) and is probed again after
@@ -48,13 +48,13 @@ PROBE_S = 12.0
 TRIGGER_S = 10.0
 # An export counts as vanished when the grid is back within the band this soon after it.
 VANISH_S = 10.0
-# A probe starts only on a battery reading at most this old, and is read only on one taken at
-# least SETTLE_S after its step began (the inverter polled every 5 s, acting within seconds).
-FRESH_S = 6.0
+# A probe is read only on a battery reading taken at least SETTLE_S after its step began (the
+# inverter polled every 5 s, acting within seconds); without one by PROBE_WAIT_S it reads nothing.
 SETTLE_S = 6.0
+PROBE_WAIT_S = 60.0
 # A cap is probed again after this long.
 HOLD_S = 300.0
-# After a probe found no diverter: the next one no sooner than this, doubling up to the maximum.
+# After a probe found no diverter: the next one no sooner than this ...
 QUIET_S = 300.0
 # ... or this, within KNOWN_S of the last time a probe found the diverter: in a house known to have
 # one, probes pay, and the export it pounces on is missed whenever it is quicker than the meter.
@@ -124,7 +124,6 @@ def guard(
     exactly like the signature (a load that fell with the grid unchanged), so nothing is judged on
     a battery reading older than the grid's change it is compared with."""
     read_at = now if battery_at is None else battery_at
-    fresh = (now - read_at).total_seconds() <= FRESH_S
     load = max(0.0, (pv_w or 0.0) + battery_w + grid_w)
     dt = 0.0 if memory.at is None else max(0.0, (now - memory.at).total_seconds())
     base = load if memory.base_w is None else min(load, memory.base_w + BASE_CREEP_W_PER_S * dt)
@@ -155,11 +154,12 @@ def guard(
             return _probe(now, battery_w, grid_w, load, m, max(params.probe_w, min(taken, battery_w)))
         quiet = m.quiet_until is not None and now < m.quiet_until
         pv_there = pv_w is not None and pv_w >= params.pv_min_w
-        trigger = fresh and discharging and pinned and not quiet and (pv_there or load >= base + params.probe_w)
+        trigger = discharging and pinned and not quiet and (pv_there or load >= base + params.probe_w)
         if not trigger:
             return GuardOutcome(None, replace(m, trigger_since=None))
         since = m.trigger_since or now
-        if (now - since).total_seconds() < TRIGGER_S:
+        # Held long enough, and on a battery reading taken while it held (not one from before).
+        if (now - since).total_seconds() < TRIGGER_S or read_at < since:
             return GuardOutcome(None, replace(m, trigger_since=since))
         return _probe(now, battery_w, grid_w, load, replace(m, found=False, diverted_w=0.0), params.probe_w)
 
@@ -169,7 +169,7 @@ def guard(
             return _probe(now, battery_w, grid_w, load, m, max(params.probe_w, min(taken, battery_w)))
         waited = (now - m.since).total_seconds()
         settled = (read_at - m.since).total_seconds() >= SETTLE_S
-        if waited < PROBE_S or (not settled and waited < 2 * PROBE_S):
+        if waited < PROBE_S or (not settled and waited < PROBE_WAIT_S):
             return GuardOutcome(m.level_w, m, _probing(m))
         if not settled:
             return _end_probe(now, battery_w, grid_w, load, m)  # no battery reading since: nothing to read
