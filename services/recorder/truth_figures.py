@@ -40,7 +40,7 @@ from shared.config import OngridConfig
 from shared.energy.tariff import Tariff
 
 from .backends import Reader
-from .control_figures import SIGN_BAND_W, setpoint_at_readings
+from .control_figures import PRICE_EPS, SIGN_BAND_W, setpoint_at_readings
 from .rows import ns
 from .stats import day_bounds
 
@@ -48,7 +48,6 @@ EXPORT_W = 40.0
 FULL_W = 2500.0
 BIG_EXPORT_W = 2000.0
 MAX_SAMPLE_S = 120.0
-PRICE_EPS = 1e-9
 
 
 @dataclass(frozen=True)
