@@ -31,7 +31,7 @@ from shared.topics import TopicParts, parse
 
 from .backends import Backend, BackendDown, BackendRejected
 from .points import to_rows
-from .rows import Row
+from .rows import PointKey, Row, point_keys
 from .spool import CACHED_ROWS, Segment, Spool, SpoolError
 
 log = get_logger("recorder")
@@ -204,19 +204,30 @@ class Recorder:
         messages/s from MQTT in the same run where four stored 8,400: docs/recorder.md). Each
         segment is deleted once all of its rows were acknowledged, whichever finishes first; after
         a failure no new request starts, and the ones under way finish (a segment written but not
-        yet deleted is written again later, which overwrites)."""
-        running: set[asyncio.Task[bool]] = set()
+        yet deleted is written again later, which overwrites).
+
+        Both stores keep the last write of a point (series and time), and a point can come again
+        with newer values (a plan's step replanned, a day's statistics recomputed). Requests in
+        flight land in any order, so a segment that holds a point an older segment still in flight
+        also holds waits for it: the newer message's values are the ones kept, as in the order
+        the messages arrived. The same wait keeps a failed older segment, written again later,
+        from overwriting what a newer one stored."""
+        running: dict[asyncio.Task[bool], set[PointKey]] = {}
         ok = True
         try:
             for segment in segments:
-                while len(running) >= WRITERS:
-                    done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                    ok = all(task.result() for task in done)
+                rows = await asyncio.to_thread(self.spool.read, segment)
+                points = point_keys(rows)
+                while running and (len(running) >= WRITERS or any(not points.isdisjoint(p) for p in running.values())):
+                    done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        del running[task]
+                        ok = task.result() and ok
                     if not ok:
                         break
                 if not ok:
                     break
-                running.add(asyncio.create_task(self._write_segment(segment)))
+                running[asyncio.create_task(self._write_segment(segment, rows))] = points
             if running:
                 ok = all(await asyncio.gather(*running)) and ok
         finally:
@@ -224,8 +235,7 @@ class Recorder:
                 task.cancel()
         return ok
 
-    async def _write_segment(self, segment: Segment) -> bool:
-        rows = await asyncio.to_thread(self.spool.read, segment)
+    async def _write_segment(self, segment: Segment, rows: list[Row]) -> bool:
         for start in range(0, len(rows), self.batch_size):
             if not await self._write(rows[start : start + self.batch_size]):
                 return False

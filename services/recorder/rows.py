@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from . import lineproto
@@ -111,6 +111,14 @@ def _plain(measurement: str, key: str, value: object) -> FieldValue:
             raise RowError(f"{measurement}.{key}: {number} is not a finite number")
         return number
     raise RowError(f"{measurement}.{key}: {type(value).__name__} {value!r} is not a field value")
+
+
+# What both stores overwrite on: a point's series (measurement and tags) and its time.
+PointKey = tuple[str, tuple[tuple[str, str], ...], int]
+
+
+def point_keys(rows: Iterable[Row]) -> set[PointKey]:
+    return {(row.measurement, row.tags, row.ts_ns) for row in rows}
 
 
 class Row:

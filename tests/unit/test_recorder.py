@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -209,6 +210,51 @@ async def test_replaying_a_written_segment_doubles_nothing(tmp_path: Path) -> No
     assert await recorder.flush()
     assert store.count("meter") == 40
     assert recorder.spool.backlog_rows == 0
+
+
+class SlowFirstWrite:
+    """The real SQLite store, its first request held back: requests in flight finish out of order,
+    as InfluxDB's do when the recorder writes several segments at once."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = SqliteStore(path)
+        self.name = "slow-first-sqlite"
+        self.calls = 0
+        self.finished: list[str] = []
+
+    def write(self, batch: Sequence[Row]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            time.sleep(0.3)
+        self.store.write(batch)
+        self.finished.append(batch[0].measurement)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+async def test_a_point_sent_again_keeps_the_newer_values_whatever_order_writes_finish(tmp_path: Path) -> None:
+    """A replanned step (same series and time) must end with the newer plan's values, even when the
+    segment holding the older plan is still in flight as the newer one is written; segments with
+    no point in common are still written at once."""
+    plan = EXAMPLES[m.Plan]
+    assert isinstance(plan, m.Plan)
+    older = [r for r in to_rows(parts(Kind.DISPATCHER, "main", Stream.PLAN), plan) if r.measurement == "plan_step"]
+    replanned = plan.model_copy(update={"steps": tuple(s.model_copy(update={"soc_pct_end": 77.0}) for s in plan.steps)})
+    newer = [r for r in to_rows(parts(Kind.DISPATCHER, "main", Stream.PLAN), replanned) if r.measurement == "plan_step"]
+    meters = [r for i in range(5) for r in to_rows(parts(), meter(float(i), T0 + timedelta(hours=5, seconds=i)))]
+    spool = Spool(tmp_path / "spool", 10**9)
+    for batch in (older, meters, newer):
+        spool.append(batch)
+        spool.seal()
+    assert len(spool.segments) == 3
+    backend = SlowFirstWrite(tmp_path / "db.sqlite")
+    recorder = Recorder(backend, spool, recorder_id="r")
+    assert await recorder.flush()
+    stored = backend.store.points("plan_step", 0, 2**62)
+    assert [p.fields["soc_pct_end"] for p in stored] == [77.0] * len(plan.steps)
+    assert backend.store.count("meter") == 5
+    assert backend.finished == ["meter", "plan_step", "plan_step"]  # the meters did not wait
 
 
 async def test_rejected_rows_are_dropped_not_retried_forever(tmp_path: Path) -> None:
