@@ -381,7 +381,8 @@ class Bus:
         intake.put_nowait(publishes)  # type: ignore[arg-type]
         # Not before the connection is set up: ``_on_connect`` waits for acknowledgements that
         # come after a resumed session's queue on the socket.
-        if intake.messages >= READ_AHEAD_MAX and self._paused is None and self.connected.is_set():
+        waiting = intake.messages + len(self._unclaimed)  # the latter wait for the service to subscribe
+        if waiting >= READ_AHEAD_MAX and self._paused is None and self.connected.is_set():
             sock = client._client.socket()
             if sock is not None:
                 fd = sock.fileno()
@@ -390,7 +391,7 @@ class Bus:
 
     def _resume_reading(self) -> None:
         paused, intake = self._paused, self._intake
-        if paused is None or intake is None or intake.messages >= READ_AHEAD_MAX // 2:
+        if paused is None or intake is None or intake.messages + len(self._unclaimed) >= READ_AHEAD_MAX // 2:
             return
         self._paused = None
         client, fd = paused
@@ -565,10 +566,12 @@ class Bus:
                         values.append((topic, value, payload))
                 await self._call_batch(sub, values)
                 self._ack_all([ack for _topic, _payload, ack in chunk])
+            self._resume_reading()
             return
         for topic, payload, ack in items:
             await self._deliver(sub, [(topic, payload)])
             self._ack(ack)
+        self._resume_reading()
 
     def _ack(self, ack: _Ack | None) -> None:
         if ack is None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from shared import topics
-from shared.bus import Bus
+from shared.bus import READ_AHEAD_MAX, Bus
 from shared.config import MqttConfig
 from shared.messages import MeterRole, MeterState
 from tests.support import Broker
@@ -203,3 +204,53 @@ async def test_a_wildcard_reader_does_not_answer_its_own_invalid_payload_events(
         await asyncio.sleep(2.0)  # an echo would keep adding events; the bad payload's (and its
         # availability's, which MeterState cannot read either) are all there should be
         assert 1 <= settled <= 3 and seen.count(reader.event_topic) == settled, (settled, len(seen))
+
+
+async def test_a_persistent_session_far_behind_reads_no_further_ahead_than_its_bound(mosquitto: Broker) -> None:
+    """Mosquitto sends a resumed session's whole queue at once, whatever Receive Maximum says; the
+    bus must stop reading the socket while READ_AHEAD_MAX messages wait for a slow handler (the
+    recorder behind by 120,000 messages held 99,000 of them, 200 MB, before it did)."""
+    mqtt = MqttConfig(host=mosquitto.host, port=mosquitto.port, reconnect_min_s=0.1, reconnect_max_s=0.5)
+    site = "t" + uuid.uuid4().hex[:10]
+    pattern = topics.everything(site)
+
+    def recorder_bus() -> Bus:
+        return Bus(
+            mqtt, site=site, service="recorder", client_id=f"ahead-{site}", persistent_session=True,
+            session_expiry_s=600, announce=False,
+        )
+
+    async def ignore(_batch: list[tuple[str, Any, bytes]]) -> None:
+        return None
+
+    async with recorder_bus() as first:
+        first.subscribe_batch(pattern, MeterState, ignore)
+        await first.subscribed(30)
+    count = 4 * READ_AHEAD_MAX
+    async with Bus(mqtt, site=site, service="publisher", announce=False) as publisher:
+        await publisher.wait_connected(30)
+        topic = topics.meter_state(site, "grid")
+        for start in range(0, count, 500):
+            sent = await asyncio.gather(
+                *(publisher.publish(topic, reading(i), retain=False) for i in range(start, start + 500))
+            )
+            assert all(sent)
+    got: set[float] = set()
+    most_waiting = 0
+
+    async with recorder_bus() as second:
+
+        async def slow(batch: list[tuple[str, Any, bytes]]) -> None:
+            nonlocal most_waiting
+            assert second._intake is not None
+            most_waiting = max(most_waiting, second._intake.messages)
+            got.update(message.power_w for _topic, message, _payload in batch)
+            await asyncio.sleep(0.02)  # a database slower than the messages
+
+        second.subscribe_batch(pattern, MeterState, slow)
+        deadline = asyncio.get_running_loop().time() + 120
+        while len(got) < count and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+    assert len(got) == count
+    # One socket read (shared.mqttframes.CHUNK, ~1,000 of these messages) may land past the bound.
+    assert most_waiting <= READ_AHEAD_MAX + 1_500, most_waiting
