@@ -156,7 +156,15 @@ def day_messages(
                 m.DispatcherDecision(
                     ts=ts,
                     mode="auto",
-                    setpoints=m.Setpoints(inverter_mode=m.CommandMode.SELF_USE, battery_power_w=round(battery, 1)),
+                    # By day a plan is tracked with commands; by night the inverter runs its own
+                    # self-use (handed back: the power is only what it is expected to do).
+                    setpoints=m.Setpoints(
+                        inverter_mode=(m.CommandMode.CHARGE if battery < 0 else m.CommandMode.DISCHARGE)
+                        if pv > 0
+                        else m.CommandMode.SELF_USE,
+                        battery_power_w=round(battery, 1),
+                    ),
+                    commanding=pv > 0,
                     reason="plan_track" if pv > 0 else ("reserve_floor" if soc < 12 else "self_use"),
                     numbers={"soc_pct": round(soc, 2), "soc_inverter_pct": inverter_soc, "soc_bms_pct": round(soc, 2)},
                     soc_source="bms",

@@ -161,6 +161,10 @@ def _decision(parts: TopicParts, msg: m.DispatcherDecision, ts: int) -> list[Row
     # The reason also as a field, so a table panel can list it without GROUP BY.
     fields["reason_code"] = msg.reason
     fields["count"] = 1
+    # Handed back, the decision's battery power is what the inverter's own self-use is expected to
+    # do, not a command: a panel plotting it as the setpoint shows a battery "against its setpoint"
+    # that was never told anything. Each meaning gets its own field (the original stays).
+    fields["commanded_battery_w" if msg.commanding else "expected_battery_w"] = msg.setpoints.battery_power_w
     return [Row.make("decision", tags, fields, ts)]
 
 

@@ -281,9 +281,12 @@ DISPATCHER = Dashboard(
             "Battery setpoint vs actual",
             "W",
             (
-                q("decision", "setpoints_battery_power_w", "last", label="Setpoint"),
+                q("decision", "commanded_battery_w", "last", label="Setpoint (sent)"),
+                q("decision", "expected_battery_w", "last", label="Expected (inverter's own self-use)"),
                 q("inverter", "battery_power_w", label="Actual"),
             ),
+            description="Setpoint: the battery power the dispatcher commanded. Expected: while it has "
+            "handed the inverter its own self-use, what that is expected to do (no command was sent).",
         ),
         Panel(
             "Decisions by reason",

@@ -52,6 +52,9 @@ MODELS: dict[str, type[BaseModel] | None] = {
 DERIVED: dict[tuple[str, str], tuple[str | None, str]] = {
     ("decision", "count"): (None, "count"),  # one per decision
     ("event", "count"): (None, "count"),
+    # setpoints.battery_power_w, split by whether it was commanded (services/recorder/points.py).
+    ("decision", "commanded_battery_w"): ("setpoints", "W"),
+    ("decision", "expected_battery_w"): ("setpoints", "W"),
     ("write_counters", "writes_total"): ("writes", "count"),
     ("availability", "online"): ("state", "flag"),
     ("battery_module", "temp_max_c"): ("temps_c", "°C"),

@@ -310,3 +310,19 @@ async def test_one_bad_row_costs_only_itself_not_its_batch(tmp_path: Path) -> No
     assert backend.store.count("meter") == 39
     assert recorder.counters.rejected == 1 and recorder.status().points_rejected == 1
     assert recorder.spool.backlog_rows == 0
+
+
+def test_a_decision_stores_its_battery_power_as_commanded_or_as_expected() -> None:
+    """The "Battery setpoint vs actual" panel plots commanded power as the setpoint and, while the
+    inverter runs its own self-use, the expected power on a line of its own."""
+    example = EXAMPLES[m.DispatcherDecision]
+    assert isinstance(example, m.DispatcherDecision)
+    setpoints = example.setpoints.model_copy(update={"battery_power_w": -1500.0})
+    commanded = example.model_copy(update={"commanding": True, "setpoints": setpoints})
+    handed_back = example.model_copy(update={"commanding": False, "setpoints": setpoints})
+    decision = parts(Kind.DISPATCHER, "main", Stream.DECISION)
+    [sent] = to_rows(decision, commanded)
+    [expected] = to_rows(decision, handed_back)
+    assert sent.fields["commanded_battery_w"] == -1500.0 and "expected_battery_w" not in sent.fields
+    assert expected.fields["expected_battery_w"] == -1500.0 and "commanded_battery_w" not in expected.fields
+    assert sent.fields["setpoints_battery_power_w"] == expected.fields["setpoints_battery_power_w"] == -1500.0
