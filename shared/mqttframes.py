@@ -4,7 +4,7 @@ Why hand-written and not paho's reader: paho-mqtt 2.2 reads each packet with thr
 ``recv()`` calls (one for the first byte, one per length byte, one for the rest) and decodes every
 PUBLISH into an ``MQTTMessage`` with an MQTT 5 ``Properties`` object even when the packet carries
 no property; aiomqtt then wraps it once more and queues it on its own. That was ~60 % of the
-recorder's CPU at 10,000 messages/s (docs/recorder.md, "Where the time goes"). No maintained
+recorder's CPU at 10,000 messages/s (docs/recorder.md, "Where a message's time goes"). No maintained
 Python MQTT client decodes a stream of packets in bulk (aiomqtt is paho; gmqtt and amqtt decode
 one packet per call too), so this module does the one narrow part in bulk and nothing else:
 
