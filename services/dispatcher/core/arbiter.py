@@ -43,6 +43,8 @@ class LoadsOutcome:
 def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams, *, battery_free: bool = True) -> LoadsOutcome:
     """``battery_free``: the mode or the plan's step lets the battery discharge now (a heat pump in
     its window runs from the battery only then)."""
+    if not params.loads:
+        return _battery_only(snap, memory, params)
     readings = {r.id: max(0.0, r.power_w) for r in snap.loads}
     metered = {r.id for r in snap.loads}
     flexible = sum(readings.get(load.id, 0.0) for load in params.loads)
@@ -116,4 +118,22 @@ def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams, *, battery_
         budgets=tuple(budgets[name] for name in sorted(budgets)),
         budget_left_wh=budget_left,
         reasons=reasons,
+    )
+
+
+def _battery_only(snap: Snapshot, memory: Memory, params: ControlParams) -> LoadsOutcome:
+    """``arbitrate`` with no flexible loads configured (most houses; every step of a backtest
+    without them): the battery alone, the same figures without the loop."""
+    surplus = 0 - snap.grid_w - snap.battery_w  # as ``arbitrate``: an empty sum is the int 0
+    b = params.battery
+    headroom = b.max_charge_w if soc_limits.may_charge(b, snap.soc_pct) else 0.0
+    budgets = {budget.load: budget for budget in memory.budgets}
+    return LoadsOutcome(
+        on={},
+        not_from_battery_w=0.0,
+        surplus_w=surplus,
+        battery_share_w=min(max(surplus, 0.0), headroom),
+        budgets=tuple(budgets[name] for name in sorted(budgets)),
+        budget_left_wh={},
+        reasons={},
     )

@@ -367,7 +367,7 @@ def ramp(target: Target, memory: Memory, now: datetime, w_per_s: float) -> Targe
 
 def quantise(target: Target, quantum_w: float) -> Target:
     """7. Toward zero, so a quantised setpoint never exceeds the limit it was clamped to."""
-    return replace(target, w=_quantise(target.w, quantum_w))
+    return Target(_quantise(target.w, quantum_w), target.reason)
 
 
 def deadband_width(deadband_w: float, grid_uncertainty_w: float | None) -> float:
@@ -574,7 +574,9 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
         return _off(snap, memory, params)
 
     read_w = snap.battery_w
-    snap = replace(snap, battery_w=battery_seen(snap, memory))  # 0
+    seen_w = battery_seen(snap, memory)  # 0
+    if seen_w is not read_w:  # the reading itself: the snapshot as it is (a backtest makes ~500,000 a year)
+        snap = replace(snap, battery_w=seen_w)
     loads: LoadsOutcome = arbitrate(snap, memory, params, battery_free=battery_free(mode, snap, plan))
     # What the battery must do to bring the grid to zero, leaving out the flexible loads it may
     # not feed: with the immersion excluded, the battery never chases a diverter.

@@ -12,6 +12,7 @@ scaled to ``default_daily_load_kwh``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -128,6 +129,18 @@ def load_profile_forecast(
     return np.asarray(out, dtype=float)
 
 
+@functools.lru_cache(maxsize=16)
+def _scenario_offsets(steps: int, slots: int, days: int) -> np.ndarray:
+    """Target step ``j`` of scenario ``d`` takes the step ``(m + d)`` days back (see
+    ``history_scenarios``), as an offset from the first target step; the same for every plan of
+    one shape, so worked out once (read-only: the cache hands out the same array)."""
+    j = np.arange(steps)
+    m = (j + slots) // slots  # ceil((j + 1) / slots)
+    out = j[None, :] - (m[None, :] + np.arange(days)[:, None]) * slots
+    out.setflags(write=False)
+    return out
+
+
 def history_scenarios(
     past_keys: np.ndarray,
     past_load_w: np.ndarray,
@@ -153,10 +166,8 @@ def history_scenarios(
     keys = np.asarray(past_keys, dtype=np.int64)
     if len(keys) == 0 or days <= 0:
         return np.zeros((0, steps)), np.zeros((0, steps))
-    j = np.arange(steps)
-    m = (j + slots) // slots  # ceil((j + 1) / slots)
     # Every scenario at once (one row per day back): the history step each target step takes.
-    source = first_key + j[None, :] - (m[None, :] + np.arange(days)[:, None]) * slots
+    source = first_key + _scenario_offsets(steps, slots, days)
     at = np.searchsorted(keys, source)
     found = keys[np.minimum(at, len(keys) - 1)] == source
     whole = found.all(axis=1)
