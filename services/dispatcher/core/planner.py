@@ -654,10 +654,16 @@ class _Slot:
             return None
         solution = h.getSolution()
         x = self.values
-        r = np.asarray(solution.row_value)
         cols = np.where((x == self.upper) & (self.lower < self.upper), _UPPER, _LOWER)
         fixed = self.row_lo == self.row_hi
-        at_upper = np.where(fixed, np.asarray(solution.row_dual) > 0, r == self.row_hi)
+        at_upper = np.asarray(solution.row_dual) > 0
+        # A row with no upper bound is never at it: HiGHS's row values (one Python float each)
+        # are fetched only when some other row has one, often none in a scenario plan.
+        bounded = ~fixed & (self.row_hi < np.inf)
+        if bounded.any():
+            at_upper = np.where(fixed, at_upper, np.asarray(solution.row_value) == self.row_hi)
+        else:
+            at_upper &= fixed
         rows = np.where(at_upper, _UPPER, _LOWER)
         _, basic = h.getBasicVariables()  # type: ignore[attr-defined]  # in the binding, not its stub
         basic = np.asarray(basic)
