@@ -15,7 +15,7 @@ from services.simulator.physics.battery import Battery, BatteryParams, WeakModul
 from services.simulator.physics.demand import DemandModel
 from services.simulator.physics.house import House, HouseParams
 from services.simulator.physics.inverter import CommandStatus, Control, Inverter, InverterParams, PassiveMode
-from services.simulator.physics.loads import DiverterParams
+from services.simulator.physics.loads import Diverter, DiverterParams
 from services.simulator.physics.meters import Ct, CtErrorModel
 from services.simulator.physics.pv import CloudModel, PvArray, Site, pv_days
 
@@ -259,6 +259,37 @@ def test_diverter_fights_the_battery_in_self_use() -> None:
         fighting += f.battery_w > 50 and f.diverter_w > 50
     assert house.totals.diverter_wh > 0
     assert fighting > 0
+
+
+def test_the_diverter_follows_its_own_clamp_like_a_solic_200() -> None:
+    """Step table: (clamp reading W, import +) -> its power after a 1 s step. It starts only above
+    ``start_w`` of export, then closes a share dt/reaction_s of the gap between the export it sees
+    and its margin each step (proportional), within 0..rated, and stops when the tank is hot."""
+    d = Diverter(DiverterParams(rated_w=3000, margin_w=20, start_w=100, reaction_s=2.0, tank_kwh=7.0))
+    table = [
+        (-80.0, 0.0),  # 80 W exported: below its start threshold, it stays off
+        (-1020.0, 500.0),  # starts: half of (1020 - 20) in one second with a 2 s time constant
+        (-520.0, 750.0),  # still 500 W beyond its margin: half of it again
+        (-20.0, 750.0),  # at its margin: holds
+        (480.0, 500.0),  # importing 480: backs off by half of (480 + 20)
+        (-10_000.0, 3000.0),  # never above its rating
+        (5000.0, 490.0),  # importing 5 kW: half of (5000 + 20) off its 3 kW
+        (5000.0, 0.0),  # never below 0
+        (-50.0, 0.0),  # once off, 50 W is below the start threshold again
+    ]
+    for clamp_w, expected in table:
+        d.update(clamp_w, 1.0, hour=12.0)
+        assert d.power_w == pytest.approx(expected), clamp_w
+    d.tank_wh = 7000.0
+    d.update(-2000.0, 1.0, hour=12.0)
+    assert d.power_w == 0.0  # the tank is hot
+
+
+def test_self_use_leaves_the_battery_be_within_its_band() -> None:
+    inverter = Inverter(InverterParams(ramp_w_per_s=1e6, self_use_band_w=50))
+    inverter.battery_w = 1000.0
+    assert inverter.setpoint(-40.0, 1.0, 3000, 3000) == 1000.0  # a diverter holding 40 W of export
+    assert inverter.setpoint(-60.0, 1.0, 3000, 3000) == 940.0
 
 
 def test_self_use_follows_its_ct_through_a_day_and_stops_at_its_own_depth() -> None:
