@@ -422,3 +422,29 @@ def test_the_broker_acl_grants_each_service_exactly_the_discovery_components_it_
         assert grants.pop(service) == {f"homeassistant/{c}/+/+/config" for c in ha.COMPONENTS[kind]}, service
     # People's tools write only Home Assistant's own birth message, never a config.
     assert grants == {"homeassistant": {"homeassistant/status"}}
+
+
+def test_the_broker_acl_lets_the_dispatcher_switch_every_shipped_configs_loads() -> None:
+    """A relay's switch_topic the ACL does not grant is dropped by the broker silently: the load
+    would never switch. Every config the project ships is checked against deploy/mosquitto/acl."""
+    from paho.mqtt.client import topic_matches_sub
+
+    from shared.config import load_config
+
+    grants, user = [], ""
+    for line in Path("deploy/mosquitto/acl").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["user"]:
+            user = words[1]
+        elif user == "dispatcher" and words[:1] == ["topic"] and "write" in words[1]:
+            grants.append(words[-1])
+    shipped = [Path("deploy/ongrid.example.yaml"), *Path("deploy").glob("*/*.yaml")]
+    switched = 0
+    for path in shipped:
+        if path.parts[1] in ("grafana", "node-red", "podman"):
+            continue
+        for load in load_config(path).loads:
+            if load.switch_topic is not None:
+                switched += 1
+                assert any(topic_matches_sub(grant, load.switch_topic) for grant in grants), (path, load.switch_topic)
+    assert switched, "no shipped config switches a load: the check checks nothing"
