@@ -192,12 +192,20 @@ class Row:
                 value = _plain(measurement, key, value)
                 append(lineproto.encode_field(head, value))
             clean_fields[safe] = value  # type: ignore[assignment]
-        if not clean_fields:
+        return Row.assemble(measurement, tags, clean_fields, pieces, ts_ns)
+
+    @staticmethod
+    def assemble(
+        measurement: str, tags: Mapping[str, str | None], fields: dict[str, FieldValue], pieces: list[str], ts_ns: int
+    ) -> Row:
+        """A row from fields already checked and encoded (``pieces``: ``key=value`` in line
+        protocol's order), as ``make`` ends: points.py's per-class plans encode in one pass."""
+        if not fields:
             raise RowError(f"{measurement}: a point needs at least one field")
         name = _safe_name(measurement)
         clean_tags = _clean_tags(tags)
         line = f"{lineproto.series_prefix(name, clean_tags)} {','.join(pieces)} {ts_ns}"
-        return Row(name, clean_tags, clean_fields, ts_ns, line)
+        return Row(name, clean_tags, fields, ts_ns, line)
 
     @staticmethod
     def _make_general(
