@@ -104,8 +104,8 @@ def _put(out: dict[str, FieldValue | None], key: str, value: Any) -> None:
 # One stored row straight from a model, for the payload kinds whose row is exactly
 # ``flatten(model)``: the attributes read, encoded and checked in one pass over a plan made once
 # per model class (which attribute, its stored name, its escaped ``name=``, in line protocol's
-# order), instead of a dict from ``flatten`` that ``Row.make`` then reads again. 19 -> 14-15 µs
-# per ``InverterState`` (benchmarks/recorder_stages.py ``rows``). Anything the plan does not
+# order), instead of a dict from ``flatten`` that ``Row.make`` then reads again. 21.4 -> 18.4
+# µs per ``InverterState`` (benchmarks/recorder_stages.py ``rows``, 2026-11-30). Anything the plan does not
 # cover (a nested model, a mapping, a time, a sequence of anything but names) takes the general
 # path, which decides as before; tests/unit/test_recorder.py holds the two to the same rows.
 _VALUE, _JOINED, _COUNT = 0, 1, 2
