@@ -6,8 +6,12 @@ tails) + inverter-bridge + meter-bridge + bms-bridge + dispatcher, each its own 
 private Mosquitto, at 20x over 40 minutes of the seed's 21 April evening (the same house and day as
 tests/integration/test_diverter_day.py, where a cooker cycles and the diverter pounces whenever it
 goes off). The dispatcher has the diverter in ``loads[]``: once with ``meter: null`` and the guard
-off (the naive controller), once with ``meter: null`` and the guard on (the default), once with the
-diverter's CT. The figure is the simulator's own ``battery_to_diverter_wh`` over the run.
+on (the default), once with the diverter's CT. The figure is the simulator's own
+``battery_to_diverter_wh`` over the run. The naive
+controller's figure (``meter: null``, guard off), the baseline both are held against, comes from
+the same scenario and cadence in one process (``services.devtools.sim_day``: the simulator's physics
+under the dispatcher's own planner and controller); a third fleet run gave the same 479 Wh and cost
+two minutes of the suite.
 
 At 20x the bridges poll every wall second, so the dispatcher sees the grid every 20 simulated
 seconds: a reading never catches the export before the diverter takes it, and the guard works by
@@ -15,7 +19,8 @@ its probes alone. Targets: the naive run feeds the tank at least 50 Wh; the guar
 what the naive run fed; the CT run at most 40 %. Measured on 2026-11-30 (2 cores shared with other
 engineers' runs, load about 4): naive 479 Wh, guard 238 Wh (with three ``diverter_suspected``
 events), CT 81 Wh; the same 40 minutes in one process (``sim_day``, grid and inverter read every
-20 s) gave 479 Wh and 183 Wh.
+20 s) gave 479 Wh and 183 Wh. This test's form (naive in process, then the two fleets), 2026-11-30
+on a quiet machine: naive 479 Wh, guard 267 Wh (three ``diverter_suspected``), CT 42 Wh, 4 min 12 s.
 """
 
 from __future__ import annotations
@@ -33,9 +38,10 @@ import yaml
 
 from services.devtools.demo import SCENARIO, Fleet, relocate_scenario
 from services.devtools.fleet_start import service_name, start_when_online
+from services.devtools.sim_day import simulate_day
 from shared import topics
 from shared.bus import Bus
-from shared.config import MqttConfig
+from shared.config import MqttConfig, load_config
 from shared.messages import DispatcherDecision, Event, SimTruth
 from tests.support import MOSQUITTO, Broker, endpoint_map, free_port, read_endpoints, running_broker
 
@@ -46,7 +52,7 @@ USED = ("inv1", "grid", "bat1", "imm-meter")
 
 pytestmark = [
     pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed"),
-    pytest.mark.timeout(1200),  # three runs of the fleet
+    pytest.mark.timeout(900),  # two runs of the fleet
 ]
 
 
@@ -138,21 +144,41 @@ def evening(workdir: Path, broker: Broker, *, ct: bool, guard: bool) -> tuple[fl
     return fed, events, [d.reason for d in decisions]
 
 
+def naive_in_process(workdir: Path) -> float:
+    """The naive controller on the same scenario, read every 20 simulated seconds as the fleet is."""
+    with running_broker() as broker:  # only for the scenario's relocated ports; nothing connects
+        data = scenario(workdir, broker, ct=False, guard=False)
+    config = workdir / "ongrid.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    hours = (END - START).total_seconds() / 3600
+    trace = simulate_day(load_config(config), START, hours=hours, meter_s=int(SPEED), inverter_s=int(SPEED))
+    assert trace.totals is not None
+    return trace.totals.battery_to_diverter_wh
+
+
 def test_the_battery_stays_out_of_the_tank_with_and_without_a_ct(tmp_path: Path) -> None:
     figures: dict[str, float] = {}
     reasons: dict[str, list[str]] = {}
     events: dict[str, list[Event]] = {}
-    for name, ct, guard in (("naive", False, False), ("guard", False, True), ("ct", True, True)):
+
+    def run(name: str, ct: bool) -> None:
         with running_broker() as broker:
             workdir = tmp_path / name
             workdir.mkdir()
-            figures[name], events[name], reasons[name] = evening(workdir, broker, ct=ct, guard=guard)
+            figures[name], events[name], reasons[name] = evening(workdir, broker, ct=ct, guard=True)
+
+    (tmp_path / "naive").mkdir()
+    figures["naive (in process)"] = naive = naive_in_process(tmp_path / "naive")
+    # One fleet at a time: side by side on two cores the guard's probes, paced by wall-clock polls,
+    # lagged enough to feed the tank 312 Wh where alone it fed 238.
+    run("guard", False)
+    run("ct", True)
     summary = ", ".join(f"{name} {wh:.0f} Wh" for name, wh in figures.items())
     codes = {name: [e.code for e in found if e.code.startswith("diverter")] for name, found in events.items()}
     print(f"\nbattery into the tank, 40 min at {SPEED:.0f}x: {summary}; events {codes}")
-    assert figures["naive"] >= 50.0, summary
-    assert figures["guard"] <= 0.7 * figures["naive"], summary
-    assert figures["ct"] <= 0.4 * figures["naive"], summary
+    assert naive >= 50.0, summary
+    assert figures["guard"] <= 0.7 * naive, summary
+    assert figures["ct"] <= 0.4 * naive, summary
     # The guard says what it does: the decisions' reason and an Event a person can read.
     assert "diverter_cap" in reasons["guard"], summary
     assert "diverter_suspected" in codes["guard"], codes
