@@ -6,8 +6,10 @@
 #         mbpoll (an independent Modbus client), nodejs/npm (Node-RED flow test)
 #   image: podman and runc (the container engine make test-image uses) with netavark and
 #         aardvark-dns (container names resolve on a podman network) and catatonit (--init), which
-#         are only recommended; debootstrap (the local base image, deploy/base-image.sh); socat
-#         (the serial pty passed into a container)
+#         are only recommended; iptables, which netavark runs for every container on a network but
+#         does not declare (without it a build's RUN step fails with "netavark: No such file or
+#         directory"); debootstrap (the local base image, deploy/base-image.sh); socat (the serial
+#         pty passed into a container)
 set -euo pipefail
 
 want=(mosquitto:mosquitto socat:socat)
@@ -16,7 +18,7 @@ if [ "${1:-demo}" = "test" ]; then
 fi
 if [ "${1:-demo}" = "image" ]; then
   want=(podman:podman runc:runc netavark:netavark aardvark-dns:aardvark-dns catatonit:catatonit
-        debootstrap:debootstrap socat:socat)
+        iptables:iptables debootstrap:debootstrap socat:socat)
 fi
 
 missing=()
