@@ -16,6 +16,7 @@ def mosquitto() -> Iterator[Broker]:
 
 @pytest.fixture
 def own_broker() -> Iterator[Broker]:
-    """A broker of this test's own, for tests that stop or restart it."""
+    """A broker of this test's own: for tests that stop or restart it, and for a whole fleet's run
+    (its retained state must not reach another test's fleet)."""
     with running_broker() as broker:
         yield broker

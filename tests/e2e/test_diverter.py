@@ -26,10 +26,8 @@ on a quiet machine: naive 479 Wh, guard 267 Wh (three ``diverter_suspected``), C
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,14 +35,13 @@ from typing import Any
 import pytest
 import yaml
 
-from services.devtools.demo import SCENARIO, Fleet, relocate_scenario
-from services.devtools.fleet_start import service_name, start_when_online
+from services.devtools.demo import SCENARIO, relocate_scenario
 from services.devtools.sim_day import simulate_day
 from shared import topics
-from shared.bus import Bus
-from shared.config import MqttConfig, load_config
-from shared.messages import DispatcherDecision, Event, SimTruth
-from tests.support import MOSQUITTO, Broker, endpoint_map, free_port, read_endpoints, running_broker
+from shared.config import load_config
+from shared.messages import DispatcherDecision, Event
+from tests.support import MOSQUITTO, Broker, free_port, running_broker
+from tests.support.sim_fleet import run_fleet
 
 SPEED = 20.0
 START = datetime(2026, 4, 21, 17, 40, tzinfo=UTC)  # 18:40 London (BST)
@@ -90,59 +87,17 @@ def scenario(workdir: Path, broker: Broker, *, ct: bool, guard: bool) -> dict[st
     return data
 
 
-async def observe(
-    mqtt: MqttConfig, site: str, fleet: Fleet
-) -> tuple[list[SimTruth], list[Event], list[DispatcherDecision]]:
-    truths: list[SimTruth] = []
-    events: list[Event] = []
-    decisions: list[DispatcherDecision] = []
-
-    async def on_truth(_topic: str, truth: SimTruth) -> None:
-        truths.append(truth)
-
-    async def on_event(_topic: str, event: Event) -> None:
-        events.append(event)
-
-    async def on_decision(_topic: str, decision: DispatcherDecision) -> None:
-        decisions.append(decision)
-
-    async with Bus(mqtt, site=site, service="e2e-observer", announce=False) as bus:
-        bus.subscribe(topics.simulator_truth(site), SimTruth, on_truth)
-        bus.subscribe(topics.event(site, topics.Kind.DISPATCHER, topics.DISPATCHER_DEVICE), Event, on_event)
-        bus.subscribe(topics.dispatcher_decision(site), DispatcherDecision, on_decision)
-        await bus.subscribed(10)
-        wall_limit = time.monotonic() + (END - START).total_seconds() / SPEED + 180
-        while not truths or truths[-1].sim_time < END:
-            dead = fleet.dead()
-            assert not dead, f"{dead} exited early; logs in {fleet.workdir / 'logs'}"
-            assert time.monotonic() < wall_limit, "the simulated evening did not finish in time"
-            await asyncio.sleep(0.5)
-    return truths, events, decisions
-
-
 def evening(workdir: Path, broker: Broker, *, ct: bool, guard: bool) -> tuple[float, list[Event], list[str]]:
     """Battery energy into the tank over the run (Wh), the dispatcher's events, its decisions' reasons."""
     data = scenario(workdir, broker, ct=ct, guard=guard)
-    config = workdir / "ongrid.yaml"
-    config.write_text(yaml.safe_dump(data, sort_keys=False))
-    fleet = Fleet(workdir, config)
-    args = ("--speed", str(SPEED), "--start", START.isoformat(), "--mqtt", "--hold")
-    services = ("inverter_bridge", "meter_bridge", "bms_bridge", "dispatcher")
-    try:
-        fleet.start("simulator", "services.simulator", *args)
-        endpoints = read_endpoints(fleet.processes["simulator"], timeout=60, log=fleet.log_path("simulator"))
-        for service in services:
-            fleet.start(service, f"services.{service}")
-        mqtt = MqttConfig(host=broker.host, port=broker.port)
-        start_when_online(
-            mqtt, data["site"], map(service_name, services), endpoint_map(endpoints)["control"], dead=fleet.dead
-        )
-        truths, events, decisions = asyncio.run(observe(mqtt, data["site"], fleet))
-    finally:
-        fleet.stop()
-    ran = [t for t in truths if START <= t.sim_time <= END]
+    site = data["site"]
+    event_topic = topics.event(site, topics.Kind.DISPATCHER, topics.DISPATCHER_DEVICE)
+    decision_topic = topics.dispatcher_decision(site)
+    watch = {event_topic: Event, decision_topic: DispatcherDecision}
+    run = run_fleet(workdir, broker, data, speed=SPEED, start=START, end=END, watch=watch, slack_s=180)
+    ran = [t for t in run.truths if START <= t.sim_time <= END]
     fed = ran[-1].battery_to_diverter_wh - ran[0].battery_to_diverter_wh
-    return fed, events, [d.reason for d in decisions]
+    return fed, run.messages[event_topic], [d.reason for d in run.messages[decision_topic]]
 
 
 def naive_in_process(workdir: Path) -> float:

@@ -11,12 +11,9 @@ is switched off once it has taken about 1.8 kWh, the battery still carrying the 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
 import subprocess
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,13 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
-from services.devtools.demo import SCENARIO, Fleet, relocate_scenario
-from services.devtools.fleet_start import service_name, start_when_online
+from services.devtools.demo import SCENARIO, relocate_scenario
 from shared import topics
-from shared.bus import Bus
-from shared.config import MqttConfig
 from shared.messages import LoadState, SimTruth
-from tests.support import MOSQUITTO, Broker, endpoint_map, free_port, read_endpoints, running_broker
+from tests.support import MOSQUITTO, Broker, free_port
+from tests.support.sim_fleet import run_fleet
 
 SPEED = 300.0
 START = datetime(2026, 1, 14, 17, 30, tzinfo=UTC)  # January: London time is UTC
@@ -95,54 +90,15 @@ def scenario(workdir: Path, broker: Broker) -> dict[str, Any]:
     return data
 
 
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    with running_broker() as b:
-        yield b
-
-
-async def observe(mqtt: MqttConfig, site: str, fleet: Fleet) -> tuple[list[SimTruth], list[LoadState]]:
-    truths: list[SimTruth] = []
-    states: list[LoadState] = []
-
-    async def on_truth(_topic: str, truth: SimTruth) -> None:
-        truths.append(truth)
-
-    async def on_state(_topic: str, state: LoadState) -> None:
-        states.append(state)
-
-    async with Bus(mqtt, site=site, service="e2e-observer", announce=False) as bus:
-        bus.subscribe(topics.simulator_truth(site), SimTruth, on_truth)
-        bus.subscribe(topics.load_state(site, "heatpump"), LoadState, on_state)
-        await bus.subscribed(10)
-        wall_limit = time.monotonic() + (END - START).total_seconds() / SPEED + 120
-        while not truths or truths[-1].sim_time < END:
-            dead = fleet.dead()
-            assert not dead, f"{dead} exited early; logs in {fleet.workdir / 'logs'}"
-            assert time.monotonic() < wall_limit, "the simulated evening did not finish in time"
-            await asyncio.sleep(0.5)
-    return truths, states
-
-
-def test_heat_pump_runs_from_the_battery_until_its_budget(tmp_path: Path, broker: Broker) -> None:
-    data = scenario(tmp_path, broker)
-    config = tmp_path / "ongrid.yaml"
-    config.write_text(yaml.safe_dump(data, sort_keys=False))
-    fleet = Fleet(tmp_path, config)
-    args = ("--speed", str(SPEED), "--start", START.isoformat(), "--mqtt", "--hold")
-    services = ("inverter_bridge", "meter_bridge", "bms_bridge", "dispatcher")
-    try:
-        fleet.start("simulator", "services.simulator", *args)
-        endpoints = read_endpoints(fleet.processes["simulator"], timeout=60, log=fleet.log_path("simulator"))
-        for service in services:
-            fleet.start(service, f"services.{service}")
-        mqtt = MqttConfig(host=broker.host, port=broker.port)
-        start_when_online(
-            mqtt, data["site"], map(service_name, services), endpoint_map(endpoints)["control"], dead=fleet.dead
-        )
-        truths, states = asyncio.run(observe(mqtt, data["site"], fleet))
-    finally:
-        fleet.stop()
+def test_heat_pump_runs_from_the_battery_until_its_budget(tmp_path: Path, own_broker: Broker) -> None:
+    data = scenario(tmp_path, own_broker)
+    state_topic = topics.load_state(data["site"], "heatpump")
+    run = run_fleet(
+        tmp_path, own_broker, data, speed=SPEED, start=START, end=END, watch={state_topic: LoadState}, slack_s=120
+    )
+    truths: list[SimTruth] = run.truths
+    states: list[LoadState] = run.messages[state_topic]
+    fleet = run.fleet
     log = fleet.log_path("dispatcher").read_text(errors="replace")
     context = f"\n--- dispatcher log tail ---\n{log[-4000:]}"
 

@@ -32,7 +32,7 @@ from shared.bus import Bus
 from shared.config import MqttConfig
 from shared.messages import DispatcherDecision, DispatcherModeName, InverterCommand, ModeRequest
 from shared.modbus.sofar_pdu import CHARGE_REGISTER, DISCHARGE_REGISTER, PASSIVE_FUNCTION
-from tests.support import MOSQUITTO, Broker, endpoint_map, free_port, read_endpoints, running_broker
+from tests.support import MOSQUITTO, Broker, endpoint_map, free_port, read_endpoints
 
 SPEED = 10.0
 START = datetime(2026, 6, 21, 20, 30, tzinfo=UTC)  # 21:30 BST: peak rate, the sun has set
@@ -105,25 +105,24 @@ async def drive(mqtt: MqttConfig, site: str, fleet: Fleet, control_url: str) -> 
         return (cycles if charged else -1), decisions[asked_at:]
 
 
-def test_force_charge_reaches_the_inverter_within_two_control_cycles(tmp_path: Path) -> None:
-    with running_broker() as broker:
-        data = scenario(tmp_path, broker)
-        config = tmp_path / "ongrid.yaml"
-        config.write_text(yaml.safe_dump(data, sort_keys=False))
-        fleet = Fleet(tmp_path, config)
-        try:
-            clock = ("--speed", str(SPEED), "--start", START.isoformat())
-            fleet.start("simulator", "services.simulator", *clock, "--mqtt")
-            simulator = fleet.processes["simulator"]
-            endpoints = endpoint_map(read_endpoints(simulator, timeout=60, log=fleet.log_path("simulator")))
-            assert simulator.stdout is not None
-            os.set_blocking(simulator.stdout.fileno(), False)  # never block on a full pipe
-            for service in ("inverter_bridge", "meter_bridge", "bms_bridge", "dispatcher"):
-                fleet.start(service, f"services.{service}")
-            mqtt = MqttConfig(host=broker.host, port=broker.port)
-            cycles, after = asyncio.run(drive(mqtt, data["site"], fleet, endpoints["control"]))
-        finally:
-            fleet.stop()
+def test_force_charge_reaches_the_inverter_within_two_control_cycles(tmp_path: Path, own_broker: Broker) -> None:
+    data = scenario(tmp_path, own_broker)
+    config = tmp_path / "ongrid.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    fleet = Fleet(tmp_path, config)
+    try:
+        clock = ("--speed", str(SPEED), "--start", START.isoformat())
+        fleet.start("simulator", "services.simulator", *clock, "--mqtt")
+        simulator = fleet.processes["simulator"]
+        endpoints = endpoint_map(read_endpoints(simulator, timeout=60, log=fleet.log_path("simulator")))
+        assert simulator.stdout is not None
+        os.set_blocking(simulator.stdout.fileno(), False)  # never block on a full pipe
+        for service in ("inverter_bridge", "meter_bridge", "bms_bridge", "dispatcher"):
+            fleet.start(service, f"services.{service}")
+        mqtt = MqttConfig(host=own_broker.host, port=own_broker.port)
+        cycles, after = asyncio.run(drive(mqtt, data["site"], fleet, endpoints["control"]))
+    finally:
+        fleet.stop()
     log = fleet.log_path("dispatcher").read_text(errors="replace")
     context = f"\ndecisions after the request: {[(d.mode, d.reason, d.setpoints.battery_power_w) for d in after]}"
     context += f"\n--- dispatcher log tail ---\n{log[-3000:]}"

@@ -14,12 +14,9 @@ passive timeout) are scaled up for the speed, because polls and ticks stay in wa
 
 from __future__ import annotations
 
-import asyncio
 import os
 import statistics
 import subprocess
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,13 +24,11 @@ from typing import Any
 import pytest
 import yaml
 
-from services.devtools.demo import SCENARIO, Fleet, relocate_scenario
-from services.devtools.fleet_start import service_name, start_when_online
+from services.devtools.demo import SCENARIO, relocate_scenario
 from shared import topics
-from shared.bus import Bus
-from shared.config import MqttConfig
 from shared.messages import DispatcherDecision, InverterCommand, Plan, SimTruth
-from tests.support import MOSQUITTO, Broker, endpoint_map, free_port, read_endpoints, running_broker
+from tests.support import MOSQUITTO, Broker, free_port
+from tests.support.sim_fleet import run_fleet
 
 SPEED = 400.0
 START = datetime(2026, 1, 14, 23, 30, tzinfo=UTC)  # January: London time is UTC
@@ -71,37 +66,6 @@ def scenario(workdir: Path, broker: Broker) -> dict[str, Any]:
     return data
 
 
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    with running_broker() as b:
-        yield b
-
-
-async def observe(mqtt: MqttConfig, site: str, fleet: Fleet) -> tuple[list[SimTruth], list[Any]]:
-    truths: list[SimTruth] = []
-    fleet_out: list[Any] = []
-
-    async def on_truth(_topic: str, truth: SimTruth) -> None:
-        truths.append(truth)
-
-    async def on_other(_topic: str, message: Any) -> None:
-        fleet_out.append(message)
-
-    async with Bus(mqtt, site=site, service="e2e-observer", announce=False) as bus:
-        bus.subscribe(topics.simulator_truth(site), SimTruth, on_truth)
-        bus.subscribe(topics.dispatcher_decision(site), DispatcherDecision, on_other)
-        bus.subscribe(topics.dispatcher_plan(site), Plan, on_other)
-        bus.subscribe(topics.inverter_command(site, "inv1"), InverterCommand, on_other)
-        await bus.subscribed(10)
-        wall_limit = time.monotonic() + (END - START).total_seconds() / SPEED + 120
-        while not truths or truths[-1].sim_time < END:
-            dead = fleet.dead()
-            assert not dead, f"{dead} exited early; logs in {fleet.workdir / 'logs'}"
-            assert time.monotonic() < wall_limit, "the simulated night did not finish in time"
-            await asyncio.sleep(0.5)
-    return truths, fleet_out
-
-
 def between(truths: list[SimTruth], start: datetime, end: datetime) -> list[SimTruth]:
     return [t for t in truths if start <= t.sim_time < end]
 
@@ -110,33 +74,20 @@ def soc_at(truths: list[SimTruth], when: datetime) -> float:
     return min(truths, key=lambda t: abs((t.sim_time - when).total_seconds())).soc_pct
 
 
-def test_economy7_night_charges_cheap_and_carries_the_morning(tmp_path: Path, broker: Broker) -> None:
-    data = scenario(tmp_path, broker)
-    config = tmp_path / "ongrid.yaml"
-    config.write_text(yaml.safe_dump(data, sort_keys=False))
-    fleet = Fleet(tmp_path, config)
-    env_speed = ("--speed", str(SPEED), "--start", START.isoformat(), "--mqtt", "--hold")
-    services = ("inverter_bridge", "meter_bridge", "bms_bridge", "dispatcher")
-    try:
-        fleet.start("simulator", "services.simulator", *env_speed)
-        endpoints = read_endpoints(fleet.processes["simulator"], timeout=60, log=fleet.log_path("simulator"))
-        for service in services:
-            fleet.start(service, f"services.{service}")
-        mqtt = MqttConfig(host=broker.host, port=broker.port)
-        # The night starts once every service is online: at 400x a dispatcher still importing
-        # HiGHS on a busy machine would miss the first hour.
-        start_when_online(
-            mqtt, data["site"], map(service_name, services), endpoint_map(endpoints)["control"], dead=fleet.dead
-        )
-        truths, out = asyncio.run(observe(mqtt, data["site"], fleet))
-    finally:
-        fleet.stop()
+def test_economy7_night_charges_cheap_and_carries_the_morning(tmp_path: Path, own_broker: Broker) -> None:
+    data = scenario(tmp_path, own_broker)
+    site = data["site"]
+    plan_topic, command_topic = topics.dispatcher_plan(site), topics.inverter_command(site, "inv1")
+    decision_topic = topics.dispatcher_decision(site)
+    watch = {decision_topic: DispatcherDecision, plan_topic: Plan, command_topic: InverterCommand}
+    run = run_fleet(tmp_path, own_broker, data, speed=SPEED, start=START, end=END, watch=watch, slack_s=120)
+    truths, fleet = run.truths, run.fleet
     logs = {name: fleet.log_path(name).read_text(errors="replace") for name in fleet.processes}
     context = f"\n--- dispatcher log tail ---\n{logs['dispatcher'][-4000:]}"
 
-    plans = [m for m in out if isinstance(m, Plan)]
-    commands = [m for m in out if isinstance(m, InverterCommand)]
-    decisions = [m for m in out if isinstance(m, DispatcherDecision)]
+    plans: list[Plan] = run.messages[plan_topic]
+    commands: list[InverterCommand] = run.messages[command_topic]
+    decisions: list[DispatcherDecision] = run.messages[decision_topic]
     assert plans, "no plan was published" + context
     assert commands and any(c.mode.value == "charge" for c in commands), "no charge command" + context
     assert all(d.reason != "stale_inputs" for d in decisions[len(decisions) // 10:]), (

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,19 +33,13 @@ from shared.messages import (
     InverterState,
     Plan,
 )
-from tests.support import MOSQUITTO, Broker, endpoint_map, free_port, read_endpoints, running_broker
+from tests.support import MOSQUITTO, Broker, endpoint_map, free_port, read_endpoints
 
 SPEED = 60.0
 START = datetime(2026, 1, 15, 1, 0, tzinfo=UTC)  # in the Economy 7 window: the plan charges
 CHARGE_CAP_W = 1200.0
 
 pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto is not installed")
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    with running_broker() as b:
-        yield b
 
 
 def can_only_scenario(workdir: Path, broker: Broker) -> dict[str, Any]:
@@ -96,8 +89,8 @@ async def watch(mqtt: MqttConfig, site: str, fleet: Fleet, wall_s: float) -> dic
     return seen
 
 
-def test_dispatcher_runs_a_battery_without_a_bms_link(tmp_path: Path, broker: Broker) -> None:
-    data = can_only_scenario(tmp_path, broker)
+def test_dispatcher_runs_a_battery_without_a_bms_link(tmp_path: Path, own_broker: Broker) -> None:
+    data = can_only_scenario(tmp_path, own_broker)
     config = tmp_path / "ongrid.yaml"
     config.write_text(yaml.safe_dump(data, sort_keys=False))
     fleet = Fleet(tmp_path, config)
@@ -108,7 +101,7 @@ def test_dispatcher_runs_a_battery_without_a_bms_link(tmp_path: Path, broker: Br
         services = ("inverter_bridge", "dispatcher")
         for service in services:
             fleet.start(service, f"services.{service}")
-        mqtt = MqttConfig(host=broker.host, port=broker.port)
+        mqtt = MqttConfig(host=own_broker.host, port=own_broker.port)
         # The cheap window's hours start once both services are online (the clock is held until then).
         control = endpoint_map(endpoints)["control"]
         start_when_online(mqtt, data["site"], map(service_name, services), control, dead=fleet.dead)

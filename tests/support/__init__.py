@@ -2,8 +2,9 @@
 processes, the simulator's endpoint lines and a linked pty pair.
 
 The process, port and endpoint helpers are ``services.devtools``'s (the demo and the benchmarks use
-the same ones); ``bridge_rig``, ``fault_fleet`` and ``compose_local`` are the larger rigs of the
-bridge, fault and deployment suites. Tests import from here, never from another test module.
+the same ones); ``bridge_rig``, ``fault_fleet``, ``sim_fleet`` and ``compose_local`` are the
+larger rigs of the bridge, fault, end-to-end and deployment suites. Tests import from here, never
+from another test module.
 """
 
 from __future__ import annotations

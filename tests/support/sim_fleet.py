@@ -1,0 +1,114 @@
+"""The end-to-end suites' run of the real fleet over a simulated stretch of time, written once.
+
+The simulator (held at ``start`` until every service is online) and the inverter, meter and BMS
+bridges and the dispatcher, each its own process, on the given broker; an observer collects the
+simulator's ground truth and the messages of the topics asked for, each parsed into its contract
+model, until the simulated clock reaches ``end``. A process that exits early, or a run that takes
+longer than its simulated span at ``speed`` plus ``slack_s`` of wall time, fails the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.devtools.demo import Fleet
+from services.devtools.endpoints import endpoint_map, read_endpoints
+from services.devtools.fleet_start import service_name, start_when_online
+from services.devtools.localbroker import Broker
+from shared import topics
+from shared.bus import Bus
+from shared.config import MqttConfig
+from shared.messages import Message, SimTruth
+
+__all__ = ["FLEET_SERVICES", "FleetRun", "run_fleet", "watch_fleet"]
+
+FLEET_SERVICES = ("inverter_bridge", "meter_bridge", "bms_bridge", "dispatcher")
+
+
+@dataclass
+class FleetRun:
+    """One run: the fleet (for its logs), the simulator's truths, and each watched topic's messages
+    in the order they arrived."""
+
+    fleet: Fleet
+    truths: list[SimTruth] = field(default_factory=list)
+    messages: dict[str, list[Any]] = field(default_factory=dict)
+
+
+async def watch_fleet(
+    mqtt: MqttConfig,
+    site: str,
+    fleet: Fleet,
+    watch: Mapping[str, type[Message]],
+    *,
+    end: datetime,
+    wall_s: float,
+) -> tuple[list[SimTruth], dict[str, list[Any]]]:
+    """The simulator's truths and each topic of ``watch`` (topic: model) until a truth at ``end``.
+
+    Fails when a process of ``fleet`` exits or ``wall_s`` wall seconds pass first."""
+    truths: list[SimTruth] = []
+    messages: dict[str, list[Any]] = {topic: [] for topic in watch}
+
+    async def on_truth(_topic: str, truth: SimTruth) -> None:
+        truths.append(truth)
+
+    async with Bus(mqtt, site=site, service="e2e-observer", announce=False) as bus:
+        bus.subscribe(topics.simulator_truth(site), SimTruth, on_truth)
+        for topic, model in watch.items():
+
+            async def on_message(_topic: str, message: Any, into: list[Any] = messages[topic]) -> None:
+                into.append(message)
+
+            bus.subscribe(topic, model, on_message)
+        await bus.subscribed(10)
+        wall_limit = time.monotonic() + wall_s
+        while not truths or truths[-1].sim_time < end:
+            dead = fleet.dead()
+            assert not dead, f"{dead} exited early; logs in {fleet.workdir / 'logs'}"
+            assert time.monotonic() < wall_limit, f"the simulated run to {end:%Y-%m-%d %H:%M} did not finish in time"
+            await asyncio.sleep(0.5)
+    return truths, messages
+
+
+def run_fleet(
+    workdir: Path,
+    broker: Broker,
+    data: dict[str, Any],
+    *,
+    speed: float,
+    start: datetime,
+    end: datetime,
+    watch: Mapping[str, type[Message]],
+    slack_s: float,
+) -> FleetRun:
+    """Write ``data`` as ``workdir/ongrid.yaml``, run the fleet on it from ``start`` to ``end`` at
+    ``speed``, watching ``watch``; the fleet is stopped on return."""
+    config = workdir / "ongrid.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    fleet = Fleet(workdir, config)
+    clock = ("--speed", str(speed), "--start", start.isoformat(), "--mqtt", "--hold")
+    try:
+        fleet.start("simulator", "services.simulator", *clock)
+        endpoints = read_endpoints(fleet.processes["simulator"], timeout=60, log=fleet.log_path("simulator"))
+        for service in FLEET_SERVICES:
+            fleet.start(service, f"services.{service}")
+        mqtt = MqttConfig(host=broker.host, port=broker.port)
+        # The simulated clock starts once every service is online: at high speed a dispatcher still
+        # importing HiGHS on a busy machine would miss the first hour.
+        start_when_online(
+            mqtt, data["site"], map(service_name, FLEET_SERVICES), endpoint_map(endpoints)["control"], dead=fleet.dead
+        )
+        wall_s = (end - start).total_seconds() / speed + slack_s
+        truths, messages = asyncio.run(watch_fleet(mqtt, data["site"], fleet, watch, end=end, wall_s=wall_s))
+    finally:
+        fleet.stop()
+    return FleetRun(fleet, truths, messages)
