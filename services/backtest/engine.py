@@ -29,9 +29,11 @@ Every policy also reports, beside its bill and never mixed into it, the planner'
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -52,7 +54,7 @@ from shared.config import LoadConfig
 from shared.config.dispatcher import DispatcherConfig
 from shared.config.loads import HeatPumpLoad
 from shared.energy import soc_limits
-from shared.energy.accounting import ExportStep, PolicyResult, night_made
+from shared.energy.accounting import ExportStep, ExportTally, PolicyResult, night_made
 from shared.energy.battery import BatteryModel
 from shared.energy.tariff import Tariff
 from shared.messages import DispatcherModeName
@@ -62,7 +64,7 @@ from .flexible import FlexibleLoad, FlexTally, flexible_loads
 from .greedy import greedy_self_use
 from .perfect import perfect_foresight
 
-__all__ = ["POLICIES", "Setup", "simulate"]
+__all__ = ["POLICIES", "Carry", "Replay", "Setup", "resets", "same_state", "simulate"]
 
 POLICIES = ("none", "self_use", "planner", "perfect")
 HISTORY_DAYS = 28
@@ -210,6 +212,317 @@ class _Forecaster:
         )
 
 
+@dataclass
+class Carry:
+    """Everything one data step hands the next. Given the carry at a step, the steps from there
+    run as they did in the whole run (``simulate`` is one span from the start; ``parallel.py``
+    runs the planner's year in spans side by side and compares carries where they meet)."""
+
+    soc_wh: float
+    battery_w: float = 0.0
+    previous_setpoint: float = 0.0
+    memory: Memory = field(default_factory=Memory)
+    schedule: Schedule | None = None
+    last_plan_at: datetime | None = None
+    sunrise_day: str | None = None  # the last local day whose first light was seen
+    # The export tally's state (what the day held back, energy stored from the grid, the day);
+    # its causes are the span's own result and are zero here.
+    exports: ExportTally = field(default_factory=ExportTally)
+    switched: dict[str, bool] = field(default_factory=dict)
+    last_grid: float = 0.0
+
+
+# Fields that measure the machine, not the state: a plan's solve time differs every run.
+_MEASUREMENTS = frozenset({"solve_ms"})
+
+
+def same_state(a: object, b: object) -> bool:
+    """``a`` and ``b`` equal to the bit, arrays by element, dataclasses field by field (but for
+    ``_MEASUREMENTS``)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray)
+        return a.shape == b.shape and bool(np.array_equal(a, b))
+    if dataclasses.is_dataclass(a) and not isinstance(a, type):
+        return all(
+            same_state(getattr(a, f.name), getattr(b, f.name))
+            for f in dataclasses.fields(a)
+            if f.name not in _MEASUREMENTS
+        )
+    if isinstance(a, dict):
+        assert isinstance(b, dict)
+        return a.keys() == b.keys() and all(same_state(a[key], b[key]) for key in a)
+    if isinstance(a, tuple | list):
+        assert isinstance(b, tuple | list)
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+class Replay:
+    """One policy over one series, everything that does not change from step to step computed
+    once; ``run`` replays a span of steps from a carry."""
+
+    def __init__(self, series: Series, policy: str, setup: Setup) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
+        b = setup.battery
+        d = setup.dispatcher
+        self.series, self.policy, self.setup = series, policy, setup
+        self.flex = flexible_loads(setup.loads, series) if policy in ("self_use", "planner") else ()
+        flex = self.flex
+        self.params = ControlParams.from_section(d, b, tuple(f.config for f in flex), timezone=setup.timezone)
+        self.record = _FlexRecord(
+            flex, np.zeros((len(flex), len(series.times))), np.zeros((len(flex), len(series.times)))
+        )
+        self.has_battery = policy != "none"
+        self.planning = policy == "planner"
+        self.forecaster = _Forecaster(series, setup) if self.planning else None
+        self.mode = ModeState(DispatcherModeName.AUTO if self.planning else DispatcherModeName.SELF_USE)
+        step_s = series.step_s
+        self.dt_h = step_s / 3600.0
+        self.imp_price, self.exp_price = setup.tariff.prices(series.times, step_s)
+        local = series.times.tz_convert(setup.timezone)
+        # Plain lists: indexing a pandas Index once per data step costs more than the step's control.
+        self.month_keys = local.strftime("%Y-%m").tolist()
+        self.day_keys = local.strftime("%Y-%m-%d").tolist()
+        self.optimum: np.ndarray | None = None
+        self.method = ""
+        if policy == "perfect":
+            best = perfect_foresight(
+                series.times[0].to_pydatetime(),
+                step_s,
+                series.load_w,
+                series.pv_w,
+                self.imp_price,
+                self.exp_price,
+                b,
+                b.pct(self.start_soc_wh()),
+                export_limit_w=d.export_limit_w,
+                import_limit_w=d.import_limit_w,
+                battery_may_export=d.battery_may_export,
+            )
+            self.optimum, self.method = best.battery_w, best.method
+        self.times = series.times.to_pydatetime()
+        self.plan_step = self.forecaster.agg_of.tolist() if self.forecaster is not None else []
+        self.load_list, self.pv_list = series.load_w.tolist(), series.pv_w.tolist()
+        self.imp_list, self.exp_list = self.imp_price.tolist(), self.exp_price.tolist()
+        # Where the planner drops its kept HiGHS instances (see ``resets``).
+        self.resets = frozenset(resets(self.day_keys)) if self.planning else frozenset()
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def start_soc_wh(self) -> float:
+        b = self.setup.battery
+        return b.wh(max(b.reserve_pct, 50.0))
+
+    def initial(self) -> Carry:
+        """The state at the data's first step."""
+        return Carry(soc_wh=self.start_soc_wh(), switched={f.config.id: False for f in self.flex})
+
+    def guess(self) -> Carry:
+        """A state to start a warm-up from, far from the data's start: the battery where it stops
+        discharging (where an evening leaves it), idle, no plan."""
+        b = self.setup.battery
+        return Carry(
+            soc_wh=b.wh(soc_limits.discharge_stops_at_pct(b)), switched={f.config.id: False for f in self.flex}
+        )
+
+    def run(
+        self,
+        begin: int,
+        end: int,
+        carry: Carry,
+        result: PolicyResult,
+        progress: Callable[[int], None] | None = None,
+    ) -> Carry:
+        """Replay steps ``begin`` to ``end`` (exclusive) from ``carry``, adding to ``result`` (its
+        export tally starts from the carry's); the carry after the last step."""
+        setup, b, d = self.setup, self.setup.battery, self.setup.dispatcher
+        flex, record, forecaster, params, mode = self.flex, self.record, self.forecaster, self.params, self.mode
+        has_battery, planning, optimum = self.has_battery, self.planning, self.optimum
+        times, plan_step, month_keys, day_keys = self.times, self.plan_step, self.month_keys, self.day_keys
+        load_list, pv_list, imp_list, exp_list = self.load_list, self.pv_list, self.imp_list, self.exp_list
+        dt_h, resets_at = self.dt_h, self.resets
+        result.exports = ExportTally(
+            held=dict(carry.exports.held), grid_stored_kwh=carry.exports.grid_stored_kwh, day=carry.exports.day
+        )
+        soc_wh, battery_w, previous_setpoint = carry.soc_wh, carry.battery_w, carry.previous_setpoint
+        memory, schedule, last_plan_at = carry.memory, carry.schedule, carry.last_plan_at
+        sunrise_day, last_grid, switched = carry.sunrise_day, carry.last_grid, dict(carry.switched)
+        nights: dict[str, dict[str, int]] = defaultdict(lambda: {"nights": 0, "made_it": 0})
+        nights.update({month: dict(count) for month, count in result.nights_to_sunrise.items()})
+        tally = FlexTally()
+        throughput_kw = 0.0
+        floor_wh = b.wh(b.floor_pct)
+        # Live, the controller re-decides every meter reading (seconds), so a battery heading for the
+        # reserve or the ceiling stops there; one decision per data step must not carry it past them
+        # (a 30-minute step at 3 kW would otherwise spend 1.5 kWh below the reserve).
+        stop_low_wh = b.wh(soc_limits.discharge_stops_at_pct(b))
+        stop_high_wh = b.wh(soc_limits.charge_stops_at_pct(b))
+        every_s = d.replan_minutes * 60
+        if planning:
+            forget_warm_starts()  # the same bill whatever this process planned before
+
+        for k in range(begin, end):
+            now = times[k]
+            load, pv = load_list[k], pv_list[k]
+            base = load  # the data's load: the house without its flexible loads
+            readings: list[LoadReading] = []
+            for i, f in enumerate(flex):
+                on = switched[f.config.id]
+                draw = f.draw_w(k, on, last_grid)
+                record.draw_w[i, k], record.on[i, k] = draw, on
+                load += draw
+                if f.config.meter is not None:
+                    # Its CT as the controller reads it with the battery: over the step just ended, so
+                    # the budget counts what the battery gave it then.
+                    readings.append(LoadReading(f.config.id, record.draw_w[i, k - 1] if k else 0.0))
+            month, day = month_keys[k], day_keys[k]
+            result.monthly_days[month] += dt_h / 24.0
+            numbers: Mapping[str, float] = {}
+            if has_battery:
+                soc_pct = b.pct(soc_wh)
+                if day != sunrise_day and pv >= 50.0:
+                    sunrise_day = day
+                    if k > 0:
+                        nights[month]["nights"] += 1
+                        nights[month]["made_it"] += int(night_made(b, soc_pct))
+                        result.soc_at_first_light_pct[day] = soc_pct
+                if planning and forecaster is not None:
+                    if k in resets_at:
+                        forget_warm_starts()
+                    reason = should_replan(now, last_plan_at, every_s)
+                    if reason is not None:
+                        ak = plan_step[k]
+                        hp_w = forecaster.heat_pumps_w(ak, k, record, memory) if flex else None
+                        inputs = forecaster.inputs(ak, soc_pct, battery_w, hp_w)
+                        if inputs.steps > 0:
+                            # The next plan comes before this one's step 1 begins whenever the plan
+                            # is due again within its step 0: only that step can be acted on.
+                            acted = (now - inputs.start).total_seconds() + every_s <= inputs.step_s
+                            schedule = plan(inputs, exact=setup.exact, first_step_only=acted)
+                            result.plans += 1
+                        last_plan_at = now
+                if optimum is not None:
+                    # The yardstick's own decision: what it does is what it planned.
+                    setpoint = float(optimum[k])
+                    numbers = {"goal_w": setpoint, "planned_grid_w": load - pv - setpoint}
+                else:
+                    snap = Snapshot(
+                        now=now,
+                        soc_pct=soc_pct,
+                        battery_w=battery_w,
+                        grid_w=load - pv - battery_w,
+                        pv_w=pv,
+                        mode=mode,
+                        loads=tuple(readings),
+                        inverter_at=now,
+                        meter_at=now,
+                    )
+                    decision, memory = control(snap, schedule, memory, params)
+                    switched.update({name: bool(on) for name, on in decision.loads_on.items() if name in switched})
+                    numbers = decision.numbers
+                    setpoint = decision.battery_w
+                if setpoint != previous_setpoint:
+                    result.setpoint_changes += 1
+                    previous_setpoint = setpoint
+                # The battery runs the step at the setpoint unless its energy runs out first.
+                before = battery_w
+                if setpoint < 0:
+                    top_wh = stop_high_wh if soc_wh < stop_high_wh else b.capacity_wh
+                    room = max(0.0, top_wh - soc_wh)
+                    charge = min(-setpoint, room / (b.charge_efficiency * dt_h))
+                    battery_w = -charge
+                    soc_wh += charge * b.charge_efficiency * dt_h
+                    result.charge_kwh += charge * dt_h / 1000.0
+                else:
+                    bottom_wh = stop_low_wh if soc_wh > stop_low_wh else floor_wh
+                    available = max(0.0, soc_wh - bottom_wh)
+                    discharge = min(setpoint, available * b.discharge_efficiency / dt_h)
+                    battery_w = discharge
+                    soc_wh -= discharge / b.discharge_efficiency * dt_h
+                    result.discharge_kwh += discharge * dt_h / 1000.0
+                throughput_kw += abs(battery_w - before) / 1000.0
+            grid = load - pv - battery_w
+            last_grid = grid
+            # The battery's share of a flexible load: its discharge beyond what the house without them
+            # needed (after PV), shared out in the loads' order.
+            spare = max(0.0, battery_w - max(0.0, base - pv))
+            for i, f in enumerate(flex):
+                fed = min(record.draw_w[i, k], spare)
+                spare -= fed
+                tally.add(f.config.id, record.draw_w[i, k], fed, dt_h)
+            imp_kwh = max(grid, 0.0) * dt_h / 1000.0
+            exp_kwh = max(-grid, 0.0) * dt_h / 1000.0
+            cost = imp_kwh * imp_list[k] - exp_kwh * exp_list[k]
+            result.cost += cost
+            result.monthly_cost[month] += cost
+            result.import_kwh += imp_kwh
+            result.export_kwh += exp_kwh
+            result.load_kwh += load * dt_h / 1000.0
+            result.pv_kwh += pv * dt_h / 1000.0
+            step = ExportStep(
+                exp_kwh,
+                dt_h,
+                battery_w,
+                soc_wh,
+                goal_w=numbers.get("goal_w"),
+                planned_grid_w=numbers.get("planned_grid_w"),
+                charge_max_w=numbers.get("charge_max_w"),
+                has_battery=has_battery,
+                import_w=max(grid, 0.0),
+            )
+            result.track_export(day, step, b)
+            if progress is not None and (k + 1 - begin) % PROGRESS_EVERY == 0:
+                progress(PROGRESS_EVERY)
+        if progress is not None and (end - begin) % PROGRESS_EVERY:
+            progress((end - begin) % PROGRESS_EVERY)
+        result.switching_cost += d.switch_cost_per_change * throughput_kw
+        if has_battery:
+            result.nights_to_sunrise = dict(nights)
+        result.flexible = tally.as_dict()
+        if self.method:
+            result.method = self.method
+        tallied = result.exports
+        return Carry(
+            soc_wh=soc_wh,
+            battery_w=battery_w,
+            previous_setpoint=previous_setpoint,
+            memory=memory,
+            schedule=schedule,
+            last_plan_at=last_plan_at,
+            sunrise_day=sunrise_day,
+            exports=ExportTally(held=dict(tallied.held), grid_stored_kwh=tallied.grid_stored_kwh, day=tallied.day),
+            switched=switched,
+            last_grid=last_grid,
+        )
+
+    def finish(self, result: PolicyResult, *, last: bool = True) -> PolicyResult:
+        """The figures made from a span's sums; ``last``: the span ends the data (what the day held
+        back is settled, and ``self_use`` gets its greedy yardstick over the whole data)."""
+        b, d, series = self.setup.battery, self.setup.dispatcher, self.series
+        if last:
+            result.settle_exports()
+        if last and self.policy == "self_use":
+            greedy = greedy_self_use(series.load_w, series.pv_w, b, max(b.reserve_pct, 50.0), series.step_s)
+            grid = series.load_w - series.pv_w - greedy
+            result.greedy_cost = float(
+                np.sum(np.where(grid > 0, grid * self.imp_price, grid * self.exp_price)) * self.dt_h / 1000.0
+            )
+        result.battery_cycles = result.discharge_kwh * 1000.0 / b.capacity_wh if self.has_battery else 0.0
+        result.wear_cost = d.cycle_cost_per_kwh / 2.0 * (result.charge_kwh + result.discharge_kwh)
+        return result
+
+
+def resets(day_keys: Sequence[str]) -> list[int]:
+    """The data steps where the planner drops its kept HiGHS instances: the first step of every
+    local month after the data's first. A warm start can pick another of two equally cheap plans,
+    so a span that starts at one of these plans exactly as the whole run did."""
+    return [k for k in range(1, len(day_keys)) if day_keys[k][:7] != day_keys[k - 1][:7]]
+
+
 def simulate(
     series: Series,
     policy: str,
@@ -217,188 +530,7 @@ def simulate(
     progress: Callable[[int], None] | None = None,
 ) -> PolicyResult:
     """Run one policy over the whole series."""
-    if policy not in POLICIES:
-        raise ValueError(f"unknown policy {policy!r}; choose from {', '.join(POLICIES)}")
-    b = setup.battery
-    d = setup.dispatcher
-    flex = flexible_loads(setup.loads, series) if policy in ("self_use", "planner") else ()
-    params = ControlParams.from_section(d, b, tuple(f.config for f in flex), timezone=setup.timezone)
-    record = _FlexRecord(flex, np.zeros((len(flex), len(series.times))), np.zeros((len(flex), len(series.times))))
-    switched = {f.config.id: False for f in flex}
-    tally = FlexTally()
-    last_grid = 0.0
-    has_battery = policy != "none"
-    planning = policy == "planner"
-    forecaster = _Forecaster(series, setup) if planning else None
-    if planning:
-        forget_warm_starts()  # the same bill whatever this process planned before
-    mode = ModeState(DispatcherModeName.AUTO if planning else DispatcherModeName.SELF_USE)
-    step_s = series.step_s
-    dt_h = step_s / 3600.0
-    imp_price, exp_price = setup.tariff.prices(series.times, step_s)
-    local = series.times.tz_convert(setup.timezone)
-    # Plain lists: indexing a pandas Index once per data step costs more than the step's control.
-    month_keys = local.strftime("%Y-%m").tolist()
-    day_keys = local.strftime("%Y-%m-%d").tolist()
-
+    replay = Replay(series, policy, setup)
     result = PolicyResult(policy)
-    soc_wh = b.wh(max(b.reserve_pct, 50.0))
-    optimum: np.ndarray | None = None
-    if policy == "perfect":
-        best = perfect_foresight(
-            series.times[0].to_pydatetime(),
-            step_s,
-            series.load_w,
-            series.pv_w,
-            imp_price,
-            exp_price,
-            b,
-            b.pct(soc_wh),
-            export_limit_w=d.export_limit_w,
-            import_limit_w=d.import_limit_w,
-            battery_may_export=d.battery_may_export,
-        )
-        optimum, result.method = best.battery_w, best.method
-    times = series.times.to_pydatetime()
-    plan_step = forecaster.agg_of.tolist() if forecaster is not None else []  # a list: read per step
-    load_list, pv_list = series.load_w.tolist(), series.pv_w.tolist()
-    imp_list, exp_list = imp_price.tolist(), exp_price.tolist()
-    throughput_kw = 0.0
-    battery_w = 0.0
-    memory = Memory()
-    schedule: Schedule | None = None
-    last_plan_at = None
-    sunrise_seen: set[str] = set()
-    nights: dict[str, dict[str, int]] = defaultdict(lambda: {"nights": 0, "made_it": 0})
-    floor_wh = b.wh(b.floor_pct)
-    # Live, the controller re-decides every meter reading (seconds), so a battery heading for the
-    # reserve or the ceiling stops there; one decision per data step must not carry it past them
-    # (a 30-minute step at 3 kW would otherwise spend 1.5 kWh below the reserve).
-    stop_low_wh = b.wh(soc_limits.discharge_stops_at_pct(b))
-    stop_high_wh = b.wh(soc_limits.charge_stops_at_pct(b))
-    every_s = d.replan_minutes * 60
-    previous_setpoint = 0.0
-
-    for k in range(len(times)):
-        now = times[k]
-        load, pv = load_list[k], pv_list[k]
-        base = load  # the data's load: the house without its flexible loads
-        readings: list[LoadReading] = []
-        for i, f in enumerate(flex):
-            on = switched[f.config.id]
-            draw = f.draw_w(k, on, last_grid)
-            record.draw_w[i, k], record.on[i, k] = draw, on
-            load += draw
-            if f.config.meter is not None:
-                # Its CT as the controller reads it with the battery: over the step just ended, so
-                # the budget counts what the battery gave it then.
-                readings.append(LoadReading(f.config.id, record.draw_w[i, k - 1] if k else 0.0))
-        month, day = month_keys[k], day_keys[k]
-        result.monthly_days[month] += dt_h / 24.0
-        numbers: Mapping[str, float] = {}
-        if has_battery:
-            soc_pct = b.pct(soc_wh)
-            if day not in sunrise_seen and pv >= 50.0:
-                sunrise_seen.add(day)
-                if k > 0:
-                    nights[month]["nights"] += 1
-                    nights[month]["made_it"] += int(night_made(b, soc_pct))
-                    result.soc_at_first_light_pct[day] = soc_pct
-            if planning and forecaster is not None:
-                reason = should_replan(now, last_plan_at, every_s)
-                if reason is not None:
-                    ak = plan_step[k]
-                    hp_w = forecaster.heat_pumps_w(ak, k, record, memory) if flex else None
-                    inputs = forecaster.inputs(ak, soc_pct, battery_w, hp_w)
-                    if inputs.steps > 0:
-                        # The next plan comes before this one's step 1 begins whenever the plan
-                        # is due again within its step 0: only that step can be acted on.
-                        acted = (now - inputs.start).total_seconds() + every_s <= inputs.step_s
-                        schedule = plan(inputs, exact=setup.exact, first_step_only=acted)
-                        result.plans += 1
-                    last_plan_at = now
-            if optimum is not None:
-                # The yardstick's own decision: what it does is what it planned.
-                setpoint = float(optimum[k])
-                numbers = {"goal_w": setpoint, "planned_grid_w": load - pv - setpoint}
-            else:
-                snap = Snapshot(
-                    now=now,
-                    soc_pct=soc_pct,
-                    battery_w=battery_w,
-                    grid_w=load - pv - battery_w,
-                    pv_w=pv,
-                    mode=mode,
-                    loads=tuple(readings),
-                    inverter_at=now,
-                    meter_at=now,
-                )
-                decision, memory = control(snap, schedule, memory, params)
-                switched.update({name: bool(on) for name, on in decision.loads_on.items() if name in switched})
-                numbers = decision.numbers
-                setpoint = decision.battery_w
-            if setpoint != previous_setpoint:
-                result.setpoint_changes += 1
-                previous_setpoint = setpoint
-            # The battery runs the step at the setpoint unless its energy runs out first.
-            before = battery_w
-            if setpoint < 0:
-                top_wh = stop_high_wh if soc_wh < stop_high_wh else b.capacity_wh
-                room = max(0.0, top_wh - soc_wh)
-                charge = min(-setpoint, room / (b.charge_efficiency * dt_h))
-                battery_w = -charge
-                soc_wh += charge * b.charge_efficiency * dt_h
-                result.charge_kwh += charge * dt_h / 1000.0
-            else:
-                bottom_wh = stop_low_wh if soc_wh > stop_low_wh else floor_wh
-                available = max(0.0, soc_wh - bottom_wh)
-                discharge = min(setpoint, available * b.discharge_efficiency / dt_h)
-                battery_w = discharge
-                soc_wh -= discharge / b.discharge_efficiency * dt_h
-                result.discharge_kwh += discharge * dt_h / 1000.0
-            throughput_kw += abs(battery_w - before) / 1000.0
-        grid = load - pv - battery_w
-        last_grid = grid
-        # The battery's share of a flexible load: its discharge beyond what the house without them
-        # needed (after PV), shared out in the loads' order.
-        spare = max(0.0, battery_w - max(0.0, base - pv))
-        for i, f in enumerate(flex):
-            fed = min(record.draw_w[i, k], spare)
-            spare -= fed
-            tally.add(f.config.id, record.draw_w[i, k], fed, dt_h)
-        imp_kwh = max(grid, 0.0) * dt_h / 1000.0
-        exp_kwh = max(-grid, 0.0) * dt_h / 1000.0
-        cost = imp_kwh * imp_list[k] - exp_kwh * exp_list[k]
-        result.cost += cost
-        result.monthly_cost[month] += cost
-        result.import_kwh += imp_kwh
-        result.export_kwh += exp_kwh
-        result.load_kwh += load * dt_h / 1000.0
-        result.pv_kwh += pv * dt_h / 1000.0
-        step = ExportStep(
-            exp_kwh,
-            dt_h,
-            battery_w,
-            soc_wh,
-            goal_w=numbers.get("goal_w"),
-            planned_grid_w=numbers.get("planned_grid_w"),
-            charge_max_w=numbers.get("charge_max_w"),
-            has_battery=has_battery,
-            import_w=max(grid, 0.0),
-        )
-        result.track_export(day, step, b)
-        if progress is not None and (k + 1) % PROGRESS_EVERY == 0:
-            progress(PROGRESS_EVERY)
-    result.settle_exports()
-    if policy == "self_use":
-        greedy = greedy_self_use(series.load_w, series.pv_w, b, max(b.reserve_pct, 50.0), step_s)
-        grid = series.load_w - series.pv_w - greedy
-        result.greedy_cost = float(np.sum(np.where(grid > 0, grid * imp_price, grid * exp_price)) * dt_h / 1000.0)
-    if progress is not None and len(times) % PROGRESS_EVERY:
-        progress(len(times) % PROGRESS_EVERY)
-    result.battery_cycles = result.discharge_kwh * 1000.0 / b.capacity_wh if has_battery else 0.0
-    result.wear_cost = d.cycle_cost_per_kwh / 2.0 * (result.charge_kwh + result.discharge_kwh)
-    result.switching_cost = d.switch_cost_per_change * throughput_kw
-    result.nights_to_sunrise = dict(nights) if has_battery else {}
-    result.flexible = tally.as_dict()
-    return result
+    replay.run(0, len(replay), replay.initial(), result, progress)
+    return replay.finish(result)

@@ -22,6 +22,7 @@ __all__ = [
     "PolicyResult",
     "export_causes",
     "legacy_causes",
+    "merge",
     "night_made",
 ]
 
@@ -222,6 +223,10 @@ class PolicyResult:
     soc_at_first_light_pct: dict[str, float] = field(default_factory=dict)  # per night, by local date
     # Backtest: per flexible load, kWh drawn, from the battery, from the grid or PV.
     flexible: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Backtest: spans of the data replayed side by side and merged (``merge``), and how many of
+    # them were replayed again from the state the span before really left (see backtest.parallel).
+    spans: int = 1
+    spans_rerun: int = 0
 
     @property
     def export_causes_kwh(self) -> dict[str, float]:
@@ -274,4 +279,85 @@ class PolicyResult:
             "soc_at_first_light_pct": {k: round(v, 2) for k, v in sorted(self.soc_at_first_light_pct.items())},
             "monthly_cost": {k: round(v, 4) for k, v in sorted(self.monthly_cost.items())},
             **({"flexible": self.flexible} if self.flexible else {}),
+            **({"spans": self.spans, "spans_rerun": self.spans_rerun} if self.spans > 1 else {}),
         }
+
+
+# How ``merge`` combines each field of consecutive spans' results (a test holds it to every field).
+_SUMMED = (
+    "cost",
+    "import_kwh",
+    "export_kwh",
+    "load_kwh",
+    "pv_kwh",
+    "charge_kwh",
+    "discharge_kwh",
+    "battery_cycles",
+    "plans",
+    "setpoint_changes",
+    "wear_cost",
+    "switching_cost",
+    "spans",
+    "spans_rerun",
+)
+_MERGED = (
+    *_SUMMED,
+    "policy",
+    "method",
+    "greedy_cost",
+    "exports",
+    "monthly_cost",
+    "monthly_days",
+    "nights_to_sunrise",
+    "soc_at_first_light_pct",
+    "flexible",
+)
+
+
+def merge(parts: list[PolicyResult]) -> PolicyResult:
+    """One result from the results of consecutive spans of the same data, in time order, as one
+    run over all of it would have tallied (floats summed in another order: equal to rounding).
+
+    Sums add up; per-month and per-night tallies add up by key; the export tally's causes add up
+    and what it holds back is the last span's (each span's tally starts from the one before's);
+    a span's nights at first light are its own, so two spans giving the same night is an error, and
+    so is more than one span reporting a whole-data figure (``greedy_cost``, ``method``).
+    """
+    if not parts:
+        raise ValueError("merge needs at least one result")
+    policies = {p.policy for p in parts}
+    if len(policies) != 1:
+        raise ValueError(f"merge of different policies: {sorted(policies)}")
+    out = PolicyResult(parts[0].policy)
+    for name in _SUMMED:
+        setattr(out, name, sum(getattr(p, name) for p in parts))
+    for name in ("method", "greedy_cost"):
+        given = {getattr(p, name) for p in parts} - {"", None}
+        if len(given) > 1:
+            raise ValueError(f"merge: spans disagree on {name}: {sorted(map(str, given))}")
+        if given:
+            setattr(out, name, given.pop())
+    out.exports = ExportTally(
+        causes={cause: sum(p.exports.causes.get(cause, 0.0) for p in parts) for cause in EXPORT_CAUSES},
+        held=dict(parts[-1].exports.held),
+        grid_stored_kwh=parts[-1].exports.grid_stored_kwh,
+        day=parts[-1].exports.day,
+    )
+    for p in parts:
+        for month, value in p.monthly_cost.items():
+            out.monthly_cost[month] += value
+        for month, value in p.monthly_days.items():
+            out.monthly_days[month] += value
+        for month, counts in p.nights_to_sunrise.items():
+            into = out.nights_to_sunrise.setdefault(month, {})
+            for key, count in counts.items():
+                into[key] = into.get(key, 0) + count
+        for day, pct in p.soc_at_first_light_pct.items():
+            if day in out.soc_at_first_light_pct:
+                raise ValueError(f"merge: the night before {day} is in two spans")
+            out.soc_at_first_light_pct[day] = pct
+        for load, figures in p.flexible.items():
+            into_f = out.flexible.setdefault(load, {})
+            for key, value in figures.items():
+                into_f[key] = into_f.get(key, 0.0) + value
+    return out
