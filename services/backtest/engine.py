@@ -30,6 +30,7 @@ Every policy also reports, beside its bill and never mixed into it, the planner'
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -110,7 +111,6 @@ class _Forecaster:
         extended = pd.date_range(agg.index[0], periods=len(agg) + self.horizon + 1, freq=f"{self.step}s")
         self.times = extended
         self.starts = extended.to_pydatetime()  # one conversion, not one per plan
-        self.clear = clear_sky_pv_w(setup.array, extended, self.step)
         self.imp, self.exp = setup.tariff.prices(extended, self.step)
         self.local = extended.tz_convert(setup.timezone)
         self.setup = setup
@@ -123,6 +123,12 @@ class _Forecaster:
         self.hist_pv = np.nan_to_num(self.agg_pv)
         # The plan step each data step falls in.
         self.agg_of = np.asarray((series.times - agg.index[0]) // pd.Timedelta(seconds=self.step), dtype=np.int64)
+
+    @functools.cached_property
+    def clear(self) -> np.ndarray:
+        """Clear-sky PV over the data and a horizon beyond; needed only for a plan without history
+        scenarios (the data's first week, or after a gap), so worked out the first time one is."""
+        return clear_sky_pv_w(self.setup.array, self.times, self.step)
 
     def heat_pumps_w(self, k: int, data_k: int, record: _FlexRecord, memory: Memory) -> np.ndarray:
         """The heat pumps' expected draw over the plan from plan step ``k`` (data step ``data_k``
