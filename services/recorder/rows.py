@@ -113,12 +113,14 @@ def _plain(measurement: str, key: str, value: object) -> FieldValue:
     raise RowError(f"{measurement}.{key}: {type(value).__name__} {value!r} is not a field value")
 
 
-# What both stores overwrite on: a point's series (measurement and tags) and its time.
+# A point's identity (``Row.key``), what both stores overwrite on: its series (measurement and
+# tags) and its time.
 PointKey = tuple[str, tuple[tuple[str, str], ...], int]
 
 
 def point_keys(rows: Iterable[Row]) -> set[PointKey]:
-    return {(row.measurement, row.tags, row.ts_ns) for row in rows}
+    """The points ``rows`` write (``Row.key``): two batches that share one must land in order."""
+    return {row.key for row in rows}
 
 
 class Row:
@@ -220,12 +222,15 @@ class Row:
         return Row(_safe_name(measurement), _clean_tags(tags), clean_fields, ts_ns)
 
     @property
-    def series(self) -> str:
-        return self.measurement + "," + ",".join(f"{k}={v}" for k, v in self.tags)
+    def key(self) -> PointKey:
+        """The point this row writes: a row with the same key overwrites it (a redelivery, a
+        replanned step), one with another key is a point of its own."""
+        return self.measurement, self.tags, self.ts_ns
 
     @property
-    def key(self) -> tuple[str, int]:
-        return self.series, self.ts_ns
+    def series(self) -> str:
+        """The series (``key`` without the time) as the SQLite store's key column spells it."""
+        return self.measurement + "," + ",".join(f"{k}={v}" for k, v in self.tags)
 
     def to_json(self) -> str:
         return json.dumps(

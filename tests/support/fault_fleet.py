@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -46,6 +46,9 @@ from shared.contract import model_for_topic
 from shared.messages import Availability, AvailabilityState, DispatcherDecision, Message
 from shared.ports import free_port
 from shared.topics import Kind
+
+if TYPE_CHECKING:
+    from services.recorder.rows import PointKey
 
 SPEED = 20.0
 START = datetime(2026, 6, 21, 9, 0, tzinfo=UTC)
@@ -312,29 +315,26 @@ NOT_COUNTED = {
     "sim_truth", "plan", "plan_step", "forecast", "forecast_point", "daily_stats", "monthly_stats", "payback"
 }
 
-RowKey = tuple[str, tuple[tuple[str, str], ...], int]
-
-
-def expected_rows(seen: list[Seen], t0_ns: int, t1_ns: int) -> set[RowKey]:
+def expected_rows(seen: list[Seen], t0_ns: int, t1_ns: int) -> set[PointKey]:
     """The rows the recorder must hold for what was published, by the recorder's own layout."""
     from services.recorder.points import to_rows
 
-    keys: set[RowKey] = set()
+    keys: set[PointKey] = set()
     for item in seen:
         message = item.message()
         if message is None:
             continue
         for row in to_rows(topics.parse(item.topic), message):
             if row.measurement not in NOT_COUNTED and t0_ns <= row.ts_ns <= t1_ns:
-                keys.add((row.measurement, row.tags, row.ts_ns))
+                keys.add(row.key)
     return keys
 
 
-def stored_rows(influx_url: str, measurements: set[str], t0_ns: int, t1_ns: int) -> list[RowKey]:
+def stored_rows(influx_url: str, measurements: set[str], t0_ns: int, t1_ns: int) -> list[PointKey]:
     """Every point InfluxDB holds for the site in the window, one entry per (series, time)."""
     import urllib.parse
 
-    keys: list[RowKey] = []
+    keys: list[PointKey] = []
     for measurement in sorted(measurements):
         q = (
             f'SELECT * FROM "{measurement}" WHERE "site" = \'{SITE}\' '
