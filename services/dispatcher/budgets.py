@@ -1,18 +1,19 @@
 """The heat pumps' battery budgets kept across a restart: a dispatcher restarted at 20:00 must not
 hand a heat pump a second 1.8 kWh for the same night.
 
-A small JSON file under ``dispatcher.state_dir``, written atomically (temp file and rename) when a
-budget has moved by ``SAVE_EVERY_WH`` since the last write, when a period starts, and at shutdown.
+A small versioned JSON file under ``dispatcher.state_dir`` (``shared.statefile``), written
+atomically (temp file and rename) when a budget has moved by ``SAVE_EVERY_WH`` since the last
+write, when a period starts, and at shutdown.
 A file that cannot be read raises ``BudgetFileError`` naming the file; the service moves it aside
 and starts with fresh budgets.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime
 from pathlib import Path
+
+from shared.statefile import StateFileError, read_versioned, write_versioned
 
 from .core.heat_pump import Budget
 
@@ -23,7 +24,7 @@ FORMAT_VERSION = 1
 SAVE_EVERY_WH = 50.0
 
 
-class BudgetFileError(ValueError):
+class BudgetFileError(StateFileError):
     """The budgets file exists but cannot be used; the message names the file and the problem."""
 
 
@@ -44,26 +45,14 @@ def save_budgets(path: Path, budgets: tuple[Budget, ...]) -> None:
          "feeding": b.feeding}
         for b in budgets
     ]  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps({"version": FORMAT_VERSION, "budgets": rows}))
-    os.replace(tmp, path)
+    write_versioned(path, FORMAT_VERSION, {"budgets": rows})
 
 
 def load_budgets(path: Path) -> tuple[Budget, ...]:
     """The saved budgets, or none when there is no file yet. Raises BudgetFileError."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    data = read_versioned(path, FORMAT_VERSION, "heat pump budgets file", error=BudgetFileError)
+    if data is None:
         return ()
-    except OSError as exc:
-        raise BudgetFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise BudgetFileError(f"{path}: not JSON ({exc})") from None
-    if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
-        raise BudgetFileError(f"{path}: not a version {FORMAT_VERSION} heat pump budgets file")
     out: list[Budget] = []
     for i, row in enumerate(data.get("budgets", [])):
         try:

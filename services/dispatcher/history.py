@@ -3,28 +3,31 @@
 Every inverter state adds one sample of load and PV to the step (``step_s`` long, aligned to the
 epoch) it falls in; a step's value is the mean of its samples. Four weeks are kept (the load
 forecast looks for the same weekday and time), in memory and in a small JSON file under the
-dispatcher's state dir so that a restart does not forget them. Writing is atomic (temp file and
-rename); a file that cannot be read is moved aside and the history starts empty.
+dispatcher's state dir so that a restart does not forget them (``shared.statefile``: versioned,
+written atomically by temp file and rename); a file that cannot be read is moved aside and the
+history starts empty.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from shared.statefile import StateFileError, read_versioned, versioned_json, write_atomic
+
 __all__ = ["History", "HistoryFileError", "Slot"]
 
 FORMAT_VERSION = 1
+WHAT = "dispatcher history"
 KEEP_DAYS = 28
 
 
-class HistoryFileError(ValueError):
+class HistoryFileError(StateFileError):
     """The history file exists but cannot be used; the message names the file and the problem."""
 
 
@@ -89,16 +92,10 @@ class History:
 
     def to_json(self) -> str:
         rows = [[k, round(s.load_sum, 3), round(s.pv_sum, 3), s.n] for k, s in sorted(self.slots.items())]
-        return json.dumps({"version": FORMAT_VERSION, "step_s": self.step_s, "slots": rows})
+        return versioned_json(FORMAT_VERSION, {"step_s": self.step_s, "slots": rows})
 
     @classmethod
-    def from_json(cls, text: str, step_s: int, source: str = "history") -> History:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise HistoryFileError(f"{source}: not JSON ({exc})") from None
-        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
-            raise HistoryFileError(f"{source}: not a version {FORMAT_VERSION} dispatcher history")
+    def _from_data(cls, data: dict[str, Any], step_s: int, source: str) -> History:
         if data.get("step_s") != step_s:
             # A different step cannot be re-cut into this one without guessing; start over.
             raise HistoryFileError(f"{source}: kept at step_s={data.get('step_s')}, the config now says {step_s}")
@@ -114,10 +111,7 @@ class History:
         return history
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_json())
-        os.replace(tmp, path)
+        write_atomic(path, self.to_json())
 
     def add_draw(self, when: datetime, draw_w: float, on: bool) -> bool:
         """A heat pump's history keeps the same form and file: per step ``load`` is its mean draw
@@ -127,10 +121,5 @@ class History:
     @classmethod
     def load(cls, path: Path, step_s: int) -> History:
         """The saved history, or an empty one when there is no file yet. Raises HistoryFileError."""
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            return cls(step_s)
-        except OSError as exc:
-            raise HistoryFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-        return cls.from_json(text, step_s, source=str(path))
+        data = read_versioned(path, FORMAT_VERSION, WHAT, error=HistoryFileError)
+        return cls(step_s) if data is None else cls._from_data(data, step_s, str(path))

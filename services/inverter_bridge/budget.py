@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.messages import WriteCounters
+from shared.statefile import write_atomic
 
 
 class BudgetFileError(ValueError):
@@ -126,13 +127,7 @@ class BudgetStore:
             raise BudgetFileError(f"{self.path}: {exc}") from None
 
     def save(self, budget: WriteBudget) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w") as handle:
-            json.dump(budget.to_json(), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(budget.to_json()), fsync=True)
 
     def quarantine(self) -> Path:
         """Move a corrupt file aside (kept for a person to look at) and return where it went."""
