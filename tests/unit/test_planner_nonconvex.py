@@ -64,7 +64,11 @@ def _check_feasible(x: PlanInputs, s: Schedule) -> None:
     b = x.battery
     dt_h = x.step_s / 3600.0
     assert np.all(s.battery_w <= b.max_discharge_w + 1e-6) and np.all(s.battery_w >= -b.max_charge_w - 1e-6)
-    np.testing.assert_allclose(x.load_w, x.pv_w + s.grid_w + s.battery_w, atol=1e-3)
+    # Balanced, but for PV curtailed beyond the export limit (never exported beyond it).
+    curtailed = x.pv_w + s.grid_w + s.battery_w - x.load_w
+    limit = np.inf if x.export_limit_w is None else x.export_limit_w
+    assert curtailed.min() >= -1e-3 and np.all(curtailed <= np.maximum(0.0, x.pv_w - x.load_w - limit) + 1e-3)
+    assert np.all(-s.grid_w <= limit + 1e-3)
     moved = np.where(s.battery_w < 0, -s.battery_w * b.charge_efficiency, -s.battery_w / b.discharge_efficiency)
     soc_wh = b.wh(x.soc_pct) + np.cumsum(moved * dt_h)
     lo, hi = soc_limits.plan_band_wh(b, x.soc_pct)

@@ -63,8 +63,15 @@ def _grid(battery: BatteryModel, soc_pct: float, dt_h: float) -> tuple[float, np
     # Of the spacings that put CHARGE_LEVELS to 1.25 x CHARGE_LEVELS levels in a full charge, the
     # one whose whole levels come nearest a full discharge too (a discharge cut 5 % short
     # undervalues every kWh the battery could sell).
-    k = min(range(CHARGE_LEVELS, CHARGE_LEVELS + CHARGE_LEVELS // 4 + 1), key=lambda k: (down * k / up) % 1.0 * up / k)
-    target = max(up / k, (hi - lo) / MAX_LEVELS, 1e-6)
+    # A battery that may not charge (or not discharge) now, e.g. a BMS's limit of 0 W when cold or
+    # full: the spacing follows the one direction it has (or the band alone when it has neither).
+    if up > 0 and down > 0:
+        k = min(
+            range(CHARGE_LEVELS, CHARGE_LEVELS + CHARGE_LEVELS // 4 + 1), key=lambda k: (down * k / up) % 1.0 * up / k
+        )
+    else:
+        k = CHARGE_LEVELS
+    target = max((up if up > 0 else down) / k, (hi - lo) / MAX_LEVELS, 1e-6)
     count = max(1, int(np.ceil((hi - lo) / target - 1e-9)))
     h = max((hi - lo) / count, 1e-9)
     levels = np.linspace(lo, hi, count + 1)

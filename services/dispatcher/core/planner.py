@@ -56,6 +56,9 @@ FLIP_ROUNDS = 8
 SWAP_PASSES = 2
 FLIP_FLOW_W = 1e-6
 FLIP_GAIN = 1e-6
+# Charge and discharge both above this in one step (W) is a tie the plan must not show: it is
+# pinned to one direction (``_pinned_by_dp``, and the plain LP falls through to that path).
+TIE_W = 1e-3
 
 
 class ScheduleError(RuntimeError):
@@ -273,8 +276,16 @@ class _Model:
     scenario plan's hot path; ``build`` and ``_schedule`` take one scenario only).
     """
 
-    def __init__(self, inputs: PlanInputs, load_w: np.ndarray | None = None, pv_w: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        inputs: PlanInputs,
+        load_w: np.ndarray | None = None,
+        pv_w: np.ndarray | None = None,
+        first_battery_w: float | None = None,
+    ) -> None:
         self.x = inputs
+        # Step 0's battery power fixed (one scenario only): the scenario plan's self-use step.
+        self.first_battery_w = first_battery_w
         # One scenario's load and PV (the point forecast unless given): the plan's other inputs.
         self.load_w = inputs.load_w if load_w is None else load_w
         self.pv_w = inputs.pv_w if pv_w is None else pv_w
@@ -299,9 +310,9 @@ class _Model:
         import_max = np.minimum(import_max, np.maximum(x.import_limit_w, net))
         export_max = np.maximum(0.0, -net + b.max_discharge_w)
         if x.export_limit_w is not None:
-            # PV above the limit that the battery cannot absorb must go somewhere: the inverter
-            # curtails it, the plan lets it through rather than call the problem infeasible.
-            export_max = np.minimum(export_max, np.maximum(x.export_limit_w, -net - b.max_charge_w))
+            # PV above the limit that the battery cannot absorb is curtailed by the inverter: the
+            # balance row's slack (``curtailable_w``), never export beyond the limit.
+            export_max = np.minimum(export_max, x.export_limit_w)
         if not x.battery_may_export:
             # Only the PV surplus may leave the house: battery energy covers the load, nothing more.
             export_max = np.minimum(export_max, np.maximum(0.0, -net))
@@ -316,6 +327,10 @@ class _Model:
         upper[..., _U, :] = np.inf
         lower = np.zeros_like(upper)
         lower[..., _S, :] = soc_lo
+        if self.first_battery_w is not None:
+            p = self.first_battery_w
+            lower[..., _C, 0] = upper[..., _C, 0] = max(0.0, -p)
+            lower[..., _D, 0] = upper[..., _D, 0] = max(0.0, p)
         return lower.reshape(-1), upper.reshape(-1)
 
     def costs(self) -> np.ndarray:
@@ -336,6 +351,15 @@ class _Model:
             ]
         )
 
+    def curtailable_w(self) -> np.ndarray:
+        """PV the inverter may curtail per step: the surplus beyond the export limit (none without
+        one). The balance row ``i - e + d - c`` may then exceed ``net`` by up to this much: PV that
+        neither the house, the battery nor the export limit can take is curtailed, so a full
+        battery under a low export limit is a plan, not an infeasible problem."""
+        if self.x.export_limit_w is None:
+            return np.zeros_like(self.net)
+        return np.maximum(0.0, -self.net - self.x.export_limit_w)
+
     def row_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """Bounds of the base rows (balance, energy, switching up, switching down), see ``_base_rows``."""
         x = self.x
@@ -347,6 +371,7 @@ class _Model:
         lower[..., 2, 0] = -x.battery_power_now_w
         lower[..., 3, 0] = x.battery_power_now_w
         upper = lower.copy()
+        upper[..., 0, :] = net + self.curtailable_w()
         upper[..., 2:, :] = np.inf
         return lower.reshape(-1), upper.reshape(-1)
 
@@ -748,9 +773,9 @@ def _schedule(model: _Model, values: np.ndarray, objective: float, solver: str, 
     )
 
 
-def _both_ways(values: np.ndarray, n: int, a: int, b: int) -> set[int]:
+def _both_ways(values: np.ndarray, n: int, a: int, b: int, tolerance_w: float = TOLERANCE_W) -> set[int]:
     block = values.reshape(6, n)
-    return {int(t) for t in np.nonzero((block[a] > TOLERANCE_W) & (block[b] > TOLERANCE_W))[0]}
+    return {int(t) for t in np.nonzero((block[a] > tolerance_w) & (block[b] > tolerance_w))[0]}
 
 
 def plan(
@@ -767,15 +792,53 @@ def plan(
     q = inputs.quantum_w
     if q <= 0:
         return schedule
-    battery = schedule.battery_w.copy()
+    return _round_to_quantum(inputs, schedule, q)
+
+
+def _round_to_quantum(inputs: PlanInputs, schedule: Schedule, q: float) -> Schedule:
+    """Charge and discharge steps rounded up to ``q`` (within the grid's import and export limits).
+
+    The controller stops the battery at the band's edges (the reserve going down, the ceiling
+    going up): a step rounded up past the ceiling fills it and stops there. The SoC the schedule
+    reports is the one the rounded powers give with that stop, so it is the SoC the controller
+    will deliver, never outside the band.
+    """
     b = inputs.battery
+    dt_h = inputs.step_s / 3600.0
+    before = schedule.battery_w
+    battery = before.copy()
+    grid = schedule.grid_w
+    net = np.asarray(schedule.load_w, dtype=float) - np.asarray(schedule.pv_w, dtype=float)
+    import_cap = np.maximum(inputs.import_limit_w, net)
+    export_cap = np.full(len(net), np.inf if inputs.export_limit_w is None else inputs.export_limit_w)
+    if not inputs.battery_may_export:
+        export_cap = np.minimum(export_cap, np.maximum(0.0, -net))  # the PV surplus, no more
     for k, intent in enumerate(schedule.intents):
-        if intent is Intent.CHARGE and battery[k] < 0:
-            battery[k] = -min(b.max_charge_w, math.ceil(-battery[k] / q - 1e-9) * q)
-        elif intent is Intent.DISCHARGE and battery[k] > 0:
-            battery[k] = min(b.max_discharge_w, math.ceil(battery[k] / q - 1e-9) * q)
-    grid = schedule.grid_w + schedule.battery_w - battery
-    return replace(schedule, battery_w=battery, grid_w=grid)
+        p = float(before[k])
+        if intent is Intent.CHARGE and p < 0:
+            want = -min(b.max_charge_w, math.ceil(-p / q - 1e-9) * q)
+            battery[k] = p - min(p - want, max(0.0, float(import_cap[k] - grid[k])))
+        elif intent is Intent.DISCHARGE and p > 0:
+            want = min(b.max_discharge_w, math.ceil(p / q - 1e-9) * q)
+            battery[k] = p + min(want - p, max(0.0, float(export_cap[k] + grid[k])))
+    if np.array_equal(battery, before):
+        return schedule
+    lo, hi = soc_limits.plan_band_wh(b, inputs.soc_pct)
+    if schedule.solver == "lp_scenarios":
+        # The scenarios' mean SoC is not the SoC of the mean power: left as it is.
+        return replace(schedule, battery_w=battery, grid_w=grid + before - battery)
+    moved = np.where(battery < 0, -battery * b.charge_efficiency, -battery / b.discharge_efficiency) * dt_h
+    soc = np.empty(len(battery))
+    level = b.wh(inputs.soc_pct)
+    for k in range(len(battery)):
+        level = min(max(level + float(moved[k]), lo), hi)
+        soc[k] = level
+    return replace(
+        schedule,
+        battery_w=battery,
+        grid_w=grid + before - battery,
+        soc_pct_end=soc / b.capacity_wh * 100.0,
+    )
 
 
 def _solve(
@@ -795,22 +858,26 @@ def _solve(
     # A price below zero gives stored energy a negative value in the steps before it too: the LP
     # would burn it (charge and discharge at once) anywhere, so every step gets a battery direction.
     batt_bad = list(range(n)) if float(np.minimum(inputs.import_price, inputs.export_price).min()) < 0 else []
-    total_ms = 0.0
     if not grid_bad and not batt_bad:
         if inputs.load_scenarios_w is not None and inputs.pv_scenarios_w is not None:
             return _scenario_plan(inputs, time_limit_s, first_step_only)
-        values, objective, ms = _REUSABLE.run(model, time_limit_s)
-        total_ms += ms
-        # A tie (equal prices, zero wear) can leave both directions in an optimal vertex. Netting
-        # the grid flows costs nothing then; a battery tie falls through to the pinned path.
-        grid_bad = sorted(_both_ways(values, n, _I, _E))
-        batt_bad = sorted(_both_ways(values, n, _C, _D))
-        if not batt_bad:
-            return _schedule(model, values[: 6 * n], objective, "lp", 0, total_ms)
-        grid_bad = []
+        return _solve_convex(model, time_limit_s, exact)
     values, objective, ms = _pinned_by_dp(model, grid_bad, batt_bad, time_limit_s, search=exact)
-    total_ms += ms
-    return _schedule(model, values[: 6 * n], objective, "lp_pinned", len(grid_bad) + len(batt_bad), total_ms)
+    return _schedule(model, values[: 6 * n], objective, "lp_pinned", len(grid_bad) + len(batt_bad), ms)
+
+
+def _solve_convex(model: _Model, time_limit_s: float, exact: bool) -> Schedule:
+    """One scenario's plan where the prices are convex: the plain LP, unless it ties."""
+    n = model.n
+    values, objective, ms = _REUSABLE.run(model, time_limit_s)
+    # A tie (equal prices, zero wear, energy the plan cannot use) can leave both directions in an
+    # optimal vertex. Netting the grid flows costs nothing then; a battery tie falls through to
+    # the pinned path.
+    batt_bad = sorted(_both_ways(values, n, _C, _D, TIE_W))
+    if not batt_bad:
+        return _schedule(model, values[: 6 * n], objective, "lp", 0, ms)
+    values, objective, more = _pinned_by_dp(model, [], batt_bad, time_limit_s, search=exact)
+    return _schedule(model, values[: 6 * n], objective, "lp_pinned", len(batt_bad), ms + more)
 
 
 def _pinned_by_dp(
@@ -834,6 +901,11 @@ def _pinned_by_dp(
     x, n = model.x, model.n
     began = time.perf_counter()
     _, upper = model.bounds()
+    export_max = upper[_E * n : (_E + 1) * n]
+    if x.export_limit_w is not None:
+        # The DP counts curtailed PV as export: beyond the limit, it is priced out only where a
+        # full-power charge could have taken it.
+        export_max = np.maximum(export_max, -model.net - x.battery.max_charge_w)
     path = dp_path(
         battery=x.battery,
         soc_pct=x.soc_pct,
@@ -842,7 +914,7 @@ def _pinned_by_dp(
         import_price=x.import_price,
         export_price=x.export_price,
         import_max_w=upper[_I * n : (_I + 1) * n],
-        export_max_w=upper[_E * n : (_E + 1) * n],
+        export_max_w=export_max,
         cycle_cost_per_kwh=x.cycle_cost_per_kwh,
         switch_cost=x.switch_cost,
         terminal_per_wh=-float(model.costs()[_S * n + n - 1]) / OBJECTIVE_SCALE,
@@ -853,7 +925,20 @@ def _pinned_by_dp(
         pins.add(model.col(_I, t), model.col(_E, t), not path.grid_w[t] > 0)
     for t in batt_bad:
         pins.add(model.col(_C, t), model.col(_D, t), not path.battery_w[t] < 0)
-    values, objective = pins.solve_first()
+    first = pins.solve_first()
+    if first is None:
+        # The DP's directions admit no plan: a move the DP priced out rather than forbade (beyond
+        # an import or export limit) was the cheapest it had. Importing where the house needs
+        # more than its PV and exporting where it has a surplus, with the battery idle, is always
+        # a plan (the SoC stays where it is, inside the band; PV beyond the export limit is
+        # curtailed): start there, and let the moves below improve on it.
+        for t in grid_bad:
+            pins.set(model.col(_I, t), not model.net[t] > 0)
+        first = pins.solve_first()
+    if first is None:
+        status = pins.h.modelStatusToString(pins.h.getModelStatus())
+        raise ScheduleError(f"HiGHS returned {status} for a {n}-step plan with its directions fixed")
+    values, objective = first
     for _ in range(FLIP_ROUNDS):
         solution = pins.h.getSolution()
         reduced = np.array(solution.col_dual)
@@ -880,6 +965,18 @@ def _pinned_by_dp(
                     pins.flip(k)
             if not improved:
                 break
+    for _ in range(FLIP_ROUNDS):
+        # A battery step left free (its prices convex) may still charge and discharge at once
+        # where that costs nothing (no wear, and energy the plan cannot use anyway): a tie, but
+        # not a plan (its SoC would not follow from its power). Pin such steps to their net
+        # direction; the energy burnt is curtailed or not taken instead, at the same cost.
+        burnt = sorted(_both_ways(values[: 6 * n], n, _C, _D, TIE_W))
+        if not burnt:
+            break
+        block = values[: 6 * n].reshape(6, n)
+        for t in burnt:
+            pins.pin_now(model.col(_C, t), model.col(_D, t), bool(block[_D, t] > block[_C, t]))
+        values, objective = pins.solve()
     return values, objective, (time.perf_counter() - began) * 1000.0
 
 
@@ -901,6 +998,15 @@ class _Pins:
 
     def add(self, first: int, second: int, on_second: bool) -> None:
         self.pins.append((first, second, on_second))
+
+    def pin_now(self, first: int, second: int, on_second: bool) -> None:
+        """Add a pin to the model already built (after ``solve_first``)."""
+        self.pins.append((first, second, not on_second))
+        self.flip(len(self.pins) - 1)
+
+    def set(self, first: int, on_second: bool) -> None:
+        """Re-pin the pin on column ``first`` (before ``solve_first``)."""
+        self.pins = [(a, b, on_second if a == first else on) for a, b, on in self.pins]
 
     def flows(self) -> list[tuple[int, int]]:
         """(the column in use, the blocked column) per pin."""
@@ -924,13 +1030,14 @@ class _Pins:
         self.h.changeColBounds(second, 0.0, float(self.upper[second]) if on else 0.0)
         self.pins[k] = (first, second, on)
 
-    def solve_first(self) -> tuple[np.ndarray, float]:
+    def solve_first(self) -> tuple[np.ndarray, float] | None:
+        """Build and solve the LP with the pins as they are; None if it has no optimum."""
         upper = self.upper.copy()
         upper[[first if on else second for first, second, on in self.pins]] = 0.0
         lp = self.model.build((), ())
         lp.col_upper_ = upper
         self.h.passModel(lp)
-        return self.solve()
+        return self.try_solve()
 
     def try_solve(self) -> tuple[np.ndarray, float] | None:
         self.h.setOptionValue("time_limit", self.h.getRunTime() + self.time_limit_s)
@@ -968,9 +1075,13 @@ def _scenario_plan(inputs: PlanInputs, time_limit_s: float, first_step_only: boo
         # cannot change it: the plan beyond it is the point forecast's.
         if first_step_only:
             return _self_use_step(point)
-        values, objective, ms = _REUSABLE.run(point, time_limit_s)
-        schedule = _schedule(point, values[: 6 * point.n], objective, "lp", 0, ms)
-        return _plain_self_use_first(schedule, b=inputs.battery, net0=float(point.net[0]))
+        # The plan beyond step 0 follows from step 0 as self-use (the LP with it fixed), so the
+        # SoC it shows is the one self-use leaves.
+        net0 = float(point.net[0])
+        first = _self_use_w(inputs.battery, inputs.soc_pct, net0, point.dt_h)
+        fixed = _Model(inputs, point.load_w, point.pv_w, first_battery_w=first)
+        schedule = _solve_convex(fixed, time_limit_s, exact=True)
+        return _plain_self_use_first(schedule, b=inputs.battery, net0=net0, x=inputs)
     scenarios = _Model(inputs, inputs.load_scenarios_w, inputs.pv_scenarios_w)
     values, objective, ms = _REUSABLE.run(scenarios, time_limit_s, shared=True)
     n, count = scenarios.n, scenarios.count
@@ -992,11 +1103,12 @@ def _scenario_plan(inputs: PlanInputs, time_limit_s: float, first_step_only: boo
     if first_step_only:
         soc0 = float(blocks[:, _S, 0].mean()) / inputs.battery.capacity_wh * 100.0
         expected = float(bills.mean())
-        return _one_step(point, first_w, net0 - first_w, soc0, intent, expected, objective, "lp_scenarios", ms)
+        grid0 = _metered(inputs, net0, first_w)
+        return _one_step(point, first_w, grid0, soc0, intent, expected, objective, "lp_scenarios", ms)
     schedule = _schedule(point, blocks.mean(axis=0).reshape(6 * n), objective, "lp_scenarios", 0, ms)
     battery = schedule.battery_w.copy()
     grid = schedule.grid_w.copy()
-    battery[0], grid[0] = first_w, net0 - first_w
+    battery[0], grid[0] = first_w, _metered(inputs, net0, first_w)
     return replace(
         schedule,
         battery_w=battery,
@@ -1013,8 +1125,8 @@ def _self_use_step(model: _Model) -> Schedule:
     """
     x, b = model.x, model.x.battery
     net0 = float(model.net[0])
-    battery = min(max(net0, -b.max_charge_w), b.max_discharge_w)
-    grid = net0 - battery
+    battery = _self_use_w(b, x.soc_pct, net0, model.dt_h)
+    grid = _metered(x, net0, battery)
     moved = -battery * b.charge_efficiency if battery < 0 else -battery / b.discharge_efficiency
     soc_end = min(max(b.wh(x.soc_pct) + moved * model.dt_h, 0.0), b.capacity_wh) / b.capacity_wh * 100.0
     price = float(x.import_price[0]) if grid > 0 else float(x.export_price[0])
@@ -1054,13 +1166,31 @@ def _one_step(
     )
 
 
-def _plain_self_use_first(schedule: Schedule, b: BatteryModel, net0: float) -> Schedule:
-    """Step 0 as plain self-use: the battery meets the net load within its power (grid 0), so the
-    controller's self-use keeps no cap below what the house needs."""
+def _self_use_w(b: BatteryModel, soc_pct: float, net_w: float, dt_h: float) -> float:
+    """Self-use's battery power over one step: the net load, within the battery's power and within
+    what the plan's SoC band lets it move in the step (none at or below the reserve going down,
+    none at or above the ceiling going up), as the controller stops it."""
+    lo, hi = soc_limits.plan_band_wh(b, soc_pct)
+    now = b.wh(soc_pct)
+    most_out = max(0.0, now - lo) * b.discharge_efficiency / dt_h
+    most_in = max(0.0, hi - now) / (b.charge_efficiency * dt_h)
+    return min(max(net_w, -min(b.max_charge_w, most_in)), min(b.max_discharge_w, most_out))
+
+
+def _metered(x: PlanInputs, net_w: float, battery_w: float) -> float:
+    """The grid flow of one step (import +) with the battery at ``battery_w``: PV beyond the export
+    limit is curtailed, as the LP's balance row allows (``_Model.curtailable_w``)."""
+    grid = net_w - battery_w
+    return grid if x.export_limit_w is None else max(grid, -x.export_limit_w)
+
+
+def _plain_self_use_first(schedule: Schedule, b: BatteryModel, net0: float, x: PlanInputs) -> Schedule:
+    """Step 0 as plain self-use: the battery meets the net load within its power and the SoC band
+    (grid 0 where it can), so the controller's self-use keeps no cap below what the house needs."""
     battery = schedule.battery_w.copy()
     grid = schedule.grid_w.copy()
-    battery[0] = min(max(net0, -b.max_charge_w), b.max_discharge_w)
-    grid[0] = net0 - battery[0]
+    battery[0] = _self_use_w(b, schedule.soc_pct_start, net0, schedule.step_s / 3600.0)
+    grid[0] = _metered(x, net0, float(battery[0]))
     return replace(schedule, battery_w=battery, grid_w=grid, intents=(Intent.SELF_USE, *schedule.intents[1:]))
 
 
