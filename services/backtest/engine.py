@@ -15,12 +15,18 @@ Plans are made every ``replan_minutes`` (30) at ``step_minutes`` resolution:
 * ``self_use``: no plan, the controller zeroes the grid (a plain greedy self-use is reported
   beside it); ``none``: no battery at all.
 
-Flexible loads (``flexible.py``; a heat pump so far) run under the policies the dispatcher's
-controller runs, ``self_use`` and ``planner``: they draw on top of the data's load, the controller
-switches them and spends their budgets as live, the planner plans their expected draw
-(``core.heat_pump.expected_draw_w`` on the draw simulated so far), and each result reports their
-energy and the battery's share of it (``flexible``). ``none`` and ``perfect`` replay the data's load
-alone: compare their bills with that in mind.
+Flexible loads (``flexible.py``) run under the policies the dispatcher's controller runs,
+``self_use`` and ``planner``: they draw on top of the data's load, the controller switches them and
+spends their budgets as live, the planner plans their expected draw (``core.heat_pump.expected_draw_w``
+on the draw simulated so far), and each result reports their energy and the battery's share of it
+(``flexible``). A heat pump draws under ``none`` and ``perfect`` too, so the four bills pay for the
+same heat: with no dispatcher to switch it, it runs as its run window says (on through the window,
+off outside; under ``after_budget: off`` only until it has drawn its budget in the period, as the
+dispatcher runs it; ``core.heat_pump.unattended_on``; the switch, as every switch, acting from the
+step after), and ``perfect``'s
+whole-period optimisation takes that draw as load it cannot move (the planner, too, is given the
+heat pump as load, not as a decision). A diverter (a reaction to the export within the step, not a
+load that can be written down before the battery's decisions) stays with the controller's policies.
 
 Every policy also reports, beside its bill and never mixed into it, the planner's own wear figure
 (``cycle_cost_per_kwh`` on the energy through the battery) and switching figure
@@ -47,7 +53,7 @@ from services.dispatcher.core.forecast import (
     history_scenarios,
     load_profile_forecast,
 )
-from services.dispatcher.core.heat_pump import RECENT_DAYS, expected_draw_w
+from services.dispatcher.core.heat_pump import RECENT_DAYS, expected_draw_w, unattended_on
 from services.dispatcher.core.planner import PlanInputs, Schedule, forget_warm_starts, plan
 from services.dispatcher.core.replan import should_replan
 from services.dispatcher.core.snapshot import LoadReading, ModeState, Snapshot
@@ -61,7 +67,7 @@ from shared.energy.tariff import Tariff
 from shared.messages import DispatcherModeName
 
 from .data import Series
-from .flexible import FlexibleLoad, FlexTally, flexible_loads
+from .flexible import FlexibleLoad, FlexTally, HeatPumpDemand, flexible_loads
 from .greedy import greedy_self_use
 from .perfect import perfect_foresight
 
@@ -275,8 +281,19 @@ class Replay:
         b = setup.battery
         d = setup.dispatcher
         self.series, self.policy, self.setup = series, policy, setup
-        self.flex = flexible_loads(setup.loads, series) if policy in ("self_use", "planner") else ()
+        controlled = policy in ("self_use", "planner")
+        every = flexible_loads(setup.loads, series)
+        self.flex = every if controlled else tuple(f for f in every if isinstance(f, HeatPumpDemand))
         flex = self.flex
+        # Without a controller (``none``, ``perfect``) a heat pump's switch follows its run window,
+        # a step late as a decided switch acts (see the module docstring).
+        self.fixed_on: dict[str, list[bool]] | None = None
+        if not controlled:
+            self.fixed_on = {}
+            for f in flex:
+                assert isinstance(f, HeatPumpDemand)
+                on = unattended_on(f.config, series.times, setup.timezone, f.demand_w, series.step_s)
+                self.fixed_on[f.config.id] = on.tolist()
         self.params = ControlParams.from_section(d, b, tuple(f.config for f in flex), timezone=setup.timezone)
         self.record = _FlexRecord(
             flex, np.zeros((len(flex), len(series.times))), np.zeros((len(flex), len(series.times)))
@@ -295,10 +312,14 @@ class Replay:
         self.optimum: np.ndarray | None = None
         self.method = ""
         if policy == "perfect":
+            load_w = np.asarray(series.load_w, dtype=float)
+            for f in flex:
+                assert isinstance(f, HeatPumpDemand) and self.fixed_on is not None
+                load_w = load_w + np.where(self.fixed_on[f.config.id], f.demand_w, 0.0)
             best = perfect_foresight(
                 series.times[0].to_pydatetime(),
                 step_s,
-                series.load_w,
+                load_w,
                 series.pv_w,
                 self.imp_price,
                 self.exp_price,
@@ -350,7 +371,7 @@ class Replay:
         has_battery, planning, optimum = self.has_battery, self.planning, self.optimum
         times, plan_step, month_keys, day_keys = self.times, self.plan_step, self.month_keys, self.day_keys
         load_list, pv_list, imp_list, exp_list = self.load_list, self.pv_list, self.imp_list, self.exp_list
-        dt_h, resets_at = self.dt_h, self.resets
+        dt_h, resets_at, fixed_on = self.dt_h, self.resets, self.fixed_on
         result.exports = ExportTally(
             held=dict(carry.exports.held), grid_stored_kwh=carry.exports.grid_stored_kwh, day=carry.exports.day
         )
@@ -377,7 +398,7 @@ class Replay:
             base = load  # the data's load: the house without its flexible loads
             readings: list[LoadReading] = []
             for i, f in enumerate(flex):
-                on = switched[f.config.id]
+                on = switched[f.config.id] if fixed_on is None else fixed_on[f.config.id][k]
                 draw = f.draw_w(k, on, last_grid)
                 record.draw_w[i, k], record.on[i, k] = draw, on
                 load += draw

@@ -87,15 +87,67 @@ def test_the_soc_floor_stops_it_first_on_a_small_battery() -> None:
     assert result.flexible["hp"]["from_battery_kwh"] < 1.5
 
 
-def test_planner_policy_plans_and_runs_it_and_none_has_no_flexible_loads() -> None:
+def test_planner_policy_plans_and_runs_it() -> None:
     s = setup()
     with_hp = simulate(night(2), "planner", s)
     hp = with_hp.flexible["hp"]
     assert 2 * 1.8 <= hp["from_battery_kwh"] <= 2 * (1.8 + LAG_KWH)  # two nights
     assert balance(with_hp) == pytest.approx(0.0, abs=1e-6)
-    assert simulate(night(2), "none", s).flexible == {}
     without = simulate(night(2), "planner", replace(s, loads=()))
     assert without.flexible == {} and with_hp.load_kwh > without.load_kwh
+
+
+def economy7_days(days: int = 2) -> Series:
+    """From noon on a January day, 30-minute steps: a 400 W house with a 2 kW evening peak, a
+    little winter PV at midday (never more than the house), the heat pump drawing 1.2 kW when on."""
+    times = pd.date_range("2026-01-12T12:00Z", periods=48 * days, freq="1800s")
+    hour = np.asarray(times.hour + times.minute / 60.0)
+    load = 400.0 + np.where((hour >= 17) & (hour < 20), 1600.0, 0.0)
+    pv = np.clip(350.0 * np.cos((hour - 12.5) / 4.0 * np.pi / 2), 0.0, None) * ((hour > 8.5) & (hour < 16.5))
+    return Series(times, load, pv, 1800, np.full(len(times), 1200.0))
+
+
+def economy7_setup(**hp: object) -> Setup:
+    """``setup``'s tariff is the default Economy 7 (9p 00:30-07:30, 30p otherwise) with a 5p export."""
+    return setup(capacity_kwh=10.0, **hp)
+
+
+# Without its CT: with one, the backtest's controller reads the CT over the step just ended beside
+# the grid of this step, so on the first step after the window (the CT still showing it on, the
+# heat pump already off) a full battery sees its 1.2 kW as surplus and switches it on for a step
+# (the planner policy did, at 07:30 after a night's charge; docs/dispatcher.md, Backtest).
+def test_every_policy_pays_for_the_same_heat() -> None:
+    # With a heat pump configured, 'none' and 'perfect' used to replay the house without it: their
+    # bills were not comparable with self_use's and the planner's. Now each policy draws it: with
+    # no dispatcher it runs as its window says, and 'perfect' takes that draw as load. Under
+    # 'after_budget: grid' the dispatcher keeps it on through the window too, so all four pay for
+    # the same heat and the bills order as a yardstick must.
+    s = economy7_setup(after_budget="grid", meter=None)
+    data = economy7_days()
+    results = {policy: simulate(data, policy, s) for policy in ("none", "self_use", "planner", "perfect")}
+    drawn = {policy: r.flexible["hp"]["kwh"] for policy, r in results.items()}
+    # Two 13-hour windows at 1.2 kW, one step late: the same in all four.
+    assert drawn == pytest.approx(dict.fromkeys(drawn, 2 * 13 * 1.2), abs=1e-9)
+    assert results["none"].flexible["hp"]["from_battery_kwh"] == 0.0
+    load = {policy: r.load_kwh for policy, r in results.items()}
+    assert load == pytest.approx(dict.fromkeys(load, load["none"]), abs=1e-9)
+    for r in results.values():
+        assert balance(r) == pytest.approx(0.0, abs=1e-6)
+    cost = {policy: r.cost for policy, r in results.items()}
+    assert cost["none"] >= cost["self_use"] >= cost["perfect"]
+    assert cost["perfect"] <= cost["planner"]
+
+
+def test_without_a_dispatcher_off_runs_it_to_its_budget() -> None:
+    # Under 'off' the heat pump runs on the battery's spare: with no dispatcher ('none', 'perfect')
+    # it runs from the window's start until it has drawn its budget, a step late as every switch.
+    s = economy7_setup(after_budget="off")
+    data = economy7_days()
+    none = simulate(data, "none", s).flexible["hp"]
+    perfect = simulate(data, "perfect", s).flexible["hp"]
+    assert none["kwh"] == perfect["kwh"]
+    assert 2 * 1.8 <= none["kwh"] <= 2 * (1.8 + 1.2 / 2)  # the step that crosses the budget runs whole
+    assert none["from_battery_kwh"] == 0.0
 
 
 def test_heat_pump_column_in_the_csv() -> None:
@@ -119,5 +171,5 @@ def test_cli_reports_the_heat_pump(tmp_path, capsys: pytest.CaptureFixture[str])
         main(["--data", str(data), "--config", str(cfg), "--battery-kwh", "10", "--no-progress"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    # The policies that run the controller say what it drew and from where; 'none' has no heat pump.
-    assert "self_use: heatpump drew" in out and "none: heatpump" not in out
+    # Every policy says what it drew and from where ('none' from the grid alone).
+    assert "self_use: heatpump drew" in out and "none: heatpump drew" in out

@@ -50,6 +50,7 @@ __all__ = [
     "expected_draw_w",
     "in_window",
     "period_start",
+    "unattended_on",
 ]
 
 # Once the floor stopped the battery feeding it, the SoC must rise this far above the floor before
@@ -171,6 +172,37 @@ def decide(
     if load.after_budget == "grid":
         return HeatPumpCall(True, False, spent + "_grid", after, max(0.0, left))
     return HeatPumpCall(False, False, spent, after, max(0.0, left))
+
+
+def unattended_on(
+    load: HeatPumpLoad, starts: pd.DatetimeIndex, timezone: str, draw_w: np.ndarray, step_s: float
+) -> np.ndarray:
+    """Its switch per step (UTC starts, ``step_s`` apart) with no battery to spend the budget on:
+    on through the run window, and under ``after_budget: off`` only until it has drawn the budget
+    in that period (from the window's start, as the dispatcher spends it and ``expected_draw_w``
+    assumes), ``draw_w`` being what it draws while on. Decided at a step, acting from the next (as
+    every decided switch does). Off outside the window, and always without one (it would run on
+    surplus only, which needs the dispatcher)."""
+    n = len(starts)
+    out = np.zeros(n, dtype=bool)
+    if load.run_window is None or n == 0:
+        return out
+    inside = _window_mask(load.run_window, starts.tz_convert(_zone(timezone)))
+    if load.after_budget == "grid":
+        out[1:] = inside[:-1]
+        return out
+    periods = _periods(load, starts.tz_convert(_zone(timezone)))
+    budget = load.battery_budget_kwh * 1000.0
+    dt_h = step_s / 3600.0
+    used: dict[int, float] = {}
+    for k in range(n):
+        period = int(periods[k])
+        if k + 1 < n and inside[k] and used.get(period, 0.0) < budget:
+            out[k + 1] = True
+        if out[k]:
+            # What it drew over step k counts toward the period the step is in.
+            used[period] = used.get(period, 0.0) + max(0.0, float(draw_w[k])) * dt_h
+    return out
 
 
 def _window_mask(window: RunWindow, local: pd.DatetimeIndex) -> np.ndarray:
