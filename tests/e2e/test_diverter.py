@@ -41,7 +41,7 @@ from shared import topics
 from shared.config import load_config
 from shared.messages import DispatcherDecision, Event
 from tests.support import MOSQUITTO, Broker, free_port, running_broker
-from tests.support.sim_fleet import run_fleet
+from tests.support.sim_fleet import add_tcp_ct, fleet_polls, run_fleet
 
 SPEED = 20.0
 START = datetime(2026, 4, 21, 17, 40, tzinfo=UTC)  # 18:40 London (BST)
@@ -61,15 +61,7 @@ def scenario(workdir: Path, broker: Broker, *, ct: bool, guard: bool) -> dict[st
     sim["inverter"].update(self_use_band_w=50, ramp_w_per_s=300)
     load: dict[str, Any] = {"id": "immersion", "kind": "diverter", "meter": None, "detect_without_ct": guard}
     if ct:
-        sim["meters"].append({"id": "imm", "position": "diverter"})
-        sim["devices"].append(
-            {"id": "imm-meter", "role": "meter", "model": "eastron_sdm120", "meter": "imm",
-             "listen": {"kind": "modbus_tcp", "host": "127.0.0.1", "port": 15023}}
-        )  # fmt: skip
-        data["meters"].append(
-            {"id": "imm", "model": "eastron_sdm120", "role": "immersion",
-             "transport": {"kind": "modbus_tcp", "host": "127.0.0.1", "port": 15023, "unit": 1}}
-        )  # fmt: skip
+        add_tcp_ct(data, meter="imm", position="diverter", role="immersion", port=15023)
         load["meter"] = "imm"
     data["loads"] = [load]
     data = relocate_scenario(data, workdir, free_port, broker.port)
@@ -77,13 +69,8 @@ def scenario(workdir: Path, broker: Broker, *, ct: bool, guard: bool) -> dict[st
     sim["devices"] = [d for d in sim["devices"] if d["id"] in USED]
     sim["battery"]["initial_soc_pct"] = 80
     sim["control"]["truth_interval_s"] = 0.25
-    state = str(workdir / "state")
-    data["inverters"][0].update(poll_s=1.0, state_dir=state)
-    for meter in data["meters"]:
-        meter["poll_s"] = 1.0
-    data["batteries"][0]["poll_s"] = 2.0
-    data["dispatcher"].update(grid_meter="grid", state_dir=state, stale_after_s=600, replan_minutes=60)
-    data["log_level"] = "INFO"
+    fleet_polls(data, workdir)
+    data["dispatcher"].update(stale_after_s=600, replan_minutes=60)
     return data
 
 

@@ -25,7 +25,7 @@ from services.devtools.demo import SCENARIO, relocate_scenario
 from shared import topics
 from shared.messages import LoadState, SimTruth
 from tests.support import MOSQUITTO, Broker, free_port
-from tests.support.sim_fleet import run_fleet
+from tests.support.sim_fleet import add_tcp_ct, fleet_polls, run_fleet
 
 SPEED = 300.0
 START = datetime(2026, 1, 14, 17, 30, tzinfo=UTC)  # January: London time is UTC
@@ -43,15 +43,7 @@ def scenario(workdir: Path, broker: Broker) -> dict[str, Any]:
     sim = data["simulator"]
     # The heat pump's own CT, served on TCP, and the meter the fleet reads it with (the same port:
     # relocate_scenario remaps both to one free port).
-    sim["meters"].append({"id": "hp", "position": "heat_pump"})
-    sim["devices"].append(
-        {"id": "hp-meter", "role": "meter", "model": "eastron_sdm120", "meter": "hp",
-         "listen": {"kind": "modbus_tcp", "host": "127.0.0.1", "port": 15022}}
-    )  # fmt: skip
-    data["meters"].append(
-        {"id": "hp", "model": "eastron_sdm120", "role": "heat_pump",
-         "transport": {"kind": "modbus_tcp", "host": "127.0.0.1", "port": 15022, "unit": 1}}
-    )  # fmt: skip
+    add_tcp_ct(data, meter="hp", position="heat_pump", role="heat_pump", port=15022)
     sim["heat_pump"] = {"switch_topic": SWITCH}
     data["loads"] = [
         {
@@ -73,20 +65,8 @@ def scenario(workdir: Path, broker: Broker) -> dict[str, Any]:
     sim["battery"]["initial_soc_pct"] = 70  # a sunny day's spare at teatime
     sim["inverter"]["passive_timeout_s"] = 3600
     sim["control"]["truth_interval_s"] = 0.25
-    state = str(workdir / "state")
-    data["inverters"][0].update(poll_s=1.0, state_dir=state)
-    for meter in data["meters"]:
-        meter["poll_s"] = 1.0
-    data["batteries"][0]["poll_s"] = 2.0
-    data["dispatcher"].update(
-        grid_meter="grid",
-        state_dir=state,
-        lease_s=3600,
-        stale_after_s=3600,
-        replan_minutes=60,
-        default_daily_load_kwh=11.0,
-    )
-    data["log_level"] = "INFO"
+    fleet_polls(data, workdir)
+    data["dispatcher"].update(lease_s=3600, stale_after_s=3600, replan_minutes=60, default_daily_load_kwh=11.0)
     return data
 
 

@@ -28,7 +28,7 @@ from services.devtools.demo import SCENARIO, relocate_scenario
 from shared import topics
 from shared.messages import DispatcherDecision, InverterCommand, Plan, SimTruth
 from tests.support import MOSQUITTO, Broker, free_port
-from tests.support.sim_fleet import run_fleet
+from tests.support.sim_fleet import fleet_polls, run_fleet
 
 SPEED = 400.0
 START = datetime(2026, 1, 14, 23, 30, tzinfo=UTC)  # January: London time is UTC
@@ -50,19 +50,13 @@ def scenario(workdir: Path, broker: Broker) -> dict[str, Any]:
     sim["inverter"]["passive_timeout_s"] = 3600
     sim["control"]["truth_interval_s"] = 0.25
     data["tariff"]["export"] = {"kind": "flat", "price_per_kwh": 0.05}
-    state = str(workdir / "state")
-    data["inverters"][0].update(poll_s=1.0, state_dir=state)
-    data["meters"][0]["poll_s"] = 1.0
-    data["batteries"][0]["poll_s"] = 2.0
+    fleet_polls(data, workdir)
     data["dispatcher"].update(
-        grid_meter="grid",
-        state_dir=state,
         lease_s=3600,  # 9 s wall; renewed every 3 s
         stale_after_s=3600,  # 9 s wall: several missed polls
         replan_minutes=60,
         default_daily_load_kwh=11.0,  # the simulated house in January (+25% in midwinter)
     )
-    data["log_level"] = "INFO"
     return data
 
 

@@ -28,7 +28,7 @@ from shared.bus import Bus
 from shared.config import MqttConfig
 from shared.messages import Message, SimTruth
 
-__all__ = ["FLEET_SERVICES", "FleetRun", "run_fleet", "watch_fleet"]
+__all__ = ["FLEET_SERVICES", "FleetRun", "add_tcp_ct", "fleet_polls", "run_fleet", "watch_fleet"]
 
 FLEET_SERVICES = ("inverter_bridge", "meter_bridge", "bms_bridge", "dispatcher")
 
@@ -112,3 +112,35 @@ def run_fleet(
     finally:
         fleet.stop()
     return FleetRun(fleet, truths, messages)
+
+
+# -- the scenario's parts the end-to-end runs share ------------------------------------------------
+
+
+def add_tcp_ct(data: dict[str, Any], *, meter: str, position: str, role: str, port: int) -> None:
+    """A simulated Eastron SDM120 at ``position`` served on Modbus TCP ``port`` (device
+    ``<meter>-meter``), and the fleet's meter ``meter`` reading it in role ``role``: the same port,
+    which ``relocate_scenario`` then remaps to one free port for both. Call before relocating."""
+    sim = data["simulator"]
+    sim["meters"].append({"id": meter, "position": position})
+    sim["devices"].append(
+        {"id": f"{meter}-meter", "role": "meter", "model": "eastron_sdm120", "meter": meter,
+         "listen": {"kind": "modbus_tcp", "host": "127.0.0.1", "port": port}}
+    )  # fmt: skip
+    data["meters"].append(
+        {"id": meter, "model": "eastron_sdm120", "role": role,
+         "transport": {"kind": "modbus_tcp", "host": "127.0.0.1", "port": port, "unit": 1}}
+    )  # fmt: skip
+
+
+def fleet_polls(data: dict[str, Any], workdir: Path) -> None:
+    """The fleet's cadence in the end-to-end runs: the inverter and every meter polled each wall
+    second, the BMS every two; state kept under ``workdir/state``; the dispatcher reading the grid
+    meter; INFO logs."""
+    state = str(workdir / "state")
+    data["inverters"][0].update(poll_s=1.0, state_dir=state)
+    for meter in data["meters"]:
+        meter["poll_s"] = 1.0
+    data["batteries"][0]["poll_s"] = 2.0
+    data["dispatcher"].update(grid_meter="grid", state_dir=state)
+    data["log_level"] = "INFO"
