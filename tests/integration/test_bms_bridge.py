@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 import yaml
 
@@ -20,6 +18,7 @@ from services.simulator.physics.battery import Battery, BatteryParams, PackView,
 from shared import topics
 from shared.topics import Kind
 from tests.support import SOCAT, Broker, Child, pty_pair
+from tests.support.bridge_rig import Inbox, listening
 
 pytestmark = pytest.mark.skipif(SOCAT is None, reason="socat is not installed")
 BAUD = 115200
@@ -37,54 +36,6 @@ def charging_battery() -> Battery:
     battery = Battery(BatteryParams(modules=MODULES, weak=WeakModule(index=1), initial_soc_pct=62.0))
     battery.apply(-1800.0, 60.0)  # charging: current and power must come out negative
     return battery
-
-
-class Inbox:
-    """Everything the bridge publishes for one battery, in arrival order."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, dict[str, Any]]] = []
-        self.arrived = asyncio.Condition()
-
-    async def wait_for(
-        self, topic: str, predicate: Any = lambda m: True, within_s: float = 120.0
-    ) -> dict[str, Any]:
-        async def found() -> dict[str, Any]:
-            async with self.arrived:
-                seen = 0
-                while True:
-                    for t, m in self.messages[seen:]:
-                        if t == topic and predicate(m):
-                            return m
-                    seen = len(self.messages)
-                    await self.arrived.wait()
-
-        return await asyncio.wait_for(found(), within_s)
-
-    def count(self, topic: str) -> int:
-        return sum(1 for t, _ in self.messages if t == topic)
-
-
-@contextlib.asynccontextmanager
-async def listening(broker: Broker, site: str) -> AsyncIterator[Inbox]:
-    inbox = Inbox()
-    async with aiomqtt.Client(broker.host, broker.port) as client:
-        await client.subscribe(f"ongrid/{site}/#", qos=1)
-
-        async def pump() -> None:
-            async for message in client.messages:
-                payload = bytes(message.payload or b"")
-                async with inbox.arrived:
-                    inbox.messages.append((str(message.topic), json.loads(payload) if payload else {}))
-                    inbox.arrived.notify_all()
-
-        task = asyncio.create_task(pump())
-        try:
-            yield inbox
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 @contextlib.asynccontextmanager
@@ -187,13 +138,13 @@ async def test_bridge_publishes_truth_then_goes_offline_and_recovers(
             faults.silent = True
             offline = await inbox.wait_for(avail_topic, lambda m: m["state"] == "offline")
             assert "no answer" in offline["reason"]
-            states_while_silent = inbox.count(state_topic)
+            states_while_silent = len(inbox.all(state_topic))
             await asyncio.sleep(1.5)
-            assert inbox.count(state_topic) == states_while_silent, "published a value it could not read"
+            assert len(inbox.all(state_topic)) == states_while_silent, "published a value it could not read"
 
             faults.silent = False
             await inbox.wait_for(avail_topic, lambda m: m["state"] == "online")
-            assert inbox.count(state_topic) >= states_while_silent
+            assert len(inbox.all(state_topic)) >= states_while_silent
             fresh = await inbox.wait_for(state_topic, lambda m: m["ts"] > offline["ts"])
             assert_matches_truth(fresh, battery.snapshot())
         finally:
@@ -233,12 +184,12 @@ async def test_bridge_survives_noise_and_rejects_impossible_values(
         assert all(c["voltage_v"] is None for m in flagged["modules"] for c in m["cells"])
         assert flagged["soc_pct"] == pytest.approx(battery.snapshot().soc_pct, abs=0.02)
         assert flagged["current_a"] < 0
-        assert all(m["cell_max_v"] is None or m["cell_max_v"] < 4.5 for t, m in inbox.messages if t == state_topic)
+        assert all(m["cell_max_v"] is None or m["cell_max_v"] < 4.5 for m in inbox.all(state_topic))
         faults.out_of_range = False
         clean = await inbox.wait_for(state_topic, lambda m: m["ts"] > flagged["ts"] and not m["quality_flags"])
         assert_matches_truth(clean, battery.snapshot())
         await inbox.wait_for(event_topic, lambda m: m["code"] == "implausible_value_cleared")
-        assert not [m for t, m in inbox.messages if t == avail_topic and m["state"] == "offline"]
+        assert not [m for m in inbox.all(avail_topic) if m["state"] == "offline"]
         assert bridge.running()
 
 
