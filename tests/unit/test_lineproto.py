@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from influxdb_client import Point, WritePrecision
 
 from services.recorder.lineproto import LineError, parse_one
 from services.recorder.rows import Row
 from shared.messages import EventLevel, RunningState
+from tests.support.influx_reference import influxdb_client_line
 
 names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
 values = st.one_of(
@@ -28,19 +28,10 @@ rows = st.builds(
 )
 
 
-def point_line(row: Row) -> str:
-    point = Point(row.measurement)
-    for key, value in row.tags:
-        point.tag(key, value)
-    for key, field_value in row.fields.items():
-        point.field(key, field_value)
-    return str(point.time(row.ts_ns, WritePrecision.NS).to_line_protocol())
-
-
 @given(rows)
 @settings(max_examples=500, deadline=None)
 def test_same_bytes_as_influxdb_client_point(row: Row) -> None:
-    assert row.line == point_line(row)
+    assert row.line == influxdb_client_line(row)
 
 
 @given(rows)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from influxdb_client import Point, WritePrecision
 
 from services.recorder.backends import BackendDown, BackendRejected, SqliteStore
 from services.recorder.pipeline import Recorder
@@ -22,6 +21,7 @@ from shared import messages as m
 from shared.contract import channels
 from shared.examples import EXAMPLES
 from shared.topics import Kind, Stream, TopicParts
+from tests.support.influx_reference import influxdb_client_line
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -57,17 +57,6 @@ def test_one_pass_rows_equal_the_general_path_for_every_contract_model() -> None
             direct = _direct("m", tags, example, skip, 7)
             general = Row.make("m", tags, flatten(example, skip=skip), 7)
             assert (direct.line, direct.fields) == (general.line, general.fields), model.__name__
-
-
-def influxdb_client_line(row: Row) -> str:
-    """The row as influxdb-client's ``Point`` writes it (the reference tests/unit/test_lineproto.py
-    holds ``Row.make`` to)."""
-    point = Point(row.measurement)
-    for key, value in row.tags:
-        point.tag(key, value)
-    for key, field_value in row.fields.items():
-        point.field(key, field_value)
-    return str(point.time(row.ts_ns, WritePrecision.NS).to_line_protocol())
 
 
 names_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
