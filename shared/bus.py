@@ -655,18 +655,8 @@ class Bus:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.stats.handler_errors += 1
             log.exception("handler for %s failed", sub.pattern, extra={"topic": topic})
-            await self.publish(
-                self.event_topic,
-                Event(
-                    ts=utc_now(),
-                    level=EventLevel.ERROR,
-                    code="handler_error",
-                    message=f"{type(exc).__name__}: {exc}"[:500],
-                    topic=topic,
-                ),
-            )
+            await self._handler_failed(topic, exc)
 
     async def _call_batch(self, sub: _Subscription, values: list[tuple[str, Any, bytes]]) -> None:
         if not values:
@@ -676,18 +666,23 @@ class Bus:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.stats.handler_errors += 1
             log.exception("handler for %s failed on a batch of %d", sub.pattern, len(values))
-            await self.publish(
-                self.event_topic,
-                Event(
-                    ts=utc_now(),
-                    level=EventLevel.ERROR,
-                    code="handler_error",
-                    message=f"{type(exc).__name__}: {exc}"[:500],
-                    topic=values[0][0],
-                ),
-            )
+            await self._handler_failed(values[0][0], exc)
+
+    async def _handler_failed(self, topic: str, exc: Exception) -> None:
+        """Count a handler's failure and say so on the service's event topic (logged by the caller,
+        in the ``except`` where the traceback is)."""
+        self.stats.handler_errors += 1
+        await self.publish(
+            self.event_topic,
+            Event(
+                ts=utc_now(),
+                level=EventLevel.ERROR,
+                code="handler_error",
+                message=f"{type(exc).__name__}: {exc}"[:500],
+                topic=topic,
+            ),
+        )
 
     async def _reject(
         self, topic: str, payload: bytes, error: ValidationError | ValueError, *, addressee: bool = True

@@ -173,6 +173,34 @@ async def test_a_failing_handler_is_reported_and_the_bus_keeps_going(pair: tuple
     assert len(calls) == 2
 
 
+async def test_a_failing_batch_handler_is_reported_and_the_bus_keeps_going(pair: tuple[str, Bus, Bus]) -> None:
+    name, sender, receiver = pair
+    batches: list[list[str]] = []
+
+    async def flaky(values: list[tuple[str, Any, bytes]]) -> None:
+        batches.append([topic for topic, _value, _payload in values])
+        if len(batches) == 1:
+            raise RuntimeError("batch boom")
+
+    events = Inbox()
+    receiver.subscribe_batch(topics.meter_state(name, "+"), MeterState, flaky)
+    sender.subscribe(receiver.event_topic, Event, events)
+    await receiver.subscribed()
+    await sender.subscribed()
+    before = receiver.stats.handler_errors
+    await sender.publish(topics.meter_state(name, "a"), EXAMPLES[MeterState])
+    (_, event), *_ = await events.wait_for(1)
+    assert event.code == "handler_error" and event.message == "RuntimeError: batch boom"
+    assert event.topic == topics.meter_state(name, "a")  # the batch's first topic
+    assert receiver.stats.handler_errors == before + 1
+    await sender.publish(topics.meter_state(name, "b"), EXAMPLES[MeterState])
+    for _ in range(50):
+        if len(batches) == 2:
+            break
+        await asyncio.sleep(0.05)
+    assert batches[1:] == [[topics.meter_state(name, "b")]]
+
+
 payloads = st.one_of(
     st.binary(max_size=200),
     st.recursive(
