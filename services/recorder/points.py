@@ -21,6 +21,7 @@ use their exact time, so the latest plan or recomputation wins.
 from __future__ import annotations
 
 import json
+import operator
 import zlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time
@@ -110,6 +111,8 @@ def _put(out: dict[str, FieldValue | None], key: str, value: Any) -> None:
 # path, which decides as before; tests/unit/test_recorder.py holds the two to the same rows.
 _VALUE, _JOINED, _COUNT = 0, 1, 2
 _DirectPlan = tuple[tuple[str, str, str, int], ...]
+# Templates kept, per model class and tuple of value types (few: a payload kind has a handful).
+_TEMPLATES_MAX = 10_000
 _direct_plans: dict[tuple[type[BaseModel], frozenset[str]], _DirectPlan | None] = {}
 
 
@@ -141,8 +144,93 @@ def _direct_plan(model: type[BaseModel], skip: frozenset[str]) -> _DirectPlan | 
     return plan
 
 
+# Fastest of all, a row's field set written by one ``str.format`` call: per model class, one
+# ``itemgetter`` takes the plan's attributes from ``__dict__`` as a tuple, and the tuple of their
+# types picks a template made once for it (``None`` left out, ``{3!r}`` for a float, ``{4}i`` for an
+# int, ...), so no Python code runs per field. What a template cannot write byte for byte as the
+# loop below does falls back to that loop: a string with a quote, a backslash or ``.0,`` in it, a
+# non-empty tuple of names, a value that is not finite, a type without a template. Whole floats
+# lose their ``.0`` in one ``replace`` (every field ends with ``,`` in the template: a float's
+# ``repr`` ends in ``.0`` only when it is whole, and keys are identifiers, without dots).
+# ``InverterState``: 16.3 -> see docs/recorder.md (benchmarks/recorder_stages.py ``rows``).
+# Template: (format string, positions of ``str`` values, positions of sequences, float getter).
+_Template = tuple[str, tuple[int, ...], tuple[int, ...], Callable[[Any], Any] | None]
+_getters: dict[tuple[type[BaseModel], frozenset[str]], Callable[[Any], tuple[Any, ...]] | None] = {}
+_templates: dict[tuple[type[BaseModel], frozenset[str], tuple[type, ...]], _Template | None] = {}
+
+
+def _getter(model: type[BaseModel], skip: frozenset[str]) -> Callable[[Any], tuple[Any, ...]] | None:
+    try:
+        return _getters[(model, skip)]
+    except KeyError:
+        pass
+    plan = _direct_plan(model, skip)
+    getter = operator.itemgetter(*[name for name, *_ in plan]) if plan is not None and len(plan) > 1 else None
+    _getters[(model, skip)] = getter
+    return getter
+
+
+def _safe_text(text: str) -> bool:
+    """A string field a template may write as it is (no escape, no ``.0,`` for the float strip)."""
+    return '"' not in text and "\\" not in text and ".0," not in text
+
+
+def _template(model: type[BaseModel], skip: frozenset[str], kinds: tuple[type, ...]) -> _Template | None:
+    key = (model, skip, kinds)
+    try:
+        return _templates[key]
+    except KeyError:
+        pass
+    plan = _direct_plan(model, skip)
+    assert plan is not None
+    parts: list[str] = []
+    strings: list[int] = []
+    sequences: list[int] = []
+    floats: list[int] = []
+    template: _Template | None = None
+    for i, ((_name, _key, head, what), kind) in enumerate(zip(plan, kinds, strict=True)):
+        if kind is type(None):
+            continue
+        if what:
+            if kind is not tuple and kind is not list:
+                break
+            sequences.append(i)  # empty, checked each time: "" and a count of 0
+            parts.append(head + ('""' if what == _JOINED else "0i"))
+        elif kind is float:
+            floats.append(i)
+            parts.append(f"{head}{{{i}!r}}")
+        elif kind is int:
+            parts.append(f"{head}{{{i}}}i")
+        elif kind is bool:
+            parts.append(f"{head}{{{i}:d}}i")
+        elif kind is str:
+            strings.append(i)
+            parts.append(f'{head}"{{{i}}}"')
+        elif issubclass(kind, Enum) and all(
+            isinstance(member._value_, str) and format(member) == member._value_ and _safe_text(member._value_)
+            for member in kind
+        ):
+            parts.append(f'{head}"{{{i}}}"')  # every member written as its value, as ``_put`` stores it
+        else:
+            break
+    else:
+        if parts:
+            # The first float twice: a tuple whatever their number (a sum, a finite one or not).
+            getter = operator.itemgetter(*floats, floats[0]) if floats else None
+            template = (",".join(parts) + ",", tuple(strings), tuple(sequences), getter)
+    if len(_templates) >= _TEMPLATES_MAX:
+        _templates.clear()
+    _templates[key] = template
+    return template
+
+
 def _direct(measurement: str, tags: Mapping[str, str | None], model: BaseModel, skip: frozenset[str], ts: int) -> Row:
     """``Row.make(measurement, tags, flatten(model, skip=skip), ts)``, in one pass when it can."""
+    getter = _getter(type(model), skip)
+    if getter is not None:
+        row = _templated(measurement, tags, model, skip, ts, getter(model.__dict__))
+        if row is not None:
+            return row
     plan = _direct_plan(type(model), skip)
     if plan is None:
         return Row.make(measurement, tags, flatten(model, skip=skip), ts)
@@ -188,6 +276,32 @@ def _direct(measurement: str, tags: Mapping[str, str | None], model: BaseModel, 
             return Row.make(measurement, tags, flatten(model, skip=skip), ts)
         fields[key] = value
     return Row.assemble(measurement, tags, fields, pieces, ts)
+
+
+def _templated(
+    measurement: str,
+    tags: Mapping[str, str | None],
+    model: BaseModel,
+    skip: frozenset[str],
+    ts: int,
+    values: tuple[Any, ...],
+) -> Row | None:
+    """The row by its template, or ``None`` where ``_direct``'s loop has to decide."""
+    template = _template(type(model), skip, tuple(map(type, values)))
+    if template is None:
+        return None
+    text, strings, sequences, floats = template
+    for i in sequences:
+        if values[i]:
+            return None
+    for i in strings:
+        if not _safe_text(values[i]):
+            return None
+    if floats is not None:
+        total = sum(floats(values))
+        if total - total != 0.0:  # a value that is not finite (or a sum that overflowed): the loop decides
+            return None
+    return Row.assemble_line(measurement, tags, text.format(*values).replace(".0,", ",")[:-1], ts)
 
 
 def _base_tags(parts: TopicParts, role: str | None = None) -> dict[str, str | None]:

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.recorder import points
 from services.recorder.backends import BackendDown, BackendRejected, SqliteStore
 from services.recorder.pipeline import Recorder
 from services.recorder.points import _direct, flatten, to_rows
@@ -91,6 +92,54 @@ def test_one_pass_inverter_rows_are_the_bytes_influxdb_client_writes(
     general = Row.make("inverter", tags, flatten(message, skip={"model"}), 11)
     assert (direct.line, direct.fields) == (general.line, general.fields)
     assert direct.line == influxdb_client_line(direct)
+
+
+@given(
+    backend=names_text,
+    error=st.one_of(st.none(), names_text, st.sampled_from(['a"b', "c\\d", "v1.0,v2", "x.0", "{0}", "1.0"])),
+    counts=st.lists(st.integers(0, 2**62), min_size=6, max_size=6),
+    ok=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_templated_rows_are_the_loops_bytes_with_strings_bools_and_ints(
+    backend: str, error: str | None, counts: list[int], ok: bool
+) -> None:
+    # A payload kind with string, bool and int fields through points._templated (one str.format
+    # per row), against flatten + Row.make and influxdb-client; strings it cannot write as they
+    # are (a quote, a backslash, ".0,") take the loop, which must give the same bytes.
+    message = m.RecorderStatus(
+        ts=T0, recorder="rec1", backend=backend, database_ok=ok, last_error=error,
+        **dict(zip(["points_written", "points_spooled", "backlog_points", "backlog_bytes", "points_lost",
+                    "points_rejected"], counts, strict=True)),
+    )  # fmt: skip
+    tags = {"site": "home", "kind": "recorder", "device": "rec1", "role": None}
+    direct = _direct("recorder", tags, message, frozenset(), 5)
+    general = Row.make("recorder", tags, flatten(message), 5)
+    assert (direct.line, direct.fields) == (general.line, general.fields)
+    assert direct.line == influxdb_client_line(direct)
+
+
+def test_the_template_writes_the_common_rows_and_leaves_the_rest_to_the_loop() -> None:
+    # The fast path must be the one taken for a plain state (else the tests above prove only the
+    # loop), and must refuse what it cannot write byte for byte.
+    skip = frozenset({"model"})
+    tags = {"site": "home", "kind": "inverter", "device": "inv1", "model": "x"}
+    plain = EXAMPLES[m.InverterState].model_copy(update={"faults": ()})
+
+    def templated(message: m.InverterState) -> Row | None:
+        getter = points._getter(m.InverterState, skip)
+        assert getter is not None
+        return points._templated("inverter", tags, message, skip, 9, getter(message.__dict__))
+
+    row = templated(plain)
+    assert row is not None
+    assert row.line == Row.make("inverter", tags, flatten(plain, skip=skip), 9).line
+    assert row.fields["faults_count"] == 0 and row.fields["battery_soc_pct"] == plain.battery_soc_pct
+    assert templated(plain.model_copy(update={"faults": ("over_temp",)})) is None  # names to join
+    hot = plain.model_copy(update={"battery_temp_c": float("inf")})  # not through validation
+    assert templated(hot) is None
+    with pytest.raises(RowError, match=r"inverter\.battery_temp_c: inf is not a finite number"):
+        _direct("inverter", tags, hot, skip, 9)
 
 
 def test_meter_row_tags_fields_and_time() -> None:
