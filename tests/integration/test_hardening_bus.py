@@ -240,6 +240,16 @@ async def test_a_persistent_session_far_behind_reads_no_further_ahead_than_its_b
 
     async with recorder_bus() as second:
 
+        async def status() -> None:
+            # As the recorder's status loop: a QoS 1 publish now and then, from its own task. Its
+            # acknowledgement comes behind the queue on the socket; waiting for it must not make
+            # the bus read the whole queue into memory (it did: 194-209 MB 60 s behind).
+            while True:
+                await second.publish(topics.meter_state("x" + site, "grid"), reading(0), qos=1, retain=False)
+                await asyncio.sleep(0.2)
+
+        status_task = asyncio.create_task(status())
+
         async def slow(batch: list[tuple[str, Any, bytes]]) -> None:
             nonlocal most_waiting
             assert second._intake is not None
@@ -251,6 +261,7 @@ async def test_a_persistent_session_far_behind_reads_no_further_ahead_than_its_b
         deadline = asyncio.get_running_loop().time() + 120
         while len(got) < count and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.1)
+        status_task.cancel()
     assert len(got) == count
     # One socket read (shared.mqttframes.CHUNK, ~1,000 of these messages) may land past the bound.
     assert most_waiting <= READ_AHEAD_MAX + 1_500, most_waiting
