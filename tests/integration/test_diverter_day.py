@@ -10,24 +10,33 @@ faster of the two, as the seed's was. The figure is the battery energy that went
 (``Totals.battery_to_diverter_wh``: the battery's discharge beyond the house's other loads once PV
 covered them, taken by the diverter).
 
-Measured on this machine (Wh in the day), the targets the test holds:
+Measured on this machine (Wh in the day; 2026-11-30, 2 shared cores, load about 4), the targets
+the test holds:
 
 | dispatcher | grid meter read | naive (no CT, guard off) | guard (no CT, default) | target | own CT |
 |---|---|---|---|---|---|
 | own self-use handed back | the second the load drops | 276 | 40 | <= 60 | 26 (<= 60) |
-| own self-use handed back | a second later | 285 | 207 | <= 80 % of naive | |
-| setpoints only | the second the load drops | 201 | 110 | <= 65 % of naive | |
-| setpoints only | a second later | 868 | 461 | <= 65 % of naive | |
+| own self-use handed back | a second later | 285 | 49 | <= 30 % of naive | |
+| setpoints only | the second the load drops | 201 | 107 | <= 65 % of naive | |
+| setpoints only | a second later | 868 | 192 | <= 35 % of naive | |
+
+(The guard before the load-drop probe, same day: 40, 207, 110, 461 Wh; the two "a second later"
+targets fail on it.)
 
 The simulated loads step on the minute. When a grid reading falls on that second it sees the export
 before the diverter takes it, and the guard caps as soon as the inverter's next reading shows the
-battery did not take it away ("an export that vanished"); a reading a second later finds the grid
-already pinned, and the guard has only its slower probes (once a probe has found the diverter, every
-minute at most while PV is up or the load is above its base), so less is saved. Writing setpoints,
-the controller's deadband keeps a discharge whose excess the diverter's 20 W margin hides. A house
-without a diverter, with the same config (a second later, so no reading sees a load's last
-second): the guard's probes add 13 Wh of import and 28 commands in the day handed back, 6 Wh and
-39 commands with setpoints only; targets 50 Wh and 100 commands.
+battery did not take it away ("an export that vanished"). A reading a second later finds the grid
+already pinned: handed back, the inverter's own self-use gave up its first second of the load (300
+W/s) before the diverter took the rest, so the load seen drops with the grid pinned, and a house
+where a probe has found the diverter probes at once, straight down to its recent base need. Writing
+setpoints, the battery does not move on its own and nothing shows the drop: the guard has its
+probes every minute (once found), and the first finding of the day (06:37 here, a fresh process)
+costs most of what is left (95 of the 192 Wh). A house without a diverter, with the same config (a
+second later, so no reading sees a load's last second): the guard's probes add 15 Wh of import and
+32 commands in the day handed back, 7 Wh and 41 commands with setpoints only; targets 30 Wh and 100
+commands. The house with the diverter imports 1,783 Wh with the guard against 1,692 Wh naive handed
+back (1,916 against 1,829 with setpoints): the probes' steps, while the battery keeps what the tank
+did not get (236 and 676 Wh) for later.
 """
 
 from __future__ import annotations
@@ -78,9 +87,9 @@ def into_tank(trace: DayTrace) -> float:
 # (own self-use handed back, meter offset s, most Wh with the guard, or None, most share of naive)
 ROWS = [
     (True, 0, 60.0, None),
-    (True, 1, None, 0.80),
+    (True, 1, None, 0.30),
     (False, 0, None, 0.65),
-    (False, 1, None, 0.65),
+    (False, 1, None, 0.35),
 ]
 
 
@@ -88,10 +97,15 @@ ROWS = [
 def test_the_guard_keeps_the_battery_out_of_the_tank(
     own: bool, offset: int, most_wh: float | None, most_share: float | None
 ) -> None:
-    naive = into_tank(run(scenario(ct=False, guard=False, own=own), offset))
+    naive_trace = run(scenario(ct=False, guard=False, own=own), offset)
+    naive = into_tank(naive_trace)
     trace = run(scenario(ct=False, own=own), offset)
     guarded = into_tank(trace)
-    print(f"own {own}, offset {offset}: naive {naive:.0f} Wh, guard {guarded:.0f} Wh, {trace.reasons}")
+    assert naive_trace.totals is not None and trace.totals is not None
+    print(
+        f"own {own}, offset {offset}: naive {naive:.0f} Wh, guard {guarded:.0f} Wh, import "
+        f"{naive_trace.totals.import_wh:.0f} -> {trace.totals.import_wh:.0f} Wh, {trace.reasons}"
+    )
     assert naive >= 150.0  # the story reproduced: the naive controller feeds the tank
     assert trace.reasons.get("diverter_cap", 0) > 0
     if most_wh is not None:
@@ -114,5 +128,5 @@ def test_a_house_without_a_diverter_barely_notices_the_guard(own: bool) -> None:
     assert off.totals is not None and on.totals is not None
     extra_import = on.totals.import_wh - off.totals.import_wh
     print(f"no diverter, own {own}: import +{extra_import:.0f} Wh, commands {off.commands} -> {on.commands}")
-    assert extra_import <= 50.0
+    assert extra_import <= 30.0
     assert on.commands - off.commands <= 100

@@ -99,6 +99,90 @@ def test_step_table(table: list[Row]) -> None:
         assert got == (phase, cap, event), f"at {seconds} s: {got}"
 
 
+# A house where a probe found the diverter within the day (``KNOWN``), the inverter's own self-use
+# handed back, in the evening (no PV), the grid meter read a second after the cooker goes off: the
+# inverter gave up 300 W in that second, the diverter took the other 2 kW, so no reading shows the
+# export. The load seen fell 290 W below its peak with the grid pinned: a probe at once, straight down
+# to the house's recent base need (303 W: its 300 W base plus 0.5 W/s of creep); the load falls by
+# the whole step with the grid unchanged (the diverter's), the next step reaches 0 W and shows as
+# import: the cap is the house's need, 300 W. When the cooker comes back on the cap follows the
+# import up, and when it goes off again the drop under the cap is probed the same way.
+KNOWN = GuardMemory(seen_at=T0 - timedelta(hours=1), quiet_until=T0 + timedelta(minutes=10))
+DROP_KNOWN: list[Row] = [
+    (0, 300, 0, 0, "watch", None, None),
+    (2, 2700, 0, 0, "watch", None, None),  # the cooker on: the battery follows it
+    (4, 2700, 0, 0, "watch", None, None),
+    (6, 2400, 10, 0, "probe", 303, None),  # the cooker off, the diverter pounced between readings
+    (18, 303, 10, 0, "probe", 0, "diverter_suspected"),
+    (30, 0, 300, 0, "capped", 300, None),
+    (32, 300, 2400, 0, "capped", 2700, None),  # the cooker on again: the cap follows the import
+    (34, 2700, 0, 0, "capped", 2700, None),
+    (38, 2400, 10, 0, "probe", 304, None),  # off again: down to the base need (300 W at 30 s, 8 s of creep)
+]
+
+# No diverter, not known: a 300 W load goes off between two grid readings and the inverter follows
+# it, so the load seen drops with the grid pinned. A probe with the ordinary step: the house imports
+# it, the probe ends (capped below its need for that one step only) and a second drop within
+# QUIET_S starts no probe; one after it does.
+DROP_NO_DIVERTER: list[Row] = [
+    (0, 1500, 0, 0, "watch", None, None),
+    (2, 1200, 0, 0, "probe", 900, None),
+    (14, 900, 300, 0, "watch", None, None),
+    (16, 1200, 0, 0, "watch", None, None),
+    (20, 1500, 0, 0, "watch", None, None),
+    (22, 1200, 0, 0, "watch", None, None),  # within QUIET_S of the last drop's probe
+    (303, 1500, 0, 0, "watch", None, None),
+    (305, 1200, 0, 0, "probe", 900, None),
+]
+
+# No diverter, a big load off: the grid reading shows the export, then the inverter's own self-use
+# takes it away. The load seen fell with the grid pinned again, but after an export the battery
+# followed: the house's own, no probe (even in a house known to have a diverter).
+HOUSE_FOLLOWS: list[Row] = [
+    (0, 2500, 0, 0, "watch", None, None),
+    (2, 2500, -2000, 0, "watch", None, None),
+    (4, 500, 0, 0, "watch", None, None),
+    (6, 500, 0, 0, "watch", None, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("table", "start"),
+    [(DROP_KNOWN, KNOWN), (DROP_NO_DIVERTER, GuardMemory()), (HOUSE_FOLLOWS, KNOWN)],
+    ids=["drop_known", "drop_no_diverter", "house_follows"],
+)
+def test_drop_step_table(table: list[Row], start: GuardMemory) -> None:
+    memory = start
+    for seconds, battery, grid, pv, phase, cap, event in table:
+        out = guard(T0 + timedelta(seconds=seconds), battery, grid, pv, True, memory, P)
+        memory = out.memory
+        got = (memory.phase, out.cap_w if out.cap_w is None else round(out.cap_w), out.event[0] if out.event else None)
+        assert got == (phase, cap, event), f"at {seconds} s: {got}"
+
+
+# After an import the inverter ramps the battery up (known house): the first pinned grid reading
+# comes beside a battery reading taken while the grid still imported, so the load seen from the two
+# looks 1.4 kW lower than it is. Not a drop: nothing is judged on a battery reading from before the
+# grid was pinned; the next battery reading, taken while pinned, shows the load as it was.
+RAMP: list[tuple[float, float, float, float, float, str, float | None]] = [
+    (0, 0, 2500, 0, 0, "watch", None),
+    (2, 0, 2500, 0, 0, "watch", None),
+    (4, 3, 1000, 1500, 0, "watch", None),  # a load came on: import while the inverter ramps
+    (6, 3, 1000, 100, 0, "watch", None),  # pinned again, the battery still read from 3 s
+    (8, 8, 2500, 10, 0, "watch", None),
+]
+
+
+def test_a_ramp_read_late_is_not_a_drop() -> None:
+    memory = KNOWN
+    for seconds, read_at, battery, grid, pv, phase, cap in RAMP:
+        out = guard(
+            T0 + timedelta(seconds=seconds), battery, grid, pv, True, memory, P, T0 + timedelta(seconds=read_at)
+        )
+        memory = out.memory
+        assert (memory.phase, out.cap_w) == (phase, cap), f"at {seconds} s"
+
+
 # The inverter is read every 5 s, the grid every 2 s (battery read at, seconds). Without a diverter
 # the inverter's own self-use took the export away at once, but its reading still shows the old
 # discharge: nothing is judged until a reading taken after the export, which shows the drop.

@@ -6,29 +6,38 @@ creates never shows: the grid stays pinned near zero and the house load seen fro
 the grid meter (``pv + battery + grid``) rises with the discharge. Without a diverter the same extra
 discharge shows as export, and less discharge shows as import.
 
-That difference is what a **probe** looks for. Two things start one while the battery discharges:
+That difference is what a **probe** looks for. Three things start one while the battery discharges:
 
 * an export that vanished: a reading shows export beyond ``band_w`` (a load went off: "the
   kettle goes off"), one within ``VANISH_S`` is back within ``band_w`` of zero, but the battery
   gave up less than half of it. Something took the rest: the diverter pouncing, or by coincidence
   a load switched on. The first step goes straight to the discharge less what was taken;
+* a load seen to drop with the grid pinned (``DROP_S``): the inverter's own self-use gave up the
+  first second of a load that went off and the diverter took the rest before the grid meter's next
+  reading, so no reading shows the export (on a real house the diverter is quicker than the meter's
+  poll). In a house where a probe found the diverter within ``KNOWN_S`` the probe starts at once and
+  its first step goes straight down to the house's recent base need; elsewhere it is an ordinary
+  probe, at most one per ``QUIET_S``;
 * a quieter suspicion, held for ``TRIGGER_S``: the grid within ``band_w`` of zero and either PV
   there (the diverter's usual moment) or the load ``probe_w`` above its recent base. The first
   step is ``probe_w``.
 
 The step is held for ``PROBE_S``. If the load fell by about the step while the grid stayed where
 it was, that power was going to the diverter: the discharge stays capped and the next step down is
-twice as big, until a step shows up as import (the diverter is off: from then on the cap is what
-the house itself needs, the grid reading plus the discharge) or the cap is 0. The cap then follows
+twice as big (or, if bigger, down to the house's recent base need), until a step shows up as
+import (the diverter is off: from then on the cap is what the house itself needs, the grid reading
+plus the discharge) or the cap is 0. The cap then follows
 the house up whenever the grid imports (a diverter never runs on import) and is probed again after
-``HOLD_S``, at once when an export vanishes again, or when the load jumps with the grid pinned; a
-probe whose first step the house takes releases it.
+``HOLD_S``, at once when an export vanishes again, when the load jumps with the grid pinned, or
+when it drops under the cap with the grid pinned; a probe whose first step the house takes releases
+it.
 
 A house with no diverter pays one step of import for ``PROBE_S`` per probe (300 W for 12 s is
 1 Wh; the energy stays in the battery), and after a probe that found nothing the next one waits
-``QUIET_S`` (``KNOWN_QUIET_S`` in a house where a probe found the diverter within ``KNOWN_S``): the
-hysteresis that keeps a load that rose with the discharge by coincidence from being capped for
-long.
+``QUIET_S`` (``KNOWN_QUIET_S`` in a house where a probe found the diverter within ``KNOWN_S``; a
+drop's probe has its own ``QUIET_S``): the hysteresis that keeps a load that rose with the
+discharge by coincidence from being capped for long. A house known to have one pays more: a drop's
+probe that finds the diverter idle imports what the house needs above its base for ``PROBE_S``.
 
 Sign convention: battery discharge ``+``; grid import ``+``.
 """
@@ -60,6 +69,13 @@ QUIET_S = 300.0
 # one, probes pay, and the export it pounces on is missed whenever it is quicker than the meter.
 KNOWN_QUIET_S = 60.0
 KNOWN_S = 86_400.0
+# A drop in the load seen (``pv + battery + grid``) of at least ``probe_w * SHARE`` below its peak of
+# the last DROP_S, with the grid pinned and no export seen since the peak: the moment a diverter
+# pounces on a load that went off (the inverter's own self-use follows the first second of it, the
+# diverter takes the rest before the grid meter's next reading). A house known to have a diverter
+# probes it at once (straight down to the house's recent base need); any other no sooner than its
+# quiet time allows, with the ordinary step.
+DROP_S = 20.0
 # Share of a probe's step that must come off the load (grid unchanged) to call it the diverter's.
 SHARE = 0.5
 # The recent base load creeps up at most this fast (W/s), so a load step stands out above it.
@@ -96,6 +112,10 @@ class GuardMemory:
     seen_at: datetime | None = None  # when a probe last found the diverter
     base_w: float | None = None
     at: datetime | None = None
+    peak_w: float = 0.0  # the highest load seen within DROP_S, and when its battery reading was taken
+    peak_at: datetime | None = None
+    pinned_since: datetime | None = None  # the grid within the band since then
+    drop_quiet_until: datetime | None = None  # a drop starts no probe before then (a house not known)
 
 
 @dataclass(frozen=True)
@@ -134,12 +154,19 @@ def guard(
     taken = exported - max(0.0, memory.export_battery_w - battery_w) + min(grid_w, 0.0)
     if grid_w < -params.band_w and battery_w >= params.min_discharge_w:
         m = replace(m, export_w=-grid_w, export_battery_w=battery_w, export_at=now)
+    pinned = abs(grid_w) <= params.band_w
+    pinned_since = (m.pinned_since or now) if pinned else None
+    # Steady: the battery was read while the grid was already pinned, so the load seen from the two is
+    # one moment's (a battery reading from before the grid moved is not).
+    steady = pinned_since is not None and read_at >= pinned_since
+    m = replace(m, pinned_since=pinned_since)
+    if steady and (m.peak_at is None or load >= m.peak_w or (read_at - m.peak_at).total_seconds() > DROP_S):
+        m = replace(m, peak_w=load, peak_at=read_at)
     if not zero_grid:
         released = m.announced
         m = replace(m, phase="watch", trigger_since=None, found=False, diverted_w=0.0, announced=False)
         return GuardOutcome(None, m, event=_released() if released else None)
 
-    pinned = abs(grid_w) <= params.band_w
     discharging = battery_w >= params.min_discharge_w
 
     # The battery must have been read after the export, or its drop is not known yet.
@@ -147,12 +174,31 @@ def guard(
     vanished = exported > 0 and after and discharging and pinned and taken >= exported * SHARE
     if vanished:
         m = replace(m, export_at=None)
+    known = _known(now, m)
+    # The load seen fell with the grid pinned, on a battery reading taken after the peak, with no
+    # export seen since (an export the battery then followed is the house's own: no diverter).
+    dropped = (
+        discharging
+        and steady
+        and m.peak_at is not None
+        and read_at > m.peak_at
+        and load <= m.peak_w - params.probe_w * SHARE
+        and (m.export_at is None or m.export_at < m.peak_at)
+    )
+    # The step down to the house's recent base need (what it drew with its loads off), at least probe_w.
+    base_need = max(0.0, base - (pv_w or 0.0))
+    big_step = max(params.probe_w, battery_w - base_need)
 
     if m.phase == "watch":
         if vanished:
             m = replace(m, found=False, diverted_w=0.0)
             return _probe(now, battery_w, grid_w, load, m, max(params.probe_w, min(taken, battery_w)))
         quiet = m.quiet_until is not None and now < m.quiet_until
+        if dropped and known:
+            return _probe(now, battery_w, grid_w, load, replace(m, found=False, diverted_w=0.0), big_step)
+        if dropped and not (m.drop_quiet_until is not None and now < m.drop_quiet_until):
+            m = replace(m, found=False, diverted_w=0.0, drop_quiet_until=_later(now, QUIET_S))
+            return _probe(now, battery_w, grid_w, load, m, params.probe_w)
         pv_there = pv_w is not None and pv_w >= params.pv_min_w
         trigger = discharging and pinned and not quiet and (pv_there or load >= base + params.probe_w)
         if not trigger:
@@ -190,7 +236,8 @@ def guard(
             if m.level_w <= 0.0:
                 out = _cap(now, 0.0, load, m)
             else:
-                out = _probe(now, battery_w, grid_w, load, m, 2.0 * m.step_w)
+                # Twice the step, or at once down to the house's recent base need.
+                out = _probe(now, battery_w, grid_w, load, m, max(2.0 * m.step_w, battery_w - base_need))
             if first:
                 message = (
                     f"diverter suspected: {drop:.0f} W less discharge took {fell:.0f} W off the load with the grid "
@@ -210,6 +257,8 @@ def guard(
     jumped = pinned and discharging and load >= m.load_ref_w + params.probe_w * SHARE
     if vanished:
         return _probe(now, battery_w, grid_w, load, m, max(params.probe_w, min(taken, battery_w)))
+    if dropped and m.level_w > base_need:
+        return _probe(now, battery_w, grid_w, load, m, max(params.probe_w, battery_w - base_need))
     if discharging and ((now - capped_at).total_seconds() >= HOLD_S or jumped):
         return _probe(now, battery_w, grid_w, load, m, params.probe_w)
     return GuardOutcome(m.level_w, m, _capped(m))
@@ -227,6 +276,8 @@ def _probe(now: datetime, battery_w: float, grid_w: float, load: float, m: Guard
         level_w=level,
         step_w=step_w,
         trigger_since=None,
+        peak_w=load,
+        peak_at=now,
     )
     return GuardOutcome(level, m, _probing(m))
 
@@ -245,13 +296,15 @@ def _end_probe(now: datetime, battery_w: float, grid_w: float, load: float, m: G
         announced=False,
         diverted_w=0.0,
         quiet_until=_later(now, KNOWN_QUIET_S if _known(now, m) else QUIET_S),
+        peak_w=load,
+        peak_at=now,
     )
     return GuardOutcome(None, m, event=_released() if was_capped else None)
 
 
 def _cap(now: datetime, level: float, load: float, m: GuardMemory) -> GuardOutcome:
     # The next probe starts a new chain: if its first step finds the house taking it, the cap goes.
-    m = replace(m, phase="capped", since=now, level_w=level, load_ref_w=load, found=False)
+    m = replace(m, phase="capped", since=now, level_w=level, load_ref_w=load, found=False, peak_w=load, peak_at=now)
     return GuardOutcome(level, m, _capped(m))
 
 
