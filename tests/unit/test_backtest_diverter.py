@@ -9,7 +9,7 @@ energy into the tank over the two days, measured (self_use):
 | configuration | battery -> tank | target |
 |---|---|---|
 | no CT, guard off (``detect_without_ct: false``): the naive controller | 4.06 kWh | (the baseline, >= 3 kWh) |
-| no CT, guard on (the default for ``meter: null``) | 1.11 kWh | <= 35 % of the baseline |
+| no CT, guard on (the default for ``meter: null``) | 0.81 kWh (was 1.11) | <= 25 % of the baseline |
 | its own CT (``meter``): left out of the battery's target | 0.78 kWh | <= 25 % of the baseline |
 
 What the guard and the CT leave is the step's lag: the diverter reacts within a data step, the
@@ -78,7 +78,7 @@ def test_the_naive_controller_drains_the_battery_into_the_tank(results: dict[str
 
 def test_the_guard_without_a_ct_and_the_ct_keep_the_battery_out(results: dict[str, dict[str, float]]) -> None:
     naive = results["naive"]["from_battery_kwh"]
-    assert results["guard"]["from_battery_kwh"] <= 0.35 * naive
+    assert results["guard"]["from_battery_kwh"] <= 0.25 * naive
     assert results["ct"]["from_battery_kwh"] <= 0.25 * naive
 
 
