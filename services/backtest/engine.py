@@ -39,7 +39,7 @@ import dataclasses
 import functools
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
@@ -54,6 +54,7 @@ from services.dispatcher.core.forecast import (
     load_profile_forecast,
 )
 from services.dispatcher.core.heat_pump import RECENT_DAYS, expected_draw_w, unattended_on
+from services.dispatcher.core.heat_pump_plan import HeatPumpDraw, plan_with_heat_pumps
 from services.dispatcher.core.planner import PlanInputs, Schedule, forget_warm_starts, plan
 from services.dispatcher.core.replan import should_replan
 from services.dispatcher.core.snapshot import LoadReading, ModeState, Snapshot
@@ -136,11 +137,11 @@ class _Forecaster:
         scenarios (the data's first week, or after a gap), so worked out the first time one is."""
         return clear_sky_pv_w(self.setup.array, self.times, self.step)
 
-    def heat_pumps_w(self, k: int, data_k: int, record: _FlexRecord, memory: Memory) -> np.ndarray:
-        """The heat pumps' expected draw over the plan from plan step ``k`` (data step ``data_k``
+    def heat_pumps_w(self, k: int, data_k: int, record: _FlexRecord, memory: Memory) -> tuple[HeatPumpDraw, ...]:
+        """Each heat pump's expected draw over the plan from plan step ``k`` (data step ``data_k``
         now), from what they drew in the completed plan steps of the last days, as live."""
         idx = slice(k, k + self.horizon)
-        out = np.zeros(len(self.imp[idx]))
+        out: list[HeatPumpDraw] = []
         used = {b.load: b.used_wh for b in memory.budgets}
         first = int(np.searchsorted(self.agg_of, k - RECENT_DAYS * 86400 // self.step))
         last = int(np.searchsorted(self.agg_of, k))  # data steps of completed plan steps only
@@ -152,7 +153,7 @@ class _Forecaster:
             count = np.bincount(where, minlength=len(steps))
             draw = np.bincount(where, weights=record.draw_w[i, first:last], minlength=len(steps)) / np.maximum(count, 1)
             on = np.bincount(where, weights=record.on[i, first:last], minlength=len(steps)) / np.maximum(count, 1)
-            out += expected_draw_w(
+            expected = expected_draw_w(
                 load.config,
                 self.times[idx],
                 self.step,
@@ -162,7 +163,8 @@ class _Forecaster:
                 on,
                 used.get(load.config.id, 0.0),
             )
-        return out
+            out.append(HeatPumpDraw(load.config, expected, used.get(load.config.id, 0.0)))
+        return tuple(out)
 
     def inputs(self, k: int, soc: float, battery_now: float, heat_pump_w: np.ndarray | None = None) -> PlanInputs:
         # Plan from the current plan-step boundary: the step in force now is step 0. Only steps
@@ -423,13 +425,17 @@ class Replay:
                     reason = should_replan(now, last_plan_at, every_s)
                     if reason is not None:
                         ak = plan_step[k]
-                        hp_w = forecaster.heat_pumps_w(ak, k, record, memory) if flex else None
+                        hps = forecaster.heat_pumps_w(ak, k, record, memory) if flex else ()
+                        hp_w = np.sum([hp.draw_w for hp in hps], axis=0) if hps else None
                         inputs = forecaster.inputs(ak, soc_pct, battery_w, hp_w)
                         if inputs.steps > 0:
                             # The next plan comes before this one's step 1 begins whenever the plan
                             # is due again within its step 0: only that step can be acted on.
                             acted = (now - inputs.start).total_seconds() + every_s <= inputs.step_s
-                            schedule = plan(inputs, exact=setup.exact, first_step_only=acted)
+                            hps = tuple(replace(hp, draw_w=hp.draw_w[: inputs.steps]) for hp in hps)
+                            schedule = plan_with_heat_pumps(
+                                inputs, hps, setup.timezone, plan, exact=setup.exact, first_step_only=acted
+                            )
                             result.plans += 1
                         last_plan_at = now
                 if optimum is not None:

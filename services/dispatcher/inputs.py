@@ -18,7 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -32,6 +32,7 @@ from shared.messages import Forecast
 
 from .core.forecast import PvArray, clear_sky_pv_w, clearness, history_scenarios, load_profile_forecast
 from .core.heat_pump import expected_draw_w
+from .core.heat_pump_plan import HeatPumpDraw
 from .core.planner import PlanInputs, Schedule
 from .core.replan import forecast_error_pct
 from .history import History
@@ -93,12 +94,12 @@ def heat_pump_draw(
     past: pd.DatetimeIndex,
     starts: pd.DatetimeIndex,
     now: datetime,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(recorded draw of every heat pump on the house history's steps ``past``, expected draw over
-    ``starts``), both summed over the heat pumps, W."""
+) -> tuple[np.ndarray, tuple[HeatPumpDraw, ...]]:
+    """(recorded draw of every heat pump on the house history's steps ``past``, summed over the
+    heat pumps, W; each one's expected draw over ``starts``)."""
     step_s = cfg.dispatcher.step_minutes * 60
     recorded = np.zeros(len(past))
-    expected = np.zeros(len(starts))
+    expected: list[HeatPumpDraw] = []
     for load in cfg.loads:
         if not isinstance(load, HeatPumpLoad):
             continue
@@ -106,8 +107,9 @@ def heat_pump_draw(
         h_starts, draw, on = hp.history.complete(now)
         if len(h_starts):
             recorded += pd.Series(draw, index=h_starts).reindex(past, fill_value=0.0).to_numpy()
-        expected += expected_draw_w(load, starts, step_s, cfg.tariff.timezone, h_starts, draw, on, hp.used_wh)
-    return recorded, expected
+        each = expected_draw_w(load, starts, step_s, cfg.tariff.timezone, h_starts, draw, on, hp.used_wh)
+        expected.append(HeatPumpDraw(load, each, hp.used_wh))
+    return recorded, tuple(expected)
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ class Forecasts:
     pv_scenarios_w: np.ndarray | None = None
     # The heat pumps' expected draw per step, included in ``load_w`` and the load scenarios.
     heat_pump_w: np.ndarray | None = None
+    # Each heat pump's share of it (``core.heat_pump_plan.plan_with_heat_pumps`` takes these).
+    heat_pumps: tuple[HeatPumpDraw, ...] = ()
 
 
 def forecasts(
@@ -138,7 +142,8 @@ def forecasts(
     step_s = d.step_minutes * 60
     array = pv_array(cfg)
     past, past_load, past_pv = history.complete(now)
-    recorded_hp, hp_w = heat_pump_draw(cfg, heat_pumps or {}, past, starts, now)
+    recorded_hp, each_hp = heat_pump_draw(cfg, heat_pumps or {}, past, starts, now)
+    hp_w = sum((hp.draw_w for hp in each_hp), np.zeros(len(starts)))
     # The base load: what the house drew less the heat pumps, whose draw is planned on its own.
     past_load = np.maximum(past_load - recorded_hp, 0.0)
     recent = past >= pd.Timestamp(now) - pd.Timedelta(hours=24)
@@ -157,7 +162,9 @@ def forecasts(
     load_source = "history" if len(past) else "default"
     given = external_values(load_external, starts, step_s)
     # An external load forecast is the whole house's; elsewhere the heat pumps are added.
-    hp_w = np.where(np.isfinite(given), 0.0, hp_w)
+    covered = np.isfinite(given)
+    hp_w = np.where(covered, 0.0, hp_w)
+    each_hp = tuple(replace(hp, draw_w=np.where(covered, 0.0, hp.draw_w)) for hp in each_hp)
     load = load + hp_w
     if np.isfinite(given).any():
         load = np.where(np.isfinite(given), given, load)
@@ -168,7 +175,9 @@ def forecasts(
     first_key = int(starts[0].timestamp()) // step_s
     load_s, pv_s = history_scenarios(keys, past_load, past_pv, first_key, len(starts), step_s)
     if len(load_s) == 0:
-        return Forecasts(np.maximum(pv, 0.0), np.maximum(load, 0.0), k, pv_source, load_source, heat_pump_w=hp_w)
+        return Forecasts(
+            np.maximum(pv, 0.0), np.maximum(load, 0.0), k, pv_source, load_source, heat_pump_w=hp_w, heat_pumps=each_hp
+        )
     # A forecast someone publishes knows more than last week did: it replaces every scenario's
     # value where it covers a step.
     pv_given = external_values(pv_external, starts, step_s) if d.pv_forecast == "external" else None
@@ -186,6 +195,7 @@ def forecasts(
         load_s,
         pv_s,
         heat_pump_w=hp_w,
+        heat_pumps=each_hp,
     )
 
 

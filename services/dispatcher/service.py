@@ -57,6 +57,7 @@ from .commands import AckLedger, Sent, build_command, command_due, handback_comm
 from .core.controller import ControlParams, Decision, Memory, control
 from .core.failsafe import stale_inputs
 from .core.heat_pump import Budget
+from .core.heat_pump_plan import plan_with_heat_pumps
 from .core.planner import Schedule, ScheduleError, plan
 from .core.replan import should_replan
 from .core.snapshot import Snapshot
@@ -622,7 +623,10 @@ class Dispatcher:
 
         def solve() -> tuple[Schedule, str]:
             inputs, fc = build_inputs(*args)
-            schedule = plan(inputs, time_limit_s=max(0.5, limit / 2))
+            # Battery energy to a heat pump only as the dispatcher will give it (budget, floor).
+            schedule = plan_with_heat_pumps(
+                inputs, fc.heat_pumps, self.cfg.tariff.timezone, plan, time_limit_s=max(0.5, limit / 4)
+            )
             return schedule, f"pv {fc.pv_source} (clearness {fc.clearness:.2f}), load {fc.load_source}"
 
         started = time.monotonic()

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from services.dispatcher.core.heat_pump import DEFAULT_DUTY, expected_draw_w
-from services.dispatcher.core.planner import plan
+from services.dispatcher.core.heat_pump_plan import HeatPumpDraw, plan_with_heat_pumps
+from services.dispatcher.core.planner import PlanInputs, Schedule, plan
 from services.dispatcher.history import History
 from services.dispatcher.inputs import HeatPumpPast, build_inputs
 from shared.config import OngridConfig
@@ -160,3 +161,90 @@ def test_the_planner_thread_reads_a_copy_of_the_history() -> None:
     house.add(NOON - timedelta(minutes=10), 5000.0, 0.0)  # to a step already in the copy too
     starts, load, _ = copy.complete(NOON + timedelta(hours=2))
     assert len(starts) == 48 and load.max() == 1200.0
+
+
+# --- the battery feeds it only as the dispatcher will (core.heat_pump_plan) ----------------------
+
+EVENING = datetime(2026, 1, 15, 18, 0, tzinfo=UTC)
+BASE_W = 300.0
+HP_W = 1000.0
+
+
+def _evening(soc_pct: float, after_budget: str, budget_kwh: float = 1.8) -> tuple[PlanInputs, HeatPumpDraw]:
+    """From 18:00, 12 half-hours of a 300 W house and a 1 kW heat pump in its window, import 35p
+    until 20:00 and 9p after (the battery covers all it can in the first two hours), export 5p,
+    no PV."""
+    n = 12
+    load = HeatPumpLoad.model_validate(
+        {**HP, "after_budget": after_budget, "battery_budget_kwh": budget_kwh, "min_soc_pct": 25.0}
+    )
+    draw = np.full(n, HP_W)
+    inputs = PlanInputs(
+        start=EVENING,
+        step_s=STEP,
+        soc_pct=soc_pct,
+        import_price=np.where(np.arange(n) < 4, 0.35, 0.09),
+        export_price=np.full(n, 0.05),
+        pv_w=np.zeros(n),
+        load_w=BASE_W + draw,
+        battery=BATTERY,
+    )
+    return inputs, HeatPumpDraw(load, draw)
+
+
+def _fed_kwh(schedule: Schedule) -> np.ndarray:
+    """Battery energy per step beyond the house's base load: what went to the heat pump (kWh)."""
+    return np.maximum(0.0, schedule.battery_w - BASE_W) * STEP / 3600.0 / 1000.0
+
+
+def _soc_at_start(schedule: Schedule) -> np.ndarray:
+    return np.concatenate([[schedule.soc_pct_start], schedule.soc_pct_end[:-1]])
+
+
+def test_below_its_floor_the_heat_pump_is_grid_load_under_grid() -> None:
+    # 32 %: 0.7 kWh above the heat pump's 25 % floor, 1.25 kWh above the 20 % reserve. The plan
+    # that took the heat pump as plain load fed it from the battery down to the reserve; the
+    # dispatcher stops feeding it at 25 % and the battery then covers the house's 300 W alone.
+    inputs, hp = _evening(32.0, "grid")
+    naive = plan(inputs)
+    below = _soc_at_start(naive) < 25.0
+    assert (naive.battery_w[below] > BASE_W + 1.0).any()  # what the review found
+    planned = plan_with_heat_pumps(inputs, (hp,), TZ, plan)
+    below = _soc_at_start(planned) <= 25.0 + 1e-6
+    assert below.any()
+    assert (planned.battery_w[below] <= BASE_W + 1e-6).all()
+    # Above the floor it still feeds it, and the battery still goes down to the reserve for the house.
+    assert _fed_kwh(planned).sum() > 0.3
+    assert planned.soc_pct_end.min() == pytest.approx(BATTERY.reserve_pct, abs=0.01)
+    # The heat pump's energy stays in the plan's load (on from the grid), and the plan stays feasible.
+    np.testing.assert_allclose(planned.load_w, BASE_W + HP_W)
+
+
+def test_past_its_budget_the_battery_stops_feeding_it() -> None:
+    # 80 %: plenty above the floor. The budget (1.8 kWh a night) stops the feeding; the naive plan
+    # fed it all evening. The step that crosses the budget is fed whole (the dispatcher's own count
+    # lags a step too).
+    inputs, hp = _evening(80.0, "grid")
+    assert _fed_kwh(plan(inputs)).sum() > 1.8 + 1.0
+    planned = plan_with_heat_pumps(inputs, (hp,), TZ, plan)
+    assert 1.8 - 1e-6 <= _fed_kwh(planned).sum() <= 1.8 + HP_W * STEP / 3600.0 / 1000.0 + 1e-6
+    np.testing.assert_allclose(planned.load_w, BASE_W + HP_W)
+
+
+def test_under_off_it_is_switched_off_where_the_battery_stops_feeding_it() -> None:
+    inputs, hp = _evening(32.0, "off", budget_kwh=5.0)
+    planned = plan_with_heat_pumps(inputs, (hp,), TZ, plan)
+    off = planned.load_w < BASE_W + HP_W - 1e-6
+    assert off.any() and np.allclose(planned.load_w[off], BASE_W)  # no heat pump in those steps
+    # It runs while the battery feeds it, above the floor (as much as the plan gives it then: a
+    # plan that rations the battery feeds it in part, the dispatcher too).
+    on = ~off
+    assert on.any() and (_soc_at_start(planned)[on] > 25.0 - 1e-6).all()
+    assert (planned.battery_w[on] > BASE_W).all()
+    # Where it is off the battery covers the house alone, down to the reserve.
+    assert planned.soc_pct_end.min() == pytest.approx(BATTERY.reserve_pct, abs=0.01)
+
+
+def test_the_walk_leaves_a_plan_alone_when_the_battery_feeds_it_within_budget_and_floor() -> None:
+    inputs, hp = _evening(95.0, "grid", budget_kwh=20.0)
+    assert plan_with_heat_pumps(inputs, (hp,), TZ, plan).battery_w.tolist() == plan(inputs).battery_w.tolist()

@@ -76,7 +76,10 @@ def plan_inputs(draw: st.DrawFn) -> PlanInputs:
     # A heat pump run in its window (evening and night here), drawing on top of the house.
     hp_rating = draw(st.sampled_from([0.0, 1500.0, 3000.0]))
     in_window = (hour >= 18.0) | (hour < 7.0)
-    load = load + np.where(in_window, hp_rating * rng.uniform(0.3, 1.0, n), 0.0)
+    hp_w = np.where(in_window, hp_rating * rng.uniform(0.3, 1.0, n), 0.0)
+    load = load + hp_w
+    # Past its budget or SoC floor (after_budget: grid) the heat pump is not the battery's to cover.
+    no_battery = hp_w * (rng.random(n) < 0.5) if draw(st.booleans()) else None
     capacity = battery.capacity_wh
     soc_pct = draw(
         st.one_of(
@@ -108,6 +111,7 @@ def plan_inputs(draw: st.DrawFn) -> PlanInputs:
         load_scenarios_w=load_s,
         pv_scenarios_w=pv_s,
         quantum_w=draw(st.sampled_from([0.0, 0.0, 100.0])),
+        no_battery_w=no_battery,
     )
 
 
@@ -145,6 +149,10 @@ def check_feasible(x: PlanInputs, s: Schedule) -> None:
     assert (curtailed <= most_curtailed[flows] + 1e-2).all(), (curtailed, limit)
     # Import within the supply (or what the house alone needs, which no plan can lower).
     assert (s.grid_w[flows] <= need[flows] + SLACK_W).all()
+    if x.no_battery_w is not None and not scenario_plan:
+        # Where part of the load is not the battery's, it covers the rest at most.
+        cover = np.maximum(0.0, load - pv - x.no_battery_w[:n])
+        assert (s.battery_w[x.no_battery_w[:n] > 0] <= cover[x.no_battery_w[:n] > 0] + SLACK_W).all()
     if not x.battery_may_export:
         # Only the PV surplus leaves the house.
         assert (-s.grid_w[flows] <= surplus[flows] + SLACK_W).all(), (s.grid_w, surplus)

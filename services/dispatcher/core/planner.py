@@ -104,6 +104,10 @@ class PlanInputs:
     # The controller's setpoint step (``dispatcher.quantum_w``): it truncates toward zero, so a
     # planned grid charge or export is rounded up to it here, or every night would fall short.
     quantum_w: float = 0.0
+    # Load (W per step, part of ``load_w`` and of every load scenario) the battery must not cover:
+    # a heat pump past its budget or SoC floor, which the dispatcher leaves out of the battery's
+    # target (``core.heat_pump_plan``). In those steps the battery discharges at most the rest.
+    no_battery_w: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.start.tzinfo is None:
@@ -119,6 +123,10 @@ class PlanInputs:
         object.__setattr__(self, "export_price", _array(self.export_price, "export_price", len(price)))
         object.__setattr__(self, "pv_w", _array(self.pv_w, "pv_w", len(price)))
         object.__setattr__(self, "load_w", _array(self.load_w, "load_w", len(price)))
+        if self.no_battery_w is not None:
+            object.__setattr__(self, "no_battery_w", _array(self.no_battery_w, "no_battery_w", len(price)))
+            if self.no_battery_w.min() < 0:
+                raise ValueError(f"no_battery_w must be >= 0, got {float(self.no_battery_w.min())}")
         if self.pv_w.min() < 0:
             raise ValueError(f"pv_w must be >= 0, got {float(self.pv_w.min())}")
         if self.load_w.min() < 0:
@@ -321,6 +329,12 @@ class _Model:
         upper = np.empty((*net.shape[:-1], 6, self.n))
         upper[..., _C, :] = b.max_charge_w
         upper[..., _D, :] = b.max_discharge_w
+        if x.no_battery_w is not None:
+            # Where part of the load is not the battery's to cover, it discharges the rest at most.
+            excluded = x.no_battery_w > 0
+            upper[..., _D, :] = np.where(
+                excluded, np.minimum(b.max_discharge_w, np.maximum(0.0, net - x.no_battery_w)), b.max_discharge_w
+            )
         upper[..., _I, :] = import_max
         upper[..., _E, :] = export_max
         upper[..., _S, :] = soc_hi
@@ -965,7 +979,7 @@ def _pinned_by_dp(
                     pins.flip(k)
             if not improved:
                 break
-    for _ in range(FLIP_ROUNDS):
+    for _ in range(n):  # each round pins at least one more step
         # A battery step left free (its prices convex) may still charge and discharge at once
         # where that costs nothing (no wear, and energy the plan cannot use anyway): a tie, but
         # not a plan (its SoC would not follow from its power). Pin such steps to their net
@@ -1078,7 +1092,7 @@ def _scenario_plan(inputs: PlanInputs, time_limit_s: float, first_step_only: boo
         # The plan beyond step 0 follows from step 0 as self-use (the LP with it fixed), so the
         # SoC it shows is the one self-use leaves.
         net0 = float(point.net[0])
-        first = _self_use_w(inputs.battery, inputs.soc_pct, net0, point.dt_h)
+        first = _self_use_w(inputs.battery, inputs.soc_pct, net0, point.dt_h, _excluded0(inputs))
         fixed = _Model(inputs, point.load_w, point.pv_w, first_battery_w=first)
         schedule = _solve_convex(fixed, time_limit_s, exact=True)
         return _plain_self_use_first(schedule, b=inputs.battery, net0=net0, x=inputs)
@@ -1125,7 +1139,7 @@ def _self_use_step(model: _Model) -> Schedule:
     """
     x, b = model.x, model.x.battery
     net0 = float(model.net[0])
-    battery = _self_use_w(b, x.soc_pct, net0, model.dt_h)
+    battery = _self_use_w(b, x.soc_pct, net0, model.dt_h, _excluded0(x))
     grid = _metered(x, net0, battery)
     moved = -battery * b.charge_efficiency if battery < 0 else -battery / b.discharge_efficiency
     soc_end = min(max(b.wh(x.soc_pct) + moved * model.dt_h, 0.0), b.capacity_wh) / b.capacity_wh * 100.0
@@ -1166,15 +1180,22 @@ def _one_step(
     )
 
 
-def _self_use_w(b: BatteryModel, soc_pct: float, net_w: float, dt_h: float) -> float:
+def _self_use_w(b: BatteryModel, soc_pct: float, net_w: float, dt_h: float, excluded_w: float = 0.0) -> float:
     """Self-use's battery power over one step: the net load, within the battery's power and within
     what the plan's SoC band lets it move in the step (none at or below the reserve going down,
-    none at or above the ceiling going up), as the controller stops it."""
+    none at or above the ceiling going up), as the controller stops it; ``excluded_w`` of the load
+    is not the battery's to cover (``PlanInputs.no_battery_w``)."""
     lo, hi = soc_limits.plan_band_wh(b, soc_pct)
     now = b.wh(soc_pct)
     most_out = max(0.0, now - lo) * b.discharge_efficiency / dt_h
+    if excluded_w > 0:
+        most_out = min(most_out, max(0.0, net_w - excluded_w))
     most_in = max(0.0, hi - now) / (b.charge_efficiency * dt_h)
     return min(max(net_w, -min(b.max_charge_w, most_in)), min(b.max_discharge_w, most_out))
+
+
+def _excluded0(x: PlanInputs) -> float:
+    return 0.0 if x.no_battery_w is None else float(x.no_battery_w[0])
 
 
 def _metered(x: PlanInputs, net_w: float, battery_w: float) -> float:
@@ -1189,7 +1210,7 @@ def _plain_self_use_first(schedule: Schedule, b: BatteryModel, net0: float, x: P
     (grid 0 where it can), so the controller's self-use keeps no cap below what the house needs."""
     battery = schedule.battery_w.copy()
     grid = schedule.grid_w.copy()
-    battery[0] = _self_use_w(b, schedule.soc_pct_start, net0, schedule.step_s / 3600.0)
+    battery[0] = _self_use_w(b, schedule.soc_pct_start, net0, schedule.step_s / 3600.0, _excluded0(x))
     grid[0] = _metered(x, net0, float(battery[0]))
     return replace(schedule, battery_w=battery, grid_w=grid, intents=(Intent.SELF_USE, *schedule.intents[1:]))
 
