@@ -54,7 +54,8 @@ from shared.topics import Kind
 from . import modes
 from .budgets import BudgetFileError, load_budgets, save_budgets, save_due
 from .commands import AckLedger, Sent, build_command, command_due, handback_command
-from .core.controller import ControlParams, Decision, Memory, control
+from .core.controller import ControlParams, Decision, Memory, control, diverter_guard_params
+from .core.diverter_guard import GuardMemory
 from .core.failsafe import stale_inputs
 from .core.heat_pump import Budget
 from .core.heat_pump_plan import plan_with_heat_pumps
@@ -62,6 +63,7 @@ from .core.planner import Schedule, ScheduleError, plan
 from .core.replan import should_replan
 from .core.snapshot import Snapshot
 from .core.soc_check import SocWatch, soc_event, watch_soc
+from .diverter_seen import DiverterFileError, load_seen, save_seen
 from .highs import silence_highs_banner
 from .history import History, HistoryFileError
 from .inputs import HeatPumpPast, build_inputs, plan_error_pct
@@ -151,6 +153,10 @@ def heat_pump_history_path(cfg: OngridConfig, load_id: str) -> Path:
     return Path(cfg.dispatcher.state_dir) / f"dispatcher-{cfg.site}-heat_pump-{load_id}-history.json"
 
 
+def diverter_path(cfg: OngridConfig) -> Path:
+    return Path(cfg.dispatcher.state_dir) / f"dispatcher-{cfg.site}-diverter.json"
+
+
 def budgets_path(cfg: OngridConfig) -> Path:
     return Path(cfg.dispatcher.state_dir) / f"dispatcher-{cfg.site}-heat_pump-budgets.json"
 
@@ -220,8 +226,19 @@ class Dispatcher:
                 budgets = load_budgets(self.budgets_path)
             except BudgetFileError as exc:
                 log.error("%s; moved aside to %s, budgets start afresh", exc, _move_aside(self.budgets_path))
-        self.memory = Memory(budgets=budgets)
+        # When a probe last found a diverter with no CT survives a restart too (services.dispatcher.
+        # diverter_seen): a house known to have one probes a load's drop at once.
+        self.diverter_path = diverter_path(cfg)
+        self.guarded = diverter_guard_params(self.params.loads) is not None
+        seen: datetime | None = None
+        if self.guarded:
+            try:
+                seen = load_seen(self.diverter_path)
+            except DiverterFileError as exc:
+                log.error("%s; moved aside to %s, the diverter not yet seen", exc, _move_aside(self.diverter_path))
+        self.memory = Memory(budgets=budgets, diverter=GuardMemory(seen_at=seen))
         self._saved_budgets = budgets
+        self._saved_seen = seen
         self.last_sent: Sent | None = None
         self.ledger = AckLedger()
         self.notes: list[str] = []
@@ -465,6 +482,8 @@ class Dispatcher:
             decision, self.memory = control(snap, self.schedule, self.memory, self.params)
             if self.heat_pumps and save_due(self._saved_budgets, self.memory.budgets):
                 self._save_budgets()
+            if self.guarded and self.memory.diverter.seen_at != self._saved_seen:
+                self._save_seen()
         if decision.mode_finished and self.mode is not None:
             await self._set_mode(modes.default_mode(self.cfg.dispatcher.default_mode, now, set_by="finished"))
         sent = await self._command(decision, now)
@@ -677,6 +696,16 @@ class Dispatcher:
             self._saved_budgets = self.memory.budgets
         except OSError as exc:
             log.error("cannot save heat pump budgets to %s: %s", self.budgets_path, exc)
+
+    def _save_seen(self) -> None:
+        seen = self.memory.diverter.seen_at
+        if seen is None:
+            return
+        try:
+            save_seen(self.diverter_path, seen)
+            self._saved_seen = seen
+        except OSError as exc:
+            log.error("cannot save when the diverter was seen to %s: %s", self.diverter_path, exc)
 
     def _save_history(self) -> None:
         paths = [(self.history, self.history_path)]

@@ -85,7 +85,11 @@ class DispatcherConfig(Section):
         None, description="Grid meter to control on; the inverter's CT when unset."
     )
     state_dir: str = Field(
-        "var/state", description="Where the dispatcher keeps its load/PV history (it must survive restarts)."
+        "var/state",
+        description=(
+            "Where the dispatcher keeps its load/PV history, the heat pumps' budgets and when a diverter "
+            "was last found (they must survive restarts)."
+        ),
     )
     plan_time_limit_s: Annotated[float, Field(gt=0, le=600)] = Field(
         10.0, description="Most wall time one plan may take; the controller keeps the previous plan meanwhile."

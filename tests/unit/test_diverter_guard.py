@@ -8,7 +8,9 @@ one, it shows as import.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,9 @@ from services.dispatcher.core import diverter_guard as g
 from services.dispatcher.core.controller import ControlParams, Memory, control, diverter_guard_params
 from services.dispatcher.core.diverter_guard import GuardMemory, GuardParams, guard
 from services.dispatcher.core.snapshot import ModeState, Snapshot
+from services.dispatcher.diverter_seen import DiverterFileError, load_seen, save_seen
+from services.dispatcher.service import Dispatcher, diverter_path
+from shared.config import OngridConfig
 from shared.config.loads import DiverterLoad
 from shared.energy.battery import BatteryModel
 from shared.messages import DispatcherModeName
@@ -267,3 +272,51 @@ def test_the_controller_caps_the_discharge_says_why_and_stops_handing_back() -> 
     params_ct = ControlParams(battery=B, loads=(DiverterLoad(kind="diverter", id="immersion", meter="imm"),))
     decision_ct, _ = control(snap, None, Memory(), params_ct)
     assert decision_ct.reason == "self_use" and not decision_ct.commanding
+
+
+# -- a house known to have a diverter stays known across a restart --------------------------------
+
+
+def _cfg(state_dir: Path, **diverter: object) -> OngridConfig:
+    return OngridConfig.model_validate(
+        {
+            "inverters": [{"id": "inv1", "model": "sofar_me3000sp", "battery": "bat1",
+                           "transport": {"kind": "modbus_tcp", "host": "127.0.0.1"}}],
+            "batteries": [{"id": "bat1", "usable_kwh": 10.4, "transport": {"kind": "modbus_tcp", "host": "127.0.0.1"}}],
+            "dispatcher": {"state_dir": str(state_dir)},
+            "loads": [{"id": "immersion", "kind": "diverter"} | diverter],
+        }
+    )  # fmt: skip
+
+
+def test_when_the_diverter_was_seen_survives_a_restart(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    path = diverter_path(cfg)
+    assert load_seen(path) is None
+    first = Dispatcher(cfg, bus=None)  # type: ignore[arg-type]
+    assert first.memory.diverter.seen_at is None
+    # A probe finds the diverter (POUNCE): the time it did is written, and read by the next process.
+    memory = first.memory.diverter
+    for seconds, battery, grid, pv, *_ in POUNCE[:5]:
+        memory = guard(T0 + timedelta(seconds=seconds), battery, grid, pv, True, memory, P).memory
+    assert memory.seen_at == T0 + timedelta(seconds=16)
+    first.memory = replace(first.memory, diverter=memory)
+    first._save_seen()
+    again = Dispatcher(cfg, bus=None)  # type: ignore[arg-type]
+    assert again.memory.diverter.seen_at == T0 + timedelta(seconds=16)
+    # Known, it probes a load's drop at once (DROP_KNOWN's first rows from the restored memory).
+    out = None
+    memory = again.memory.diverter
+    for seconds, battery, grid, pv, *_ in DROP_KNOWN[:4]:
+        out = guard(T0 + timedelta(minutes=1, seconds=seconds), battery, grid, pv, True, memory, P)
+        memory = out.memory
+    assert out is not None and memory.phase == "probe" and out.cap_w is not None and out.cap_w < 1000
+    # A file it cannot read is moved aside, and the diverter is not known.
+    path.write_text('{"version": 1, "seen_at": "yesterday"}')
+    with pytest.raises(DiverterFileError, match="seen_at is not an ISO time"):
+        load_seen(path)
+    assert Dispatcher(cfg, bus=None).memory.diverter.seen_at is None  # type: ignore[arg-type]
+    assert [p.name for p in tmp_path.iterdir() if ".bad-" in p.name]
+    # With the diverter's own CT there is no guard and nothing is read.
+    save_seen(path, T0)
+    assert Dispatcher(_cfg(tmp_path, meter="imm"), bus=None).memory.diverter.seen_at is None  # type: ignore[arg-type]
