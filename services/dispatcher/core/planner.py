@@ -1139,10 +1139,11 @@ def _self_use_step(model: _Model) -> Schedule:
     """
     x, b = model.x, model.x.battery
     net0 = float(model.net[0])
-    battery = _self_use_w(b, x.soc_pct, net0, model.dt_h, _excluded0(x))
+    battery = _self_use_w(b, x.soc_pct, net0, model.dt_h, _excluded0(x), within_band=False)
     grid = _metered(x, net0, battery)
-    moved = -battery * b.charge_efficiency if battery < 0 else -battery / b.discharge_efficiency
-    soc_end = min(max(b.wh(x.soc_pct) + moved * model.dt_h, 0.0), b.capacity_wh) / b.capacity_wh * 100.0
+    flow = _self_use_w(b, x.soc_pct, net0, model.dt_h, _excluded0(x))  # what the band lets it move
+    moved = -flow * b.charge_efficiency if flow < 0 else -flow / b.discharge_efficiency
+    soc_end = (b.wh(x.soc_pct) + moved * model.dt_h) / b.capacity_wh * 100.0
     price = float(x.import_price[0]) if grid > 0 else float(x.export_price[0])
     cost = grid * price * model.dt_h / 1000.0
     return _one_step(model, battery, grid, soc_end, Intent.SELF_USE, cost, cost, "self_use", 0.0)
@@ -1180,18 +1181,26 @@ def _one_step(
     )
 
 
-def _self_use_w(b: BatteryModel, soc_pct: float, net_w: float, dt_h: float, excluded_w: float = 0.0) -> float:
-    """Self-use's battery power over one step: the net load, within the battery's power and within
-    what the plan's SoC band lets it move in the step (none at or below the reserve going down,
-    none at or above the ceiling going up), as the controller stops it; ``excluded_w`` of the load
-    is not the battery's to cover (``PlanInputs.no_battery_w``)."""
-    lo, hi = soc_limits.plan_band_wh(b, soc_pct)
-    now = b.wh(soc_pct)
-    most_out = max(0.0, now - lo) * b.discharge_efficiency / dt_h
+def _self_use_w(
+    b: BatteryModel, soc_pct: float, net_w: float, dt_h: float, excluded_w: float = 0.0, *, within_band: bool = True
+) -> float:
+    """Self-use's battery power over one step: the net load within the battery's power, less
+    ``excluded_w`` of it that is not the battery's to cover (``PlanInputs.no_battery_w``).
+    ``within_band``: the mean power over the step that the SoC band allows (none at or below the
+    reserve going down, none at or above the ceiling going up), the flow a plan can show; without
+    it, the cap the controller's self-use keeps to: the controller stops the battery at the band's
+    edges itself, and a cap cut to the band's room would be truncated to the quantum and stop the
+    battery short of the edge."""
+    most_out = b.max_discharge_w
     if excluded_w > 0:
         most_out = min(most_out, max(0.0, net_w - excluded_w))
-    most_in = max(0.0, hi - now) / (b.charge_efficiency * dt_h)
-    return min(max(net_w, -min(b.max_charge_w, most_in)), min(b.max_discharge_w, most_out))
+    most_in = b.max_charge_w
+    if within_band:
+        lo, hi = soc_limits.plan_band_wh(b, soc_pct)
+        now = b.wh(soc_pct)
+        most_out = min(most_out, max(0.0, now - lo) * b.discharge_efficiency / dt_h)
+        most_in = min(most_in, max(0.0, hi - now) / (b.charge_efficiency * dt_h))
+    return min(max(net_w, -most_in), most_out)
 
 
 def _excluded0(x: PlanInputs) -> float:
@@ -1206,11 +1215,14 @@ def _metered(x: PlanInputs, net_w: float, battery_w: float) -> float:
 
 
 def _plain_self_use_first(schedule: Schedule, b: BatteryModel, net0: float, x: PlanInputs) -> Schedule:
-    """Step 0 as plain self-use: the battery meets the net load within its power and the SoC band
-    (grid 0 where it can), so the controller's self-use keeps no cap below what the house needs."""
+    """Step 0 as plain self-use: the battery meets the net load within its power (grid 0), so the
+    controller's self-use keeps no cap below what the house needs. Its battery power is that cap
+    (the controller stops the battery at the band's edges itself); its SoC, the LP's with step 0
+    fixed to the flow the band allows."""
     battery = schedule.battery_w.copy()
     grid = schedule.grid_w.copy()
-    battery[0] = _self_use_w(b, schedule.soc_pct_start, net0, schedule.step_s / 3600.0, _excluded0(x))
+    dt_h = schedule.step_s / 3600.0
+    battery[0] = _self_use_w(b, schedule.soc_pct_start, net0, dt_h, _excluded0(x), within_band=False)
     grid[0] = _metered(x, net0, float(battery[0]))
     return replace(schedule, battery_w=battery, grid_w=grid, intents=(Intent.SELF_USE, *schedule.intents[1:]))
 
