@@ -17,6 +17,8 @@ from __future__ import annotations
 from shared.energy.battery import BatteryModel
 
 __all__ = [
+    "BAND_HYSTERESIS_PCT",
+    "band_stops",
     "charge_stops_at_pct",
     "discharge_stops_at_pct",
     "may_charge",
@@ -32,6 +34,25 @@ def may_discharge(battery: BatteryModel, soc_pct: float) -> bool:
 
 def may_charge(battery: BatteryModel, soc_pct: float) -> bool:
     return soc_pct < battery.ceiling_pct
+
+
+# Once the reserve (the ceiling) has stopped the discharge (the charge), the SoC must move this far
+# back inside the band before it resumes: a SoC reported to a fraction of a percent, or rebounding
+# after the battery rests, would otherwise stop and start it (and hand control to the inverter and
+# take it back) on every reading.
+BAND_HYSTERESIS_PCT = 1.0
+
+
+def band_stops(
+    battery: BatteryModel, soc_pct: float, stopped: tuple[bool, bool], margin_pct: float = BAND_HYSTERESIS_PCT
+) -> tuple[bool, bool]:
+    """(discharge stopped at the reserve, charge stopped at the ceiling) now, given the same pair at
+    the last decision: stopped at the edge (``may_discharge`` / ``may_charge`` false), and staying
+    stopped until the SoC is ``margin_pct`` back inside the band."""
+    low_was, high_was = stopped
+    low = not may_discharge(battery, soc_pct) or (low_was and soc_pct < battery.reserve_pct + margin_pct)
+    high = not may_charge(battery, soc_pct) or (high_was and soc_pct > battery.ceiling_pct - margin_pct)
+    return low, high
 
 
 def topping_up(battery: BatteryModel, soc_pct: float, was: bool, margin_pct: float) -> bool:

@@ -8,6 +8,7 @@ while one of those binds.
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -197,3 +198,62 @@ def test_never_handed_back_while_a_protection_binds(loads, pv, soc, export_limit
         if export_limit is not None and decision.battery_w > -B.max_charge_w:  # (at its limit no setpoint helps)
             assert s.grid_w - (decision.battery_w - s.battery_w) >= -export_limit - 1e-6
         battery_w = decision.battery_w
+
+
+# -- no flip-flop at the band's edges ---------------------------------------------------------------
+
+
+def _run_soc(socs: list[float], house_w: float) -> list[tuple[bool, str]]:
+    """Self-use with the house at ``house_w`` (a surplus when negative), one reading every 10 s; the
+    battery does what it was told, or when handed back what the inverter's own self-use does
+    (zero the grid). (commanding, reason) per reading."""
+    memory, battery, out = Memory(), house_w, []
+    for i, soc in enumerate(socs):
+        decision, memory = control(
+            snap(10 * i, soc=soc, battery=battery, grid=house_w - battery, mode=SELF), None, memory, PARAMS
+        )
+        out.append((decision.commanding, decision.reason))
+        battery = decision.battery_w if decision.commanding else house_w
+    return out
+
+
+@pytest.mark.parametrize(
+    ("house_w", "socs", "expected"),
+    [
+        # At the 20 % reserve with the house drawing 600 W: a SoC reported to a fraction of a percent
+        # (or one rebounding while the battery rests) hovered around it, and every reading above 20
+        # handed back (the inverter discharged again) while every reading at 20 took control back.
+        # Now it holds the discharge until the SoC is 1 point above the reserve.
+        (
+            600.0,
+            [22, 21, 20, 20.4, 20.0, 20.6, 20.2, 20.9, 21.0, 20.5, 20.0],
+            [
+                (False, "self_use"), (False, "self_use"),
+                (True, "reserve_floor"), (True, "reserve_floor"), (True, "reserve_floor"), (True, "reserve_floor"),
+                (True, "reserve_floor"), (True, "reserve_floor"),
+                (False, "self_use"), (False, "self_use"),  # resumed at 21, handed back above 20
+                (True, "reserve_floor"),
+            ],
+        ),
+        # At the 97 % ceiling with 800 W of surplus: the same at the top, until 1 point below it.
+        (
+            -800.0,
+            [95, 96.5, 97, 96.8, 97.0, 96.4, 96.1, 96.0, 96.5, 97.0],
+            [
+                (False, "self_use"), (False, "self_use"),
+                (True, "soc_ceiling"), (True, "soc_ceiling"), (True, "soc_ceiling"), (True, "soc_ceiling"),
+                (True, "soc_ceiling"),
+                (False, "self_use"), (False, "self_use"),  # resumed at 96, handed back below 97
+                (True, "soc_ceiling"),
+            ],
+        ),
+    ],
+)  # fmt: skip
+def test_no_flip_flop_between_handed_back_and_commanded_at_the_bands_edges(
+    house_w: float, socs: list[float], expected: list[tuple[bool, str]]
+) -> None:
+    got = _run_soc(socs, house_w)
+    assert got == expected
+    # The edge is met, left once the SoC is a point inside, and met again: three changes of hands.
+    changes = sum(a[0] != b[0] for a, b in itertools.pairwise(got))
+    assert changes <= 3

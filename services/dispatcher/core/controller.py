@@ -139,6 +139,8 @@ class Memory:
     changed_at: datetime | None = None
     # The watch for a CT-driven diverter fed by the battery (``core.diverter_guard``).
     diverter: GuardMemory = field(default_factory=GuardMemory)
+    # (discharge stopped at the reserve, charge stopped at the ceiling): ``soc_limits.band_stops``.
+    band_stopped: tuple[bool, bool] = (False, False)
 
 
 @dataclass(frozen=True)
@@ -294,17 +296,20 @@ def export_limit(target: Target, snap: Snapshot, limit_w: float | None) -> Targe
     return Target(most, "export_limit") if target.w > most else target
 
 
-def limits(snap: Snapshot, b: BatteryModel) -> Limits:
-    """3. Device, BMS and SoC band (reserve, ceiling): the most each way, and which rule says so."""
+def limits(snap: Snapshot, b: BatteryModel, stopped: tuple[bool, bool] | None = None) -> Limits:
+    """3. Device, BMS and SoC band (reserve, ceiling): the most each way, and which rule says so.
+    ``stopped``: the band's edges with their hysteresis (``soc_limits.band_stops``); without it,
+    the edges alone."""
+    low, high = stopped if stopped is not None else soc_limits.band_stops(b, snap.soc_pct, (False, False))
     charge_max, charge_why = b.max_charge_w, "device_limit"
     discharge_max, discharge_why = b.max_discharge_w, "device_limit"
     if snap.charge_limit_w is not None and snap.charge_limit_w < charge_max:
         charge_max, charge_why = max(0.0, snap.charge_limit_w), "bms_limit"
     if snap.discharge_limit_w is not None and snap.discharge_limit_w < discharge_max:
         discharge_max, discharge_why = max(0.0, snap.discharge_limit_w), "bms_limit"
-    if not soc_limits.may_charge(b, snap.soc_pct):
+    if high:
         charge_max, charge_why = 0.0, "soc_ceiling"
-    if not soc_limits.may_discharge(b, snap.soc_pct):
+    if low:
         discharge_max, discharge_why = 0.0, "reserve_floor"
     return Limits(charge_max, discharge_max, charge_why, discharge_why)
 
@@ -614,7 +619,8 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
             if goal_w > watch.cap_w:
                 target = Target(watch.cap_w, "diverter_cap")
     target = export_limit(target, snap, params.export_limit_w)  # 2
-    lim = limits(snap, b)  # 3
+    band = soc_limits.band_stops(b, snap.soc_pct, memory.band_stopped)
+    lim = limits(snap, b, band)  # 3
     numbers.update(charge_max_w=lim.charge_max_w, discharge_max_w=lim.discharge_max_w)
     target = lim.clamp(target)
     topping_up = soc_limits.topping_up(b, snap.soc_pct, memory.topping_up, params.top_up_margin_pct)
@@ -622,7 +628,8 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
     if target.reason == "top_up_floor":
         intent = Intent.CHARGE
     if params.inverter_self_use and hand_back(target, goal_w, reason, zero_grid, ct_zero_grid, topping_up):
-        return _handed_back(snap, memory, params, target, intent, numbers, loads, topping_up, finished, watch)
+        handed = _handed_back(snap, memory, params, target, intent, numbers, loads, topping_up, finished, watch)
+        return handed[0], replace(handed[1], band_stopped=band)
     # Dwell, ramp and deadband keep automatic decisions from flip-flopping; a person's request is
     # not theirs to shape. A new request (any mode) goes out as asked at once; a standing forced
     # mode (a fixed setpoint) is never delayed or slowed. Safety moves (the top-up, holding the
@@ -672,5 +679,6 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
         request_seen=snap.mode.requested_at,
         changed_at=snap.now if setpoint != memory.setpoint_w or not memory.commanding else memory.changed_at,
         diverter=watch.memory if watch is not None else memory.diverter,
+        band_stopped=band,
     )
     return decision, new_memory
