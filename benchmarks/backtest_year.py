@@ -121,6 +121,10 @@ def main() -> None:
             out[f"planner_capture_pct_{label}"] = round((costs["none"] - costs["planner"]) / best * 100, 2)
         if "perfect" in results:
             out[f"perfect_method_{label}"] = results["perfect"].method
+        if "planner" in results:
+            # The planner's data in spans side by side; those replayed again from the true state.
+            out[f"planner_spans_{label}"] = results["planner"].spans
+            out[f"planner_spans_rerun_{label}"] = results["planner"].spans_rerun
 
     run(series, "30min")
     if args.decompose:
