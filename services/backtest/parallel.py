@@ -19,6 +19,7 @@ where it started: in summer four days are plenty; a winter week can leave it a f
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import queue
@@ -124,23 +125,16 @@ def run_policies(
     with context.Manager() as manager:
         updates: queue.Queue[tuple[str, int]] = manager.Queue()
         with ProcessPoolExecutor(max_workers=min(cores, tasks), mp_context=context) as pool:
-            # The first span, then the cheap policies (the second core does them while the first
-            # span runs), then the other spans.
+            # Heaviest first (the spans, then the other policies by cost): each core takes the
+            # next task as it comes free, so the cheap ones fill in where the spans leave time
+            # (on a year of minutes `self_use` alone is ~40 % of the planner).
             span_futures: list[Future[tuple[PolicyResult, Carry, Carry]]] = []
-            futures: dict[str, Future[PolicyResult]] = {}
-
-            def submit_span(i: int) -> None:
-                span_futures.append(
-                    pool.submit(_span, series, setup, bounds[i], bounds[i + 1], warmup_steps, guess, updates)
-                )
-
             if "planner" in policies:
-                submit_span(0)
-            for name in others:
-                futures[name] = pool.submit(_one, series, name, setup, updates)
-            if "planner" in policies:
-                for i in range(1, len(bounds) - 1):
-                    submit_span(i)
+                span_futures = [
+                    pool.submit(_span, series, setup, begin, end, warmup_steps, guess, updates)
+                    for begin, end in itertools.pairwise(bounds)
+                ]
+            futures = {name: pool.submit(_one, series, name, setup, updates) for name in others}
             pending: set[Future[object]] = {*futures.values(), *span_futures}  # type: ignore[arg-type]
             while pending:
                 try:
