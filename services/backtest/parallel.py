@@ -14,7 +14,8 @@ did, and the merged result (``accounting.merge``) is the sequential one. Otherwi
 replayed again from the true state, one after the other, so the result is always the sequential
 one; the result says how many spans there were and how many were replayed again (``spans``,
 ``spans_rerun``). A battery that reaches its ceiling or its reserve in the warm-up has forgotten
-where it started: in summer four days are plenty; a winter week can leave it a few Wh apart.
+where it started; one that stops short of the ceiling by less than a quantum's step keeps its
+offset (docs/dispatcher.md: on the seed year 10 days meet at March to September's month starts).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ __all__ = ["WARMUP_DAYS", "run_policies", "span_bounds"]
 
 # Heaviest first: the planner solves a plan every replan interval; the rest are a loop each.
 _COST = {"planner": 0, "self_use": 1, "perfect": 2, "none": 3}
-WARMUP_DAYS = 4.0
+WARMUP_DAYS = 10.0
 
 Guess = Callable[[Replay], Carry]
 
