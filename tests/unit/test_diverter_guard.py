@@ -69,15 +69,16 @@ COINCIDENCE: list[Row] = [
     (16, 0, 1000, 0, "watch", None, None),
 ]
 
-# A cap in force is probed again after HOLD_S; when the house takes that step the cap is released.
+# A cap in force is probed again (after KNOWN_HOLD_S here: the default params write setpoints, where
+# a load's drop does not show); when the house takes that step the cap is released.
 RELEASE: list[Row] = [
     (0, 2000, 0, 500, "watch", None, None),
     (2, 2000, -1800, 500, "watch", None, None),
     (4, 2000, -20, 500, "probe", 220, None),
     (16, 220, -20, 500, "probe", 0, "diverter_suspected"),
     (28, 0, 200, 500, "capped", 200, None),
-    (30 + g.HOLD_S, 200, 0, 500, "probe", 0, None),
-    (42 + g.HOLD_S, 0, 200, 500, "watch", None, "diverter_released"),
+    (30 + g.KNOWN_HOLD_S, 200, 0, 500, "probe", 0, None),
+    (42 + g.KNOWN_HOLD_S, 0, 200, 500, "watch", None, "diverter_released"),
 ]
 
 
@@ -163,6 +164,39 @@ def test_drop_step_table(table: list[Row], start: GuardMemory) -> None:
         memory = out.memory
         got = (memory.phase, out.cap_w if out.cap_w is None else round(out.cap_w), out.event[0] if out.event else None)
         assert got == (phase, cap, event), f"at {seconds} s: {got}"
+
+
+# A cap in force (POUNCE up to 28 s: 200 W). Writing setpoints, a load going off under the cap does
+# not show, so the cap is probed again after KNOWN_HOLD_S; handed back, after HOLD_S.
+CAP_SETPOINTS: list[Row] = [
+    *POUNCE[:6],
+    (30, 200, 0, 500, "capped", 200, None),
+    (28 + g.KNOWN_HOLD_S, 200, 0, 500, "probe", 0, None),
+]
+CAP_HANDED_BACK: list[Row] = [
+    *POUNCE[:6],
+    (30, 200, 0, 500, "capped", 200, None),
+    (28 + g.KNOWN_HOLD_S, 200, 0, 500, "capped", 200, None),
+    (28 + g.HOLD_S, 200, 0, 500, "probe", 0, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("table", "drops_show"), [(CAP_SETPOINTS, False), (CAP_HANDED_BACK, True)], ids=["setpoints", "handed_back"]
+)
+def test_a_cap_is_probed_again_sooner_where_drops_do_not_show(table: list[Row], drops_show: bool) -> None:
+    params = GuardParams(drops_show=drops_show)
+    memory = GuardMemory()
+    for seconds, battery, grid, pv, phase, cap, event in table:
+        out = guard(T0 + timedelta(seconds=seconds), battery, grid, pv, True, memory, params)
+        memory = out.memory
+        assert (memory.phase, out.cap_w, out.event[0] if out.event else None) == (phase, cap, event), f"at {seconds} s"
+
+
+def test_the_controller_tells_the_guard_whether_drops_show() -> None:
+    load = DiverterLoad(kind="diverter", id="immersion")
+    assert diverter_guard_params((load,), inverter_self_use=True) == GuardParams(drops_show=True)
+    assert diverter_guard_params((load,)) == GuardParams(drops_show=False)
 
 
 # After an import the inverter ramps the battery up (known house): the first pinned grid reading

@@ -430,13 +430,16 @@ def battery_seen(snap: Snapshot, memory: Memory) -> float:
     return snap.battery_w
 
 
-def diverter_guard_params(loads: tuple[DiverterLoad | HeatPumpLoad | EvLoad, ...]) -> GuardParams | None:
+def diverter_guard_params(
+    loads: tuple[DiverterLoad | HeatPumpLoad | EvLoad, ...], inverter_self_use: bool = False
+) -> GuardParams | None:
     """The guard's settings when a diverter with no CT of its own may not be fed by the battery
-    (``meter: null``, ``battery_may_feed: false``, ``detect_without_ct: true``); None: no guard."""
+    (``meter: null``, ``battery_may_feed: false``, ``detect_without_ct: true``); None: no guard.
+    ``inverter_self_use``: the inverter's own self-use is handed back between commands."""
     for load in loads:
         if isinstance(load, DiverterLoad) and load.meter is None and not load.battery_may_feed:
             if load.detect_without_ct:
-                return GuardParams(band_w=load.grid_band_w, probe_w=load.probe_w)
+                return GuardParams(band_w=load.grid_band_w, probe_w=load.probe_w, drops_show=inverter_self_use)
     return None
 
 
@@ -604,7 +607,7 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
     target = Target(goal_w, reason)
     # Within 1: a diverter with no CT that the battery feeds caps the discharge (core.diverter_guard).
     watch: GuardOutcome | None = None
-    guard_params = diverter_guard_params(params.loads)
+    guard_params = diverter_guard_params(params.loads, params.inverter_self_use)
     if guard_params is not None:
         zero_goal = reason in ZERO_GRID_GOALS
         # The battery reading's time: the inverter's, or now when battery_seen took the setpoint.
