@@ -30,7 +30,7 @@ def write_atomic(path: Path, text: str, *, fsync: bool = False) -> None:
     on an empty file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as handle:
+    with tmp.open("w", encoding="utf-8") as handle:
         handle.write(text)
         if fsync:
             handle.flush()
@@ -61,11 +61,13 @@ def read_versioned(
 ) -> dict[str, Any] | None:
     """The file's object (see ``parse_versioned``), or None when there is no file yet."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:  # a ValueError, not an OSError: bytes that are not text
+        raise error(f"{path}: not JSON ({exc})") from None
     return parse_versioned(text, version, what, source=str(path), error=error)
 
 

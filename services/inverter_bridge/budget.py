@@ -114,9 +114,11 @@ class BudgetStore:
     def load(self, budget_per_day: int, today: date) -> WriteBudget:
         """The saved counts, or a fresh budget when there is no file. A corrupt file is an error."""
         try:
-            text = self.path.read_text()
+            text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
             return WriteBudget(budget_per_day, today)
+        except UnicodeDecodeError as exc:  # a ValueError, not an OSError: bytes that are not text
+            raise BudgetFileError(f"{self.path} is not JSON: {exc}") from None
         try:
             data = json.loads(text)
         except ValueError as exc:

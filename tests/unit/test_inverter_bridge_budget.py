@@ -54,6 +54,16 @@ def test_a_corrupt_file_is_an_error_naming_it(tmp_path: Path, text: str) -> None
     assert aside.read_text() == text and not path.exists()
 
 
+def test_a_file_that_is_not_text_is_an_error_naming_it(tmp_path: Path) -> None:
+    # It must reach the service's quarantine (a BudgetFileError), not end the bridge at every start.
+    path = tmp_path / "w.json"
+    path.write_bytes(b'{"day": "2026-06-01", "writes": {"\xff": 1}}')
+    store = BudgetStore(path)
+    with pytest.raises(BudgetFileError, match=r"w\.json is not JSON: 'utf-8' codec"):
+        store.load(5, DAY)
+    assert store.quarantine().exists() and not path.exists()
+
+
 @given(st.dictionaries(st.text(min_size=1, max_size=20), st.integers(0, 10_000), max_size=5),
        st.integers(0, 100), st.integers(0, 100))  # fmt: skip
 def test_json_form_round_trips(writes: dict[str, int], skipped: int, refused: int) -> None:

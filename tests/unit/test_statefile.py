@@ -98,3 +98,13 @@ def test_fsync_flushes_before_the_rename(tmp_path: Path, monkeypatch: pytest.Mon
     calls.clear()
     write_atomic(tmp_path / "w.json", "{}", fsync=True)
     assert calls == ["fsync", "replace"]
+
+
+@pytest.mark.parametrize("raw", [b'{"version": 1, "x": "\xff\xfe"}', b"\x00\x9c\xf0" * 50])
+def test_bytes_that_are_not_text_are_an_error_naming_the_file(tmp_path: Path, raw: bytes) -> None:
+    # A torn or scribbled file (a card's bad block) must read as a state file error, which every
+    # caller moves aside: a bare UnicodeDecodeError would end the service at every start.
+    path = tmp_path / "scribbled.json"
+    path.write_bytes(raw)
+    with pytest.raises(OwnError, match=rf"^{path}: not JSON \("):
+        read_versioned(path, 1, "thing", error=OwnError)
