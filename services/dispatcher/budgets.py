@@ -53,8 +53,11 @@ def load_budgets(path: Path) -> tuple[Budget, ...]:
     data = read_versioned(path, FORMAT_VERSION, "heat pump budgets file", error=BudgetFileError)
     if data is None:
         return ()
+    rows = data.get("budgets", [])
+    if not isinstance(rows, list):
+        raise BudgetFileError(f"{path}: budgets is not a list: {rows!r}")
     out: list[Budget] = []
-    for i, row in enumerate(data.get("budgets", [])):
+    for i, row in enumerate(rows):
         try:
             start = datetime.fromisoformat(row["period_start"])
             budget = Budget(str(row["load"]), start, float(row["used_wh"]), bool(row["feeding"]))

@@ -100,10 +100,13 @@ class History:
             # A different step cannot be re-cut into this one without guessing; start over.
             raise HistoryFileError(f"{source}: kept at step_s={data.get('step_s')}, the config now says {step_s}")
         history = cls(step_s)
-        for i, row in enumerate(data.get("slots", [])):
+        slots = data.get("slots", [])
+        if not isinstance(slots, list):
+            raise HistoryFileError(f"{source}: slots is not a list: {slots!r}")
+        for i, row in enumerate(slots):
             try:
                 k, load_sum, pv_sum, n = int(row[0]), float(row[1]), float(row[2]), int(row[3])
-            except (TypeError, ValueError, IndexError):
+            except (TypeError, ValueError, IndexError, OverflowError):  # int(1e999): JSON reads inf
                 raise HistoryFileError(f"{source}: slot {i} is not [key, load_sum, pv_sum, n]: {row!r}") from None
             if n <= 0 or not np.isfinite(load_sum) or not np.isfinite(pv_sum):
                 raise HistoryFileError(f"{source}: slot {i} has n={n}, sums {load_sum}, {pv_sum}")

@@ -96,7 +96,7 @@ class WriteBudget:
             day = date.fromisoformat(data["day"])
             writes = {str(k): int(v) for k, v in data["writes"].items()}
             skipped, refused = int(data.get("skipped_noop", 0)), int(data.get("refused_budget", 0))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:  # int(1e999)
             raise BudgetFileError(f"write counter data {data!r:.200} is not valid: {exc}") from None
         if any(v < 0 for v in writes.values()):
             raise BudgetFileError(f"write counts {writes} contain a negative number")

@@ -316,3 +316,16 @@ def test_forecast_error_against_history() -> None:
     forecast_wh = forecast_net * 0.5
     expected = abs(2 * forecast_wh) / max(abs(forecast_wh), 200.0) * 100.0  # the 200 Wh floor of the core
     assert error is not None and error == pytest.approx(expected, rel=1e-6) and error > 30.0
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['"slots": null', '"slots": 5', '"slots": [[1e999, 1.0, 1.0, 1]]', '"slots": [[1, 1.0, 1.0, 1e999]]'],
+)
+def test_a_history_file_of_the_wrong_shape_is_a_history_file_error(tmp_path: Path, body: str) -> None:
+    # Valid JSON, right version, wrong shape: the service moves a HistoryFileError aside; anything
+    # else (a TypeError, an OverflowError from int(inf)) ended the dispatcher at every start.
+    path = tmp_path / "history.json"
+    path.write_text(f'{{"version": 1, "step_s": 1800, {body}}}')
+    with pytest.raises(HistoryFileError, match=r"history\.json: slot"):  # "slots is not a list", "slot 0 is not"
+        History.load(path, 1800)

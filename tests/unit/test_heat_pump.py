@@ -293,6 +293,10 @@ def test_budgets_saved_and_restored(tmp_path) -> None:
     path.write_text("[")
     with pytest.raises(BudgetFileError, match="not JSON"):
         load_budgets(path)
+    for body in ("null", "5", '"hp"'):  # valid JSON of the wrong shape: an error the service moves aside
+        path.write_text(f'{{"version": 1, "budgets": {body}}}')
+        with pytest.raises(BudgetFileError, match="budgets is not a list"):
+            load_budgets(path)
 
 
 def test_budgets_saved_when_moved_enough() -> None:

@@ -42,7 +42,14 @@ def test_file_round_trip_and_restart(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["{", "[]", '{"day": "x", "writes": {}}', '{"day": "2026-06-01", "writes": {"a": -1}}']
+    "text",
+    [
+        "{",
+        "[]",
+        '{"day": "x", "writes": {}}',
+        '{"day": "2026-06-01", "writes": {"a": -1}}',
+        '{"day": "2026-06-01", "writes": {"a": 1e999}}',  # JSON reads inf; int(inf) overflows
+    ],
 )
 def test_a_corrupt_file_is_an_error_naming_it(tmp_path: Path, text: str) -> None:
     path = tmp_path / "w.json"
