@@ -150,6 +150,15 @@ def backtest(
         )
     console = Console()
     console.print(table)
+    if "spans" in summary.get("planner", {}):
+        spans = summary["planner"]
+        # The planner's data ran in spans side by side (backtest/parallel.py): how many were
+        # replayed again because the warm-up had not reached the state the span before left.
+        console.print(
+            f"planner: {spans['spans']} spans side by side, {spans['spans_rerun']} replayed again from the true state",
+            markup=False,
+            highlight=False,
+        )
     for name, item in summary.items():
         for load, flex in item.get("flexible", {}).items():
             # A flexible load's energy is in the policy's bill: say how much and from where.
