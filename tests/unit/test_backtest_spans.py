@@ -159,7 +159,10 @@ def test_planner_spans_side_by_side_equal_the_whole_run() -> None:
     whole = simulate(series, "planner", setup)
     together = run_policies(series, ["none", "planner"], setup, workers=2, spans=2)
     planner = together["planner"]
-    assert (planner.spans, planner.spans_rerun) == (2, 0)
+    # A re-run would still give the right answer, but the year would take one span longer: if a
+    # change to the controller or planner makes the warm-up miss here, the warm-up (WARMUP_DAYS)
+    # or the guess (Replay.guess) needs another look (docs/dispatcher.md, "Policies run side by side").
+    assert (planner.spans, planner.spans_rerun) == (2, 0), "the warm-up no longer reaches the true state"
     assert planner.as_dict() == {**whole.as_dict(), "spans": 2, "spans_rerun": 0}
     assert together["none"].as_dict() == simulate(series, "none", setup).as_dict()
 
