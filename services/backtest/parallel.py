@@ -10,9 +10,10 @@ the warm-up first; where it meets the span before, its state (``engine.Carry``: 
 the controller's memory, the plan in force, the export tally's state, ...) is compared with the
 state the span before really left. Spans begin where the planner drops its kept HiGHS instances
 (``engine.resets``), so with an equal state to the bit the span replays exactly as the whole run
-did, and the merged result (``accounting.merge``) is the sequential one. Otherwise the span is
+did, and the merged result (``accounting.merge``) is the sequential one to rounding (each span
+sums its own costs and energies, so the totals' last bits can differ). Otherwise the span is
 replayed again from the true state, one after the other, so the result is always the sequential
-one; the result says how many spans there were and how many were replayed again (``spans``,
+one to rounding; the result says how many spans there were and how many were replayed again (``spans``,
 ``spans_rerun``). A battery that reaches its ceiling or its reserve in the warm-up has forgotten
 where it started; one that stops short of the ceiling by less than a quantum's step keeps its
 offset (docs/dispatcher.md: on the seed year 10 days meet at March to September's month starts).
