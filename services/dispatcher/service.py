@@ -233,7 +233,7 @@ class Dispatcher:
         seen: datetime | None = None
         if self.guarded:
             try:
-                seen = load_seen(self.diverter_path)
+                seen = load_seen(self.diverter_path, utc_now())
             except DiverterFileError as exc:
                 log.error("%s; moved aside to %s, the diverter not yet seen", exc, _move_aside(self.diverter_path))
         self.memory = Memory(budgets=budgets, diverter=GuardMemory(seen_at=seen))

@@ -8,6 +8,7 @@ one, it shows as import.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -152,10 +153,20 @@ HOUSE_FOLLOWS: list[Row] = [
 ]
 
 
+# Seen "in the future" (written while the clock was ahead, or by an accelerated simulator run
+# sharing the state directory): not a sighting, the house is not known to have a diverter.
+SEEN_AHEAD = GuardMemory(seen_at=T0 + timedelta(hours=1))
+
+
 @pytest.mark.parametrize(
     ("table", "start"),
-    [(DROP_KNOWN, KNOWN), (DROP_NO_DIVERTER, GuardMemory()), (HOUSE_FOLLOWS, KNOWN)],
-    ids=["drop_known", "drop_no_diverter", "house_follows"],
+    [
+        (DROP_KNOWN, KNOWN),
+        (DROP_NO_DIVERTER, GuardMemory()),
+        (HOUSE_FOLLOWS, KNOWN),
+        (DROP_NO_DIVERTER, SEEN_AHEAD),
+    ],
+    ids=["drop_known", "drop_no_diverter", "house_follows", "seen_ahead_is_not_known"],
 )
 def test_drop_step_table(table: list[Row], start: GuardMemory) -> None:
     memory = start
@@ -164,6 +175,14 @@ def test_drop_step_table(table: list[Row], start: GuardMemory) -> None:
         memory = out.memory
         got = (memory.phase, out.cap_w if out.cap_w is None else round(out.cap_w), out.event[0] if out.event else None)
         assert got == (phase, cap, event), f"at {seconds} s: {got}"
+
+
+@pytest.mark.parametrize(
+    ("age_s", "known"),
+    [(-1.0, False), (-86_400.0, False), (0.0, True), (g.KNOWN_S, True), (g.KNOWN_S + 1, False)],
+)
+def test_known_means_seen_within_the_last_day_not_ahead(age_s: float, known: bool) -> None:
+    assert g._known(T0, GuardMemory(seen_at=T0 - timedelta(seconds=age_s))) is known
 
 
 # A cap in force (POUNCE up to 28 s: 200 W). Writing setpoints, a load going off under the cap does
@@ -323,10 +342,10 @@ def _cfg(state_dir: Path, **diverter: object) -> OngridConfig:
     )  # fmt: skip
 
 
-def test_when_the_diverter_was_seen_survives_a_restart(tmp_path: Path) -> None:
+def test_when_the_diverter_was_seen_survives_a_restart(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cfg = _cfg(tmp_path)
     path = diverter_path(cfg)
-    assert load_seen(path) is None
+    assert load_seen(path, T0) is None
     first = Dispatcher(cfg, bus=None)  # type: ignore[arg-type]
     assert first.memory.diverter.seen_at is None
     # A probe finds the diverter (POUNCE): the time it did is written, and read by the next process.
@@ -348,9 +367,17 @@ def test_when_the_diverter_was_seen_survives_a_restart(tmp_path: Path) -> None:
     # A file it cannot read is moved aside, and the diverter is not known.
     path.write_text('{"version": 1, "seen_at": "yesterday"}')
     with pytest.raises(DiverterFileError, match="seen_at is not an ISO time"):
-        load_seen(path)
+        load_seen(path, T0)
     assert Dispatcher(cfg, bus=None).memory.diverter.seen_at is None  # type: ignore[arg-type]
     assert [p.name for p in tmp_path.iterdir() if ".bad-" in p.name]
+    # A time after now is ignored, with a warning naming the file and the time.
+    ahead = datetime.now(UTC) + timedelta(days=2)
+    save_seen(path, ahead)
+    with caplog.at_level(logging.WARNING, logger="ongrid.dispatcher"):
+        assert Dispatcher(cfg, bus=None).memory.diverter.seen_at is None  # type: ignore[arg-type]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(path) in m and ahead.isoformat() in m and "ignored" in m for m in warned), warned
+    assert load_seen(path, ahead) == ahead  # not after now: kept
     # With the diverter's own CT there is no guard and nothing is read.
     save_seen(path, T0)
     assert Dispatcher(_cfg(tmp_path, meter="imm"), bus=None).memory.diverter.seen_at is None  # type: ignore[arg-type]

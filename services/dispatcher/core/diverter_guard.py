@@ -335,7 +335,9 @@ def _released() -> tuple[str, str]:
 
 
 def _known(now: datetime, m: GuardMemory) -> bool:
-    return m.seen_at is not None and (now - m.seen_at).total_seconds() <= KNOWN_S
+    """A probe found the diverter within the last KNOWN_S; a time after ``now`` (a clock that was
+    ahead) is not a sighting."""
+    return m.seen_at is not None and 0 <= (now - m.seen_at).total_seconds() <= KNOWN_S
 
 
 def _later(now: datetime, seconds: float) -> datetime:
