@@ -40,18 +40,32 @@ class LoadsOutcome:
     reasons: dict[str, str] = field(default_factory=dict)  # why each heat pump is on/off, fed or not
 
 
-def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams, *, battery_free: bool = True) -> LoadsOutcome:
+def arbitrate(
+    snap: Snapshot,
+    memory: Memory,
+    params: ControlParams,
+    *,
+    battery_free: bool = True,
+    band: tuple[bool, bool] | None = None,
+) -> LoadsOutcome:
     """``battery_free``: the mode or the plan's step lets the battery discharge now (a heat pump in
-    its window runs from the battery only then)."""
+    its window runs from the battery only then). ``band``: (discharge stopped at the reserve, charge
+    stopped at the ceiling) as the controller decided them this call (``soc_limits.band_stops``);
+    None: decided here the same way from ``memory.band_stopped``. The battery has no charging
+    headroom while its charge is stopped and feeds no heat pump while its discharge is stopped, so
+    the surplus and the heat pumps go where the controller's setpoint will send them."""
+    if band is None:
+        band = soc_limits.band_stops(params.battery, snap.soc_pct, memory.band_stopped)
+    discharge_stopped, charge_stopped = band
+    headroom = 0.0 if charge_stopped else params.battery.max_charge_w
     if not params.loads:
-        return _battery_only(snap, memory, params)
+        return _battery_only(snap, memory, headroom)
     readings = {r.id: max(0.0, r.power_w) for r in snap.loads}
     metered = {r.id for r in snap.loads}
     flexible = sum(readings.get(load.id, 0.0) for load in params.loads)
     surplus = flexible - snap.grid_w - snap.battery_w
     was_on = dict(memory.loads_on)
     b = params.battery
-    headroom = b.max_charge_w if soc_limits.may_charge(b, snap.soc_pct) else 0.0
 
     dt_s = 0.0 if memory.at is None else max(0.0, (snap.now - memory.at).total_seconds())
     budgets: dict[str, Budget] = {b.load: b for b in memory.budgets}
@@ -88,7 +102,7 @@ def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams, *, battery_
                 power_w=power if load.id in metered else None,
                 was_on=bool(was_on.get(load.id)),
                 dt_s=dt_s,
-                battery_free=battery_free,
+                battery_free=battery_free and not discharge_stopped,
             )
             budgets[load.id] = call.budget
             budget_left[load.id] = call.left_wh
@@ -121,12 +135,10 @@ def arbitrate(snap: Snapshot, memory: Memory, params: ControlParams, *, battery_
     )
 
 
-def _battery_only(snap: Snapshot, memory: Memory, params: ControlParams) -> LoadsOutcome:
+def _battery_only(snap: Snapshot, memory: Memory, headroom: float) -> LoadsOutcome:
     """``arbitrate`` with no flexible loads configured (most houses; every step of a backtest
     without them): the battery alone, the same figures without the loop."""
     surplus = 0 - snap.grid_w - snap.battery_w  # as ``arbitrate``: an empty sum is the int 0
-    b = params.battery
-    headroom = b.max_charge_w if soc_limits.may_charge(b, snap.soc_pct) else 0.0
     budgets = {budget.load: budget for budget in memory.budgets}
     return LoadsOutcome(
         on={},

@@ -585,7 +585,10 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
     seen_w = battery_seen(snap, memory)  # 0
     if seen_w is not read_w:  # the reading itself: the snapshot as it is (a backtest makes ~500,000 a year)
         snap = replace(snap, battery_w=seen_w)
-    loads: LoadsOutcome = arbitrate(snap, memory, params, battery_free=battery_free(mode, snap, plan))
+    # The band's edges with their hysteresis, decided once: the arbiter shares the surplus and
+    # feeds the heat pumps by them, ``limits`` clamps the setpoint by them.
+    band = soc_limits.band_stops(b, snap.soc_pct, memory.band_stopped)
+    loads: LoadsOutcome = arbitrate(snap, memory, params, battery_free=battery_free(mode, snap, plan), band=band)
     # What the battery must do to bring the grid to zero, leaving out the flexible loads it may
     # not feed: with the immersion excluded, the battery never chases a diverter.
     ct_zero_grid = snap.battery_w + snap.grid_w
@@ -622,7 +625,6 @@ def control(snap: Snapshot, plan: Schedule | None, memory: Memory, params: Contr
             if goal_w > watch.cap_w:
                 target = Target(watch.cap_w, "diverter_cap")
     target = export_limit(target, snap, params.export_limit_w)  # 2
-    band = soc_limits.band_stops(b, snap.soc_pct, memory.band_stopped)
     lim = limits(snap, b, band)  # 3
     numbers.update(charge_max_w=lim.charge_max_w, discharge_max_w=lim.discharge_max_w)
     target = lim.clamp(target)
