@@ -142,7 +142,7 @@ class _Forecaster:
         now), from what they drew in the completed plan steps of the last days, as live."""
         idx = slice(k, k + self.horizon)
         out: list[HeatPumpDraw] = []
-        used = {b.load: b.used_wh for b in memory.budgets}
+        budgets = {b.load: b for b in memory.budgets}
         first = int(np.searchsorted(self.agg_of, k - RECENT_DAYS * 86400 // self.step))
         last = int(np.searchsorted(self.agg_of, k))  # data steps of completed plan steps only
         agg = self.agg_of[first:last]
@@ -150,6 +150,8 @@ class _Forecaster:
         for i, load in enumerate(record.loads):
             if not isinstance(load.config, HeatPumpLoad):
                 continue
+            budget = budgets.get(load.config.id)
+            used = budget.used_wh if budget is not None else 0.0
             count = np.bincount(where, minlength=len(steps))
             draw = np.bincount(where, weights=record.draw_w[i, first:last], minlength=len(steps)) / np.maximum(count, 1)
             on = np.bincount(where, weights=record.on[i, first:last], minlength=len(steps)) / np.maximum(count, 1)
@@ -161,9 +163,9 @@ class _Forecaster:
                 self.times[steps],
                 draw,
                 on,
-                used.get(load.config.id, 0.0),
+                used,
             )
-            out.append(HeatPumpDraw(load.config, expected, used.get(load.config.id, 0.0)))
+            out.append(HeatPumpDraw(load.config, expected, used, budget.feeding if budget is not None else False))
         return tuple(out)
 
     def inputs(self, k: int, soc: float, battery_now: float, heat_pump_w: np.ndarray | None = None) -> PlanInputs:

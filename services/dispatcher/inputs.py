@@ -82,10 +82,12 @@ def external_values(forecast: Forecast | None, starts: pd.DatetimeIndex, step_s:
 @dataclass(frozen=True)
 class HeatPumpPast:
     """One heat pump's recorded draw (a ``History`` of draw and switched-on share, see
-    ``History.add_draw``) and the battery energy it used in the budget period in force."""
+    ``History.add_draw``), the battery energy it used in the budget period in force and whether
+    the battery is feeding it now."""
 
     history: History
     used_wh: float = 0.0
+    feeding: bool = False  # ``Budget.feeding``: the battery fed it at the dispatcher's last call
 
 
 def heat_pump_draw(
@@ -108,7 +110,7 @@ def heat_pump_draw(
         if len(h_starts):
             recorded += pd.Series(draw, index=h_starts).reindex(past, fill_value=0.0).to_numpy()
         each = expected_draw_w(load, starts, step_s, cfg.tariff.timezone, h_starts, draw, on, hp.used_wh)
-        expected.append(HeatPumpDraw(load, each, hp.used_wh))
+        expected.append(HeatPumpDraw(load, each, hp.used_wh, hp.feeding))
     return recorded, tuple(expected)
 
 

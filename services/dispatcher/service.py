@@ -623,7 +623,7 @@ class Dispatcher:
         self.forecast_changed = False
         soc = self.bms.soc_pct if self.bms is not None else self.inverter.battery_soc_pct
         limit = self.cfg.dispatcher.plan_time_limit_s
-        used = {b.load: b.used_wh for b in self.memory.budgets}
+        budgets = {b.load: b for b in self.memory.budgets}
         args = (
             self.cfg,
             self.battery,
@@ -635,7 +635,11 @@ class Dispatcher:
             self.external.get("pv"),
             self.external.get("load"),
             {
-                load.id: HeatPumpPast(self.hp_history[load.id].copy(), used.get(load.id, 0.0))
+                load.id: HeatPumpPast(
+                    self.hp_history[load.id].copy(),
+                    budgets[load.id].used_wh if load.id in budgets else 0.0,
+                    budgets[load.id].feeding if load.id in budgets else False,
+                )
                 for load in self.heat_pumps
             },
         )

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from services.dispatcher.core.heat_pump import DEFAULT_DUTY, expected_draw_w
-from services.dispatcher.core.heat_pump_plan import HeatPumpDraw, plan_with_heat_pumps
+from services.dispatcher.core.heat_pump import DEFAULT_DUTY, Budget, decide, expected_draw_w, period_start
+from services.dispatcher.core.heat_pump_plan import HeatPumpDraw, battery_shares, plan_with_heat_pumps
 from services.dispatcher.core.planner import PlanInputs, Schedule, plan
 from services.dispatcher.history import History
 from services.dispatcher.inputs import HeatPumpPast, build_inputs
@@ -248,3 +248,63 @@ def test_under_off_it_is_switched_off_where_the_battery_stops_feeding_it() -> No
 def test_the_walk_leaves_a_plan_alone_when_the_battery_feeds_it_within_budget_and_floor() -> None:
     inputs, hp = _evening(95.0, "grid", budget_kwh=20.0)
     assert plan_with_heat_pumps(inputs, (hp,), TZ, plan).battery_w.tolist() == plan(inputs).battery_w.tolist()
+
+
+# -- the walk as the dispatcher decides: its feeding state now, one discharge shared ------------------
+
+
+def _walk_inputs(n: int) -> pd.DatetimeIndex:
+    return pd.date_range(EVENING, periods=n, freq=f"{STEP}s")
+
+
+@pytest.mark.parametrize("feeding", [False, True])
+@pytest.mark.parametrize("after_budget", ["grid", "off"])
+def test_the_walk_starts_from_the_dispatchers_feeding_state(feeding: bool, after_budget: str) -> None:
+    """SoC 25.5 %, between the heat pump's 25 % floor and floor + its hysteresis: the battery feeds
+    it only if it was already feeding it (``Budget.feeding``); not fed yet (no budget: False), it
+    waits for 27 %. The walk must start where the dispatcher is, step for step as ``decide``."""
+    n = 4
+    load = HeatPumpLoad.model_validate({**HP, "after_budget": after_budget, "min_soc_pct": 25.0})
+    draw = np.full(n, HP_W)
+    soc_end = np.full(n, 25.5)
+    battery_w = np.full(n, HP_W)
+    starts = _walk_inputs(n)
+    ((planned, excluded),) = battery_shares(
+        (HeatPumpDraw(load, draw, feeding=feeding),), starts, STEP, TZ, 25.5, soc_end, battery_w, BATTERY.reserve_pct
+    )
+    budget: Budget | None = Budget(load.id, period_start(load, EVENING, TZ), 0.0, feeding) if feeding else None
+    for t in range(n):
+        call = decide(
+            load, budget, now=starts[t].to_pydatetime(), timezone=TZ, soc_pct=25.5,
+            reserve_pct=BATTERY.reserve_pct, battery_w=0.0, power_w=HP_W, was_on=False, dt_s=0.0,
+        )  # fmt: skip
+        budget = call.budget
+        fed = bool(planned[t] > 0 and excluded[t] == 0)
+        assert fed is call.battery_feeds, t
+        if not call.battery_feeds:
+            assert (planned[t], excluded[t]) == ((HP_W, HP_W) if after_budget == "grid" else (0.0, 0.0)), t
+    assert budget is not None and budget.feeding is feeding  # never crossed a threshold
+
+
+@pytest.mark.parametrize(("priorities", "first"), [((30, 40), "a"), ((40, 30), "b"), ((30, 30), "a")])
+def test_two_heat_pumps_share_one_discharge_in_priority_order(priorities: tuple[int, int], first: str) -> None:
+    """1 kW of discharge, two 1 kW heat pumps with 1 kWh each: it feeds the first in the
+    dispatcher's order (lower priority number; config order on a tie) for two half-hours, which
+    spends that one's budget only; the other's is untouched and it is fed after (before, each
+    counted the whole discharge: both budgets spent after an hour, the second fed nothing)."""
+    n = 4
+    each = {"battery_budget_kwh": 1.0, "after_budget": "grid"}
+    loads = [
+        HeatPumpLoad.model_validate({**HP, **each, "id": name, "priority": p})
+        for name, p in zip("ab", priorities, strict=True)
+    ]
+    draws = tuple(HeatPumpDraw(load, np.full(n, HP_W)) for load in loads)
+    out = battery_shares(
+        draws, _walk_inputs(n), STEP, TZ, 80.0, np.full(n, 80.0), np.full(n, HP_W), BATTERY.reserve_pct
+    )
+    excluded = {load.id: ex.tolist() for load, (_, ex) in zip(loads, out, strict=True)}
+    second = "b" if first == "a" else "a"
+    assert excluded[first] == [0.0, 0.0, HP_W, HP_W]  # its 1 kWh spent in the first hour
+    assert excluded[second] == [0.0, 0.0, 0.0, 0.0]  # fed in the second hour, within its own budget
+    for draw, _ in out:  # under grid both stay on all evening: their draw is load throughout
+        np.testing.assert_allclose(draw, HP_W)

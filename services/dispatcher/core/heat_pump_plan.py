@@ -31,17 +31,20 @@ from shared.config.loads import HeatPumpLoad
 from .heat_pump import FLOOR_HYSTERESIS_PCT, _periods, _window_mask, _zone
 from .planner import PlanInputs, Schedule
 
-__all__ = ["HeatPumpDraw", "battery_share", "plan_with_heat_pumps"]
+__all__ = ["HeatPumpDraw", "battery_share", "battery_shares", "plan_with_heat_pumps"]
 
 
 @dataclass(frozen=True, eq=False)
 class HeatPumpDraw:
-    """One heat pump's expected draw per plan step (W, already in the plan's load) and the battery
-    energy it used in the budget period in force (Wh)."""
+    """One heat pump's expected draw per plan step (W, already in the plan's load), the battery
+    energy it used in the budget period in force (Wh) and whether the battery fed it at the
+    dispatcher's last call (``Budget.feeding``: the floor's hysteresis; False before any call, as
+    ``heat_pump.decide`` starts)."""
 
     load: HeatPumpLoad
     draw_w: np.ndarray
     used_wh: float = 0.0
+    feeding: bool = False
 
 
 def battery_share(
@@ -51,15 +54,17 @@ def battery_share(
     timezone: str,
     soc_pct_start: float,
     soc_pct_end: np.ndarray,
-    battery_w: np.ndarray,
+    discharge_w: np.ndarray,
     reserve_pct: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(its draw as the dispatcher will let it run, the part of that the battery will not cover),
-    W per step, along a planned SoC path and battery power (see the module docstring)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(its draw as the dispatcher will let it run, the part of that the battery will not cover,
+    the part the battery covers), W per step, along a planned SoC path with ``discharge_w`` of the
+    battery's discharge left for it (see the module docstring)."""
     load = hp.load
     n = len(hp.draw_w)
     draw = np.asarray(hp.draw_w, dtype=float).copy()
     excluded = np.zeros(n)
+    fed = np.zeros(n)
     local = starts.tz_convert(_zone(timezone))
     inside = _window_mask(load.run_window, local) if load.run_window is not None else np.zeros(n, dtype=bool)
     periods = _periods(load, local)
@@ -68,21 +73,47 @@ def battery_share(
     dt_h = step_s / 3600.0
     used = hp.used_wh
     period = int(periods[0]) if n else 0
-    feeding = True
+    feeding = hp.feeding
     soc = soc_pct_start
     for t in range(n):
         if int(periods[t]) != period:
             period, used = int(periods[t]), 0.0
         feeding = (soc > floor) if feeding else (soc >= floor + FLOOR_HYSTERESIS_PCT)
         if used < budget and feeding:
-            used += min(draw[t], max(0.0, float(battery_w[t]))) * dt_h
+            fed[t] = min(draw[t], max(0.0, float(discharge_w[t])))
+            used += fed[t] * dt_h
         elif draw[t] > 0:
             if inside[t] and load.after_budget == "off":
                 draw[t] = 0.0  # switched off: no load
             else:
                 excluded[t] = draw[t]  # on from the grid (or PV): not the battery's to cover
         soc = float(soc_pct_end[t])
-    return draw, excluded
+    return draw, excluded, fed
+
+
+def battery_shares(
+    heat_pumps: Sequence[HeatPumpDraw],
+    starts: pd.DatetimeIndex,
+    step_s: int,
+    timezone: str,
+    soc_pct_start: float,
+    soc_pct_end: np.ndarray,
+    battery_w: np.ndarray,
+    reserve_pct: float,
+) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """``battery_share`` of each heat pump (in the order given), the battery's one discharge shared
+    out in the dispatcher's order (lower ``priority`` first, the configuration's order on a tie, as
+    the arbiter's): what one heat pump takes is not there for the next, so no Wh is counted
+    against two budgets."""
+    left = np.maximum(np.asarray(battery_w, dtype=float), 0.0)
+    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for i in sorted(range(len(heat_pumps)), key=lambda i: heat_pumps[i].load.priority):
+        draw, excluded, fed = battery_share(
+            heat_pumps[i], starts, step_s, timezone, soc_pct_start, soc_pct_end, left, reserve_pct
+        )
+        left = left - fed
+        out[i] = (draw, excluded)
+    return tuple(out[i] for i in range(len(heat_pumps)))
 
 
 def plan_with_heat_pumps(
@@ -102,10 +133,10 @@ def plan_with_heat_pumps(
     reserve = inputs.battery.reserve_pct
     total_cut = np.zeros(inputs.steps)
     excluded = np.zeros(inputs.steps)
-    for hp in heat_pumps:
-        draw, out = battery_share(
-            hp, starts, inputs.step_s, timezone, inputs.soc_pct, first.soc_pct_end, first.battery_w, reserve
-        )
+    shares = battery_shares(
+        heat_pumps, starts, inputs.step_s, timezone, inputs.soc_pct, first.soc_pct_end, first.battery_w, reserve
+    )
+    for hp, (draw, out) in zip(heat_pumps, shares, strict=True):
         total_cut += np.asarray(hp.draw_w, dtype=float) - draw
         excluded += out
     if not total_cut.any() and not excluded.any():
