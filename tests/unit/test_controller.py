@@ -218,6 +218,26 @@ def test_heat_pump_budget_and_floor() -> None:
     assert control(low, None, Memory(), params)[0].battery_w == 100
 
 
+def test_two_heat_pumps_share_one_discharge_in_their_budgets() -> None:
+    """Two heat pumps (own CTs, 1 kW each) while the battery discharges 1 kW for a minute: that
+    kilowatt went to one of them, so it counts against one budget, the first in the arbiter's order
+    (lower priority number; configuration order on a tie), not against both (as the plan's
+    ``battery_shares`` counts it)."""
+    for priorities, first in (((30, 40), "a"), ((40, 30), "b"), ((30, 30), "a")):
+        pumps = tuple(
+            HeatPumpLoad(kind="heat_pump", id=name, meter=name, priority=p, battery_budget_kwh=1.0, min_soc_pct=25)
+            for name, p in zip("ab", priorities, strict=True)
+        )
+        params = ControlParams(battery=BATTERY, loads=pumps)
+        memory = Memory(at=T0 - timedelta(seconds=60), loads_on=(("a", True), ("b", True)))
+        s = snap(0, soc=60, battery=1000, grid=1000, mode=SELF, loads=(LoadReading("a", 1000), LoadReading("b", 1000)))
+        _, memory = control(s, None, memory, params)
+        used = {b.load: b.used_wh for b in memory.budgets}
+        second = "b" if first == "a" else "a"
+        assert used[first] == 1000 * 60 / 3600
+        assert used[second] == 0.0
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     loads=st.lists(st.floats(0, 6000), min_size=5, max_size=60),

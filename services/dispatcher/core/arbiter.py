@@ -81,6 +81,9 @@ def arbitrate(
     not_from_battery = 0.0
     budget_left: dict[str, float] = {}
     reasons: dict[str, str] = {}
+    # The battery's discharge, shared out over the heat pumps in this order: what one was fed is
+    # not counted against the next one's budget too (as the plan's ``battery_shares``).
+    discharge_left = max(0.0, snap.battery_w)
     for _, _, entity in entities:
         if entity == "battery":
             battery_share = min(max(remaining, 0.0), headroom)
@@ -98,13 +101,16 @@ def arbitrate(
                 timezone=params.timezone,
                 soc_pct=snap.soc_pct,
                 reserve_pct=reserve_pct,
-                battery_w=snap.battery_w,
+                battery_w=discharge_left,
                 power_w=power if load.id in metered else None,
                 was_on=bool(was_on.get(load.id)),
                 dt_s=dt_s,
                 battery_free=battery_free and not discharge_stopped,
             )
             budgets[load.id] = call.budget
+            discharge_left -= heat_pump.battery_fed_w(
+                power if load.id in metered else None, discharge_left, bool(was_on.get(load.id))
+            )
             budget_left[load.id] = call.left_wh
             reasons[load.id] = call.reason
         # ``remaining`` already counts this load's own consumption as surplus (its CT is in

@@ -45,6 +45,7 @@ __all__ = [
     "RECENT_DAYS",
     "Budget",
     "HeatPumpCall",
+    "battery_fed_w",
     "battery_fed_wh",
     "decide",
     "expected_draw_w",
@@ -122,16 +123,20 @@ def period_start(load: HeatPumpLoad, now: datetime, timezone: str) -> datetime:
     return (first + n * period).replace(tzinfo=zone)
 
 
-def battery_fed_wh(power_w: float | None, battery_w: float, was_on: bool, dt_s: float) -> float:
-    """Battery energy (Wh) that went to the heat pump over the last ``dt_s``: with its own CT
-    (``power_w``), the smaller of its draw and the battery's discharge; without one, the battery's
-    whole discharge while it was switched on."""
+def battery_fed_w(power_w: float | None, battery_w: float, was_on: bool) -> float:
+    """Battery power (W) going to the heat pump: with its own CT (``power_w``), the smaller of its
+    draw and the battery's discharge; without one, the battery's whole discharge while it was
+    switched on. ``battery_w``: the discharge left for it (the arbiter shares one discharge out
+    over several heat pumps in its order)."""
     discharge = max(0.0, battery_w)
     if power_w is not None:
-        fed = min(max(0.0, power_w), discharge)
-    else:
-        fed = discharge if was_on else 0.0
-    return fed * max(0.0, dt_s) / 3600.0
+        return min(max(0.0, power_w), discharge)
+    return discharge if was_on else 0.0
+
+
+def battery_fed_wh(power_w: float | None, battery_w: float, was_on: bool, dt_s: float) -> float:
+    """Battery energy (Wh) that went to the heat pump over the last ``dt_s`` (``battery_fed_w``)."""
+    return battery_fed_w(power_w, battery_w, was_on) * max(0.0, dt_s) / 3600.0
 
 
 def decide(
