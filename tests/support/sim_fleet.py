@@ -3,15 +3,18 @@
 The simulator (held at ``start`` until every service is online) and the inverter, meter and BMS
 bridges and the dispatcher, each its own process, on the given broker; an observer collects the
 simulator's ground truth and the messages of the topics asked for, each parsed into its contract
-model, until the simulated clock reaches ``end``. A process that exits early, or a run that takes
-longer than its simulated span at ``speed`` plus ``slack_s`` of wall time, fails the test.
+model, until the simulated clock reaches ``end``. The observer subscribes, and sees the held
+clock's truth at ``start``, before it releases the clock: every run's truths cover the same
+simulated window from ``start``, so a cumulative counter's rise from the first truth is the whole
+run's. A process that exits early, or a run that takes longer than its simulated span at
+``speed`` plus ``slack_s`` of wall time, fails the test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +24,7 @@ import yaml
 
 from services.devtools.demo import Fleet
 from services.devtools.endpoints import endpoint_map, read_endpoints
-from services.devtools.fleet_start import service_name, start_when_online
+from services.devtools.fleet_start import release_clock, service_name, wait_online
 from services.devtools.localbroker import Broker
 from shared import topics
 from shared.bus import Bus
@@ -49,17 +52,28 @@ async def watch_fleet(
     fleet: Fleet,
     watch: Mapping[str, type[Message]],
     *,
+    start: datetime,
     end: datetime,
     wall_s: float,
+    services: Iterable[str],
+    control_url: str,
 ) -> tuple[list[SimTruth], dict[str, list[Any]]]:
-    """The simulator's truths and each topic of ``watch`` (topic: model) until a truth at ``end``.
+    """The simulator's truths and each topic of ``watch`` (topic: model) from ``start`` until a
+    truth at ``end``.
 
-    Fails when a process of ``fleet`` exits or ``wall_s`` wall seconds pass first."""
+    Subscribes first, waits until ``services`` (announced names) are online and a truth of the
+    held clock at ``start`` has arrived, then releases the clock at ``control_url``: no truth of
+    the run is missed. Fails when a process of ``fleet`` exits, the held clock's truth is not at
+    ``start``, or ``wall_s`` wall seconds pass after the release before the run reaches ``end``."""
     truths: list[SimTruth] = []
     messages: dict[str, list[Any]] = {topic: [] for topic in watch}
 
     async def on_truth(_topic: str, truth: SimTruth) -> None:
         truths.append(truth)
+
+    def alive() -> None:
+        dead = fleet.dead()
+        assert not dead, f"{dead} exited early; logs in {fleet.workdir / 'logs'}"
 
     async with Bus(mqtt, site=site, service="e2e-observer", announce=False) as bus:
         bus.subscribe(topics.simulator_truth(site), SimTruth, on_truth)
@@ -70,10 +84,19 @@ async def watch_fleet(
 
             bus.subscribe(topic, model, on_message)
         await bus.subscribed(10)
+        # The simulated clock starts once every service is online: at high speed a dispatcher still
+        # importing HiGHS on a busy machine would miss the first hour.
+        await wait_online(mqtt, site, services, dead=fleet.dead)
+        ready_by = time.monotonic() + 30
+        while not truths:
+            alive()
+            assert time.monotonic() < ready_by, "no truth from the held simulator within 30 s"
+            await asyncio.sleep(0.1)
+        assert truths[0].sim_time == start, f"the held clock's first truth is at {truths[0].sim_time}, not {start}"
+        await asyncio.to_thread(release_clock, control_url)
         wall_limit = time.monotonic() + wall_s
-        while not truths or truths[-1].sim_time < end:
-            dead = fleet.dead()
-            assert not dead, f"{dead} exited early; logs in {fleet.workdir / 'logs'}"
+        while truths[-1].sim_time < end:
+            alive()
             assert time.monotonic() < wall_limit, f"the simulated run to {end:%Y-%m-%d %H:%M} did not finish in time"
             await asyncio.sleep(0.5)
     return truths, messages
@@ -102,13 +125,13 @@ def run_fleet(
         for service in FLEET_SERVICES:
             fleet.start(service, f"services.{service}")
         mqtt = MqttConfig(host=broker.host, port=broker.port)
-        # The simulated clock starts once every service is online: at high speed a dispatcher still
-        # importing HiGHS on a busy machine would miss the first hour.
-        start_when_online(
-            mqtt, data["site"], map(service_name, FLEET_SERVICES), endpoint_map(endpoints)["control"], dead=fleet.dead
-        )
         wall_s = (end - start).total_seconds() / speed + slack_s
-        truths, messages = asyncio.run(watch_fleet(mqtt, data["site"], fleet, watch, end=end, wall_s=wall_s))
+        truths, messages = asyncio.run(
+            watch_fleet(
+                mqtt, data["site"], fleet, watch, start=start, end=end, wall_s=wall_s,
+                services=map(service_name, FLEET_SERVICES), control_url=endpoint_map(endpoints)["control"],
+            )
+        )  # fmt: skip
     finally:
         fleet.stop()
     return FleetRun(fleet, truths, messages)
