@@ -102,7 +102,18 @@ async def drive(mqtt: MqttConfig, site: str, fleet: Fleet, control_url: str) -> 
         # the decisions published until then (after the mode change) are the control cycles it took
         cycles = len(decisions) - asked_at
         charged = any(w["register"] == CHARGE_REGISTER for w in passive_writes(control_url)[seen:])
-        return (cycles if charged else -1), decisions[asked_at:]
+        if not charged:
+            return -1, decisions[asked_at:]
+        # The dispatcher publishes the decision beside the command, so the write can be seen at the
+        # inverter before the decision reaches us (cycles 0, no force_charge decision yet): wait for
+        # it and count the cycle it was made in.
+        await until(
+            lambda: any(d.mode == "force_charge" for d in decisions[asked_at:]),
+            15,
+            "the force_charge decision behind the charge write",
+        )
+        first = next(i for i, d in enumerate(decisions[asked_at:]) if d.mode == "force_charge")
+        return max(cycles, first + 1), decisions[asked_at:]
 
 
 def test_force_charge_reaches_the_inverter_within_two_control_cycles(tmp_path: Path, own_broker: Broker) -> None:
