@@ -17,7 +17,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +112,11 @@ def make_config(site: str, broker: Broker, tmp: Path) -> Path:
     return path
 
 
-def inverter_state(soc: float = 60.0, battery_w: float = 0.0, grid_w: float = 0.0) -> InverterState:
+def inverter_state(
+    soc: float = 60.0, battery_w: float = 0.0, grid_w: float = 0.0, ts: datetime | None = None
+) -> InverterState:
     return InverterState(
-        ts=utc_now(), device="inv1", model="sofar_me3000sp", running_state=RunningState.WAIT,
+        ts=ts or utc_now(), device="inv1", model="sofar_me3000sp", running_state=RunningState.WAIT,
         battery_power_w=battery_w, battery_soc_pct=soc, battery_voltage_v=52.0, battery_temp_c=20.0,
         grid_power_w=grid_w, grid_voltage_v=240.0, grid_frequency_hz=50.0, load_power_w=600.0, pv_power_w=0.0,
         pv_energy_today_wh=0, export_energy_today_wh=0, import_energy_today_wh=0, load_energy_today_wh=0,
@@ -122,16 +124,16 @@ def inverter_state(soc: float = 60.0, battery_w: float = 0.0, grid_w: float = 0.
     )
 
 
-def meter_state(device: str, role: MeterRole, power_w: float) -> MeterState:
+def meter_state(device: str, role: MeterRole, power_w: float, ts: datetime | None = None) -> MeterState:
     return MeterState(
-        ts=utc_now(), device=device, model="eastron_sdm120", role=role, power_w=power_w, voltage_v=240.0,
+        ts=ts or utc_now(), device=device, model="eastron_sdm120", role=role, power_w=power_w, voltage_v=240.0,
         current_a=abs(power_w) / 240.0, frequency_hz=50.0, import_energy_wh=0.0, export_energy_wh=0.0,
     )
 
 
-def battery_state(soc: float = 60.0) -> BatteryState:
+def battery_state(soc: float = 60.0, ts: datetime | None = None) -> BatteryState:
     return BatteryState(
-        ts=utc_now(), device="bat1", voltage_v=52.0, current_a=0.0, power_w=0.0, soc_pct=soc,
+        ts=ts or utc_now(), device="bat1", voltage_v=52.0, current_a=0.0, power_w=0.0, soc_pct=soc,
         limits=BatteryLimits(charge_current_a=50.0, discharge_current_a=50.0),
     )
 
@@ -176,12 +178,18 @@ class Watch:
 
 async def feed(bus: Bus, site: str, house: House) -> None:
     while True:
-        await bus.publish(topics.inverter_state(site, "inv1"), inverter_state(house.soc, grid_w=house.grid_w))
-        await bus.publish(topics.battery_state(site, "bat1"), battery_state(house.soc))
+        # One instant for every reading of a round: the fake inverter never follows a command, so
+        # an inverter reading stamped before the meter's across the 10 s a command is given to
+        # settle (controller.battery_seen) would be taken for a stale one and replaced by the
+        # setpoint (800 W read as 1,600 W in a loaded CI run); real bridges read at their own times.
+        now = utc_now()
+        await bus.publish(topics.inverter_state(site, "inv1"), inverter_state(house.soc, grid_w=house.grid_w, ts=now))
+        await bus.publish(topics.battery_state(site, "bat1"), battery_state(house.soc, ts=now))
         if house.meters_on:
             await bus.publish(topics.meter_state(site, "immersion-ct"),
-                              meter_state("immersion-ct", MeterRole.IMMERSION, house.immersion_w))
-            await bus.publish(topics.meter_state(site, "grid"), meter_state("grid", MeterRole.GRID, house.grid_w))
+                              meter_state("immersion-ct", MeterRole.IMMERSION, house.immersion_w, ts=now))
+            grid = meter_state("grid", MeterRole.GRID, house.grid_w, ts=now)
+            await bus.publish(topics.meter_state(site, "grid"), grid)
         await asyncio.sleep(house.period_s)
 
 
