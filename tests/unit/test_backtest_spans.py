@@ -7,13 +7,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import shared.energy.accounting as accounting
-from services.backtest.data import Series, read_series
+from services.backtest.data import Series
 from services.backtest.engine import Carry, Replay, Setup, resets, same_state, simulate
 from services.backtest.parallel import run_policies, span_bounds
 from services.dispatcher.core.forecast import PvArray
@@ -25,16 +24,7 @@ from shared.energy.tariff import tariff_from_config
 
 from .test_backtest_heat_pump import night
 from .test_backtest_heat_pump import setup as heat_pump_setup
-
-SEED = Path(__file__).parents[2] / "deploy/scenarios/seed-house-year.csv"
-E7 = {
-    "import": {
-        "kind": "two_rate",
-        "off_peak": {"start": "00:30", "end": "07:30", "price_per_kwh": 0.09},
-        "peak_price_per_kwh": 0.30,
-    },
-    "export": {"kind": "flat", "price_per_kwh": 0.05},
-}
+from .test_backtest_policies import E7, _slice
 
 
 def _setup() -> Setup:
@@ -45,12 +35,6 @@ def _setup() -> Setup:
         "Europe/London",
         PvArray(4.0, 30.0, 141.0, 53.6, -0.5),
     )
-
-
-def _slice(days: int, first_day: int) -> Series:
-    full = read_series(SEED)
-    rows = slice(first_day * 48, (first_day + days) * 48)
-    return Series(full.times[rows], full.load_w[rows], full.pv_w[rows], full.step_s)
 
 
 def _close(a: object, b: object, path: str, abs_tol: float) -> None:
