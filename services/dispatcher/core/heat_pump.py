@@ -45,6 +45,7 @@ __all__ = [
     "RECENT_DAYS",
     "Budget",
     "HeatPumpCall",
+    "above_floor",
     "battery_fed_w",
     "battery_fed_wh",
     "decide",
@@ -123,6 +124,14 @@ def period_start(load: HeatPumpLoad, now: datetime, timezone: str) -> datetime:
     return (first + n * period).replace(tzinfo=zone)
 
 
+def above_floor(load: HeatPumpLoad, reserve_pct: float, soc_pct: float, feeding: bool) -> bool:
+    """The battery may (go on) feeding it at ``soc_pct``: above its floor (its ``min_soc_pct`` or
+    the reserve, whichever is higher) while it was feeding, ``FLOOR_HYSTERESIS_PCT`` above it to
+    resume. One rule for the dispatcher's call and the plan's walk."""
+    floor = max(load.min_soc_pct, reserve_pct)
+    return soc_pct > floor if feeding else soc_pct >= floor + FLOOR_HYSTERESIS_PCT
+
+
 def battery_fed_w(power_w: float | None, battery_w: float, was_on: bool) -> float:
     """Battery power (W) going to the heat pump: with its own CT (``power_w``), the smaller of its
     draw and the battery's discharge; without one, the battery's whole discharge while it was
@@ -162,9 +171,7 @@ def decide(
     feeding = budget.feeding if budget is not None else False
     used += battery_fed_wh(power_w, battery_w, was_on, dt_s)
     left = load.battery_budget_kwh * 1000.0 - used
-    floor = max(load.min_soc_pct, reserve_pct)
-    above_floor = soc_pct > floor if feeding else soc_pct >= floor + FLOOR_HYSTERESIS_PCT
-    feeds = left > 0 and above_floor
+    feeds = left > 0 and above_floor(load, reserve_pct, soc_pct, feeding)
     spent = "heat_pump_budget_spent" if left <= 0 else "heat_pump_soc_floor"
     after = Budget(load.id, start, used, feeds)
     window = load.run_window

@@ -28,7 +28,7 @@ import pandas as pd
 
 from shared.config.loads import HeatPumpLoad
 
-from .heat_pump import FLOOR_HYSTERESIS_PCT, _periods, _window_mask, _zone
+from .heat_pump import _periods, _window_mask, _zone, above_floor, battery_fed_w
 from .planner import PlanInputs, Schedule
 
 __all__ = ["HeatPumpDraw", "battery_share", "battery_shares", "plan_with_heat_pumps"]
@@ -69,7 +69,6 @@ def battery_share(
     inside = _window_mask(load.run_window, local) if load.run_window is not None else np.zeros(n, dtype=bool)
     periods = _periods(load, local)
     budget = load.battery_budget_kwh * 1000.0
-    floor = max(load.min_soc_pct, reserve_pct)
     dt_h = step_s / 3600.0
     used = hp.used_wh
     period = int(periods[0]) if n else 0
@@ -78,9 +77,9 @@ def battery_share(
     for t in range(n):
         if int(periods[t]) != period:
             period, used = int(periods[t]), 0.0
-        feeding = (soc > floor) if feeding else (soc >= floor + FLOOR_HYSTERESIS_PCT)
+        feeding = above_floor(load, reserve_pct, soc, feeding)
         if used < budget and feeding:
-            fed[t] = min(draw[t], max(0.0, float(discharge_w[t])))
+            fed[t] = battery_fed_w(float(draw[t]), float(discharge_w[t]), was_on=True)
             used += fed[t] * dt_h
         elif draw[t] > 0:
             if inside[t] and load.after_budget == "off":
